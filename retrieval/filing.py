@@ -1,0 +1,107 @@
+"""The parsed filing: a ``Filing`` with its ``Item`` sections, each a sequence of blocks.
+
+Narrative and tables are kept apart: an item's ``blocks`` are either ``text``
+paragraphs or ``table`` blocks carrying structured ``rows``.  ``Item.text`` is
+the reading-order rendering of all blocks (table rows as ``cell | cell``), and
+every block records its character span in ``Item.text`` so that evidence can
+be traced back to the exact characters of the filing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+ItemStatus = Literal["body", "stub", "absent"]
+BlockKind = Literal["text", "table"]
+
+
+@dataclass
+class Block:
+    """A paragraph (``text``) or a table (``table``, with ``rows``) inside an item."""
+
+    kind: BlockKind
+    start: int  # offset of the block in Item.text
+    end: int
+    rows: list[list[str]] | None = None
+
+
+@dataclass
+class Item:
+    """One 10-K Item (``"1A"``) with its title, status, text and blocks."""
+
+    item: str
+    title: str
+    part: str
+    status: ItemStatus
+    text: str = ""
+    blocks: list[Block] = field(default_factory=list)
+    reference: str | None = None  # what a stub points to ("Exhibit 13", "Proxy Statement")
+    start: int | None = None  # offset of the item text in Filing.text
+    end: int | None = None
+
+    @property
+    def narrative(self) -> str:
+        """The item's prose without its tables."""
+        return "\n".join(self.text[b.start : b.end] for b in self.blocks if b.kind == "text")
+
+    @property
+    def tables(self) -> list[list[list[str]]]:
+        """The item's tables as lists of rows of cells."""
+        return [b.rows or [] for b in self.blocks if b.kind == "table"]
+
+    def to_dict(self, with_blocks: bool = False) -> dict:
+        data = {
+            "title": self.title,
+            "part": self.part,
+            "status": self.status,
+            "text": self.text,
+            "reference": self.reference,
+            "tables": self.tables,
+        }
+        if with_blocks:
+            data["blocks"] = [asdict(b) for b in self.blocks]
+        return data
+
+
+@dataclass
+class Filing:
+    """A parsed 10-K: metadata plus its items keyed by item id in canonical order."""
+
+    company: str | None
+    cik: str | None
+    form: str
+    fiscal_year: int | None
+    period_end: str | None  # ISO date when known
+    source: str  # path or URL it was read from
+    source_type: Literal["html", "text", "pdf"]
+    content_hash: str  # sha256 of the source bytes
+    text: str  # the whole document text the item offsets refer to
+    items: dict[str, Item] = field(default_factory=dict)
+    ticker: str | None = None
+    accession: str | None = None
+
+    def metadata(self) -> dict:
+        """Metadata without the texts (JSON-ready)."""
+        return {
+            "company": self.company,
+            "cik": self.cik,
+            "ticker": self.ticker,
+            "form": self.form,
+            "fiscal_year": self.fiscal_year,
+            "period_end": self.period_end,
+            "accession": self.accession,
+            "source": self.source,
+            "source_type": self.source_type,
+            "content_hash": self.content_hash,
+        }
+
+    def present_items(self) -> list[Item]:
+        """Items that are in the filing (body or stub), in order."""
+        return [i for i in self.items.values() if i.status != "absent"]
+
+    def to_dict(self) -> dict:
+        return {
+            "filing": self.metadata(),
+            "items": {key: item.to_dict() for key, item in self.items.items()},
+        }
