@@ -24,6 +24,8 @@ class Block:
     start: int  # offset of the block in Item.text
     end: int
     rows: list[list[str]] | None = None
+    page: int | None = None  # 0-based source page (PDFs), when known
+    source_start: int | None = None  # offset of the block in Filing.text
 
 
 @dataclass
@@ -80,6 +82,15 @@ class Filing:
     items: dict[str, Item] = field(default_factory=dict)
     ticker: str | None = None
     accession: str | None = None
+    page_starts: list[int] = field(default_factory=list)  # PDFs: offset in ``text`` where each page starts
+
+    def page_of(self, offset: int) -> int | None:
+        """0-based page holding ``offset`` of ``text`` (PDFs only)."""
+        if not self.page_starts:
+            return None
+        import bisect
+
+        return max(0, bisect.bisect_right(self.page_starts, offset) - 1)
 
     def metadata(self) -> dict:
         """Metadata without the texts (JSON-ready)."""
