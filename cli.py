@@ -69,5 +69,32 @@ def sections(
         console.print(sections_table(filing))
 
 
+@app.command()
+@friendly_errors
+def fetch(
+    ticker: Optional[str] = typer.Option(None, "--ticker", "-t", help="Stock ticker, e.g. AAPL."),
+    cik: Optional[str] = typer.Option(None, "--cik", help="SEC CIK (wins over --ticker), e.g. 320193."),
+    years: Optional[str] = typer.Option(
+        None, "--years", "-y", help="Fiscal years (year of the period end): 2023, 2019-2024 or 2019,2021. Default: all."
+    ),
+    amendments: bool = typer.Option(False, "--amendments", help="Also fetch amendments (10-K/A ...)."),
+    base_url: Optional[str] = typer.Option(
+        None, "--base-url", help="Serve both EDGAR hosts from this URL (mirror or test server)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Download 10-K filings from SEC EDGAR into the data home (needs SEC_USER_AGENT)."""
+    from filinglens.retrieval.edgar import RichProgress, fetch_filings, fetch_table
+
+    with RichProgress(err_console) as progress:
+        report = fetch_filings(ticker, cik, years, amendments, base_url=base_url, progress=progress)
+    if as_json:
+        print_json(report.to_dict())
+    elif not report.results:
+        err_console.print(f"[yellow]no 10-K filings on EDGAR for {report.company or report.cik} in those years[/]")
+    else:
+        console.print(fetch_table(report))
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()
