@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from filinglens.retrieval.blocks import DocBlock
 from filinglens.retrieval.filing import Block, Item
@@ -31,7 +31,7 @@ _PART_NUM = {"I": 1, "II": 2, "III": 3, "IV": 4}
 HEADING = re.compile(
     r"""^(?:part\s+(?:iv|i{1,3})\s*[,.:\-–—]?\s*)?
     items?\s*(?P<num>\d{1,2})\s?(?P<let>[a-c])?(?P<t>\s*\(t\))?(?![0-9a-z])
-    (?:\s*(?:and|&|,|through|to|-|–)\s*(?P<num2>\d{1,2})(?P<let2>[a-c])?(?![0-9a-z]))?
+    (?P<more>(?:\s*(?:,\s*and|and|&|,|through|to|-|–)\s*\d{1,2}[a-c]?(?![0-9a-z]))+)?
     \s*(?P<sep>[.:\-–—]*)\s*(?P<rest>.*)$""",
     re.I | re.X | re.S,
 )
@@ -143,7 +143,7 @@ class Candidate:
     title_blocks: int  # 1, or 2 when the title is the next paragraph
     title_match: bool
     toc_like: bool
-    also: str | None = None  # second item of a combined heading ("Items 1 and 2")
+    also: list[str] = field(default_factory=list)  # further items of a combined heading ("Items 1 and 2")
 
     @property
     def order(self) -> int:
@@ -191,15 +191,15 @@ def find_candidates(blocks: list[DocBlock]) -> list[Candidate]:
             continue  # "Item 1A, Risk Factors, describes ..." / "Item 7 of this report"
         if re.match(r"^(of|in|to|and|or|for|above|below|herein|hereof)\b", rest, re.I):
             continue
-        also = None
-        if m["num2"]:
-            second = _item_id(m["num2"], m["let2"])
-            if second in _ITEM_ORDER and _ITEM_ORDER[second] > _ITEM_ORDER[item]:
-                also = second
+        also = [
+            other
+            for num, let in re.findall(r"(\d{1,2})([a-c]?)", m["more"] or "", re.I)
+            if (other := _item_id(num, let)) in _ITEM_ORDER and _ITEM_ORDER[other] > _ITEM_ORDER[item]
+        ]
         title_blocks = 1
         cut = _match_title(item, rest)
-        if also and not cut:
-            cut = _match_title(also, rest)
+        for other in also:
+            cut = cut or _match_title(other, rest)
         if not cut and rest and i + 1 < len(blocks) and blocks[i + 1].kind == "text" and len(rest) < 200:
             joined = rest + " " + blocks[i + 1].text  # a title wrapped onto the next line (PDFs)
             cut2 = _match_title(item, joined)
@@ -208,6 +208,8 @@ def find_candidates(blocks: list[DocBlock]) -> list[Candidate]:
         title_match = cut > 0
         if title_match:
             title, remainder = rest[:cut], rest[cut:]
+            if _PAGE_NUMBER.match(remainder.strip()):
+                remainder = ""  # "Item 1. Business 4": a table-of-contents line
         elif len(rest) <= 200 and not re.search(r"[.!?]\s+\S", rest):
             title, remainder = rest, ""
         elif len(block.text) <= 400:
@@ -221,7 +223,7 @@ def find_candidates(blocks: list[DocBlock]) -> list[Candidate]:
                 if not HEADING.match(nxt):
                     title, title_blocks = nxt, 2
                     title_match = bool(_match_title(item, nxt))
-        toc_like = bool(_TOC_TAIL.search(" " + rest)) and len(block.text) < 250 and not remainder
+        toc_like = bool(_TOC_TAIL.search(" " + rest)) and len(block.text) < 250
         out.append(
             Candidate(
                 block=i,
@@ -344,7 +346,8 @@ def build_items(blocks: list[DocBlock]) -> tuple[dict[str, Item], str, list[int]
             while len(page_starts) <= b.page:
                 page_starts.append(off)
 
-    chain = choose_headings(find_candidates(blocks), [len(t) + 1 for t in texts])
+    candidates = find_candidates(blocks)
+    chain = choose_headings(candidates, [len(t) + 1 for t in texts])
     parts = {
         i: _PART_NUM[m["part"].upper()]
         for i, b in enumerate(blocks)
@@ -385,12 +388,19 @@ def build_items(blocks: list[DocBlock]) -> tuple[dict[str, Item], str, list[int]
             body.append((b, doc_offsets[i]))
         item = _make_item(cand.item, cand.title or spec.title, spec.part, body)
         items[cand.item] = item
-        if cand.also and cand.also not in items:
-            also_spec = _SPECS[cand.also]
-            items[cand.also] = Item(
-                item=cand.also, title=also_spec.title, part=also_spec.part, status="stub",
-                reference=f"combined with Item {cand.item}",
-            )
+        for other in cand.also:
+            if other not in items:
+                spec2 = _SPECS[other]
+                items[other] = Item(
+                    item=other, title=spec2.title, part=spec2.part, status="stub",
+                    reference=f"Item {cand.item} (combined heading)",
+                )
+    # Items printed only in the table of contents with "N/A" / "None" are stubs.
+    for cand in candidates:
+        if cand.item not in items and cand.remainder and classify(cand.remainder)[0] == "stub":
+            spec = _SPECS[cand.item]
+            items[cand.item] = _make_item(cand.item, cand.title or spec.title, spec.part, [])
+            items[cand.item].text = cand.remainder
     ordered: dict[str, Item] = {}
     for spec in item_specs():
         ordered[spec.item] = items.get(spec.item) or Item(item=spec.item, title=spec.title, part=spec.part, status="absent")

@@ -163,7 +163,9 @@ def _fiscal_year(facts: dict, period_end: str | None) -> int | None:
     if re.fullmatch(r"(19|20)\d\d", focus):
         return int(focus)
     if period_end:
-        return int(period_end[:4])
+        year, month, day = (int(x) for x in period_end.split("-"))
+        # 52/53-week years that end in the first days of January belong to the year before
+        return year - 1 if month == 1 and day <= 7 else year
     return None
 
 
@@ -184,23 +186,31 @@ def _company_from_cover(blocks: list[DocBlock]) -> str | None:
         m = _FILE_NUMBER.search(b.text)
         if m:
             after = b.text[m.end() :].strip()
-            if after and len(after) < 100:
-                return after
-            if i + 1 < len(blocks) and len(blocks[i + 1].text) < 100:
-                return blocks[i + 1].text.strip()
+            for text in (after, blocks[i + 1].text if i + 1 < len(blocks) else ""):
+                name = _clean_name(text)
+                if name and len(name) < 100:
+                    return name
     return None
 
 
 def _company_from_registrant_marker(blocks: list[DocBlock]) -> str | None:
     for i, b in enumerate(blocks[:120]):
         if _REGISTRANT.search(b.text):
-            before = b.text[: _REGISTRANT.search(b.text).start()].strip()
+            before = _clean_name(b.text[: _REGISTRANT.search(b.text).start()])
             if before:
                 return before[-120:].strip()
             for prev in reversed(blocks[max(0, i - 3) : i]):
-                if prev.text.strip() and len(prev.text) < 150:
-                    return prev.text.strip()
+                number = _FILE_NUMBER.search(prev.text)
+                name = _clean_name(prev.text[number.end() :] if number else prev.text)
+                if name and len(name) < 150:
+                    return name
     return None
+
+
+def _clean_name(text: str) -> str:
+    """Strip rules (``____``), file numbers and punctuation around a registrant name."""
+    text = _FILE_NUMBER.sub("", text)
+    return re.sub(r"^[\W_]+|[\s_]+$", "", text).strip()
 
 
 def _ticker_from_name(name: str) -> str | None:

@@ -12,6 +12,8 @@ from filinglens.retrieval.blocks import DocBlock, clean_row
 
 _NUMERIC_TOKEN = re.compile(r"^(?:\$|\(?\$?-?[\d,]*\.?\d+\)?%?|—|–|-|\)|%)$")
 _HEADING_LINE = re.compile(r"^(?:part\s+(?:iv|i{1,3})\b|items?\s*\d{1,2}[a-c]?\b|signatures?$)", re.I)
+# "... financial position. ITEM 4. MINE SAFETY DISCLOSURES Not applicable." on one text line
+_EMBEDDED_HEADING = re.compile(r"(?<=[.!?)”\"])\s+(?=ITEMS?\s+\d{1,2}[A-C]?\.\s+[A-Z]{2})")
 _SENTENCE_END = re.compile(r"[.:;!?”\"]$")
 
 
@@ -50,7 +52,11 @@ def _numeric_split(line: str) -> list[str] | None:
 
 def page_blocks(text: str, page: int) -> list[DocBlock]:
     """Group one page's lines into paragraphs and tables."""
-    lines = [re.sub(r"\s+", " ", ln).strip() for ln in text.replace("\r", "\n").split("\n")]
+    # pdfium ends lines with CR LF; a bare LF separates words drawn one by one (bold text)
+    if "\r" in text:
+        text = text.replace("\r\n", "\r").replace("\n", " ").replace("\r", "\n")
+    lines = [re.sub(r"\s+", " ", ln).strip() for ln in text.split("\n")]
+    lines = [part for ln in lines for part in _EMBEDDED_HEADING.split(ln)]
     lines = [ln for ln in lines if ln]
     if not lines:
         return []

@@ -74,12 +74,10 @@ def _paragraphs(chunk: str) -> list[DocBlock]:
         if not stripped:
             flush()
             continue
-        # a heading-looking line ends the paragraph before it and stands alone
+        # a heading-looking line starts a paragraph of its own (a wrapped
+        # heading continues on the next lines, up to the blank line)
         if re.match(r"^(item\s+\d|part\s+[iv]+\b|signatures?$)", stripped, re.I) and len(stripped) < 120:
             flush()
-            para.append(stripped)
-            flush()
-            continue
         para.append(stripped)
     flush()
     return out

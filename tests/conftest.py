@@ -1,0 +1,38 @@
+"""Suite-wide fixtures: every test gets its own empty data home; shared data must be present."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from filinglens.settings import shared_dir
+
+
+@pytest.fixture(autouse=True)
+def _isolated_data_home(tmp_path_factory, monkeypatch):
+    """Never touch the user's ~/.filinglens from tests: each test gets an empty data home."""
+    monkeypatch.setenv("FILINGLENS_HOME", str(tmp_path_factory.mktemp("home")))
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    """``../shared`` beside the repository; its absence is a failure, not a skip."""
+    root = shared_dir()
+    assert (root / "data").is_dir(), f"shared test data not found at {root} (expected ../shared beside the repo)"
+    return root / "data"
+
+
+@pytest.fixture(scope="session")
+def parsed(shared):
+    """``parsed("pdf/APPLE_2019_10K.pdf")``: parse a shared filing once per test session."""
+    from filinglens.retrieval.parse import parse_filing
+
+    cache: dict = {}
+
+    def load(relative: str):
+        if relative not in cache:
+            cache[relative] = parse_filing(shared / "filings" / relative)
+        return cache[relative]
+
+    return load
