@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from lxml import etree, html
+from lxml import etree
 
 from filinglens.errors import InputError
 from filinglens.retrieval.blocks import DocBlock, clean_row, collapse, table_blocks
@@ -23,6 +23,7 @@ SKIP_TAGS = frozenset("script style head noscript ix:header xbrli:context".split
 _HIDDEN = re.compile(r"display\s*:\s*none", re.I)
 _PAGE_BREAK = re.compile(r"page-break-(?:before|after)\s*:\s*always|break-(?:before|after)\s*:\s*page", re.I)
 _XML_DECL = re.compile(r"^\s*<\?xml[^>]*\?>", re.I)
+_PARSER = etree.HTMLParser(remove_blank_text=False, recover=True, huge_tree=True)
 DEI_FACTS = (
     "dei:EntityRegistrantName",
     "dei:EntityCentralIndexKey",
@@ -42,7 +43,9 @@ def parse_html(markup: str) -> tuple[list[DocBlock], dict[str, str]]:
     """Return the visible blocks of an HTML document and its ``dei:`` cover facts."""
     markup = _XML_DECL.sub("", markup, count=1)
     try:
-        root = html.document_fromstring(markup)
+        root = etree.fromstring(markup, _PARSER)
+        if root is None:
+            raise ValueError("no document")
     except (etree.ParserError, ValueError) as exc:
         raise InputError(f"cannot parse HTML: {exc}") from exc
     facts = _dei_facts(root)
@@ -96,25 +99,10 @@ def parse_html(markup: str) -> tuple[list[DocBlock], dict[str, str]]:
 
 
 def _cell_text(cell) -> str:
-    """Text of a table cell; nested block tags (p, div, br) separate words."""
-    parts: list[str] = []
-    walker = etree.iterwalk(cell, events=("start", "end"))
-    for event, node in walker:
-        tag = _tag(node)
-        if event == "start":
-            if node is not cell and (not tag or tag in SKIP_TAGS or _HIDDEN.search(node.get("style") or "")):
-                walker.skip_subtree()
-                continue
-            if tag in BLOCK_TAGS:
-                parts.append(" ")
-            if node.text:
-                parts.append(node.text)
-        elif node is not cell:
-            if tag in BLOCK_TAGS:
-                parts.append(" ")
-            if node.tail:
-                parts.append(node.tail)
-    return "".join(parts)
+    """Text of a table cell; text pieces of nested elements are separated by spaces."""
+    if len(cell) == 0:
+        return cell.text or ""
+    return " ".join(cell.itertext())
 
 
 def _table_rows(table) -> list[list[str]]:
@@ -128,9 +116,7 @@ def _table_rows(table) -> list[list[str]]:
 
 def _dei_facts(root) -> dict[str, str]:
     facts: dict[str, str] = {}
-    for el in root.iter():
-        if not isinstance(el.tag, str) or not el.tag.lower().startswith("ix:non"):
-            continue
+    for el in root.xpath("//*[starts-with(@name, 'dei:')]"):
         name = el.get("name")
         if name in DEI_FACTS and name not in facts:
             value = collapse(" ".join(el.itertext()))

@@ -26,7 +26,6 @@ _spec.loader.exec_module(fake_edgar)
 Failure = fake_edgar.Failure
 
 SHARED_HTML = settings.shared_dir() / "data" / "filings" / "html"
-pytestmark = pytest.mark.skipif(not SHARED_HTML.is_dir(), reason="shared filings not available")
 
 AGENT = "FilingLens tests tests@example.com"
 
