@@ -1,0 +1,237 @@
+"""Versioned prompt files: find, validate, resolve and hash them.
+
+A rating prompt is one YAML file per category and version
+(``prompts/rating/<category>/<version>.yaml``). A version may ``extends:``
+another version of the same category and override fields; the shared
+wording of each rating method lives in ``prompts/rating/templates/<method>.yaml``.
+The content hash covers the fully resolved prompt (template included), so
+any change to what the model sees changes the hash recorded with a rating.
+
+User prompt directories (``FILINGLENS_PROMPTS``, ``os.pathsep``-separated, or
+``extra_dirs``) are searched before the built-in one: drop
+``<dir>/rating/<category>/<version>.yaml`` there to add a category or version.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import os
+import re
+from datetime import date
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+
+from filinglens.errors import ConfigError
+
+BUILTIN_DIR = Path(__file__).parent
+METHODS = ("direct", "yesno", "cot")
+
+
+class Questions(BaseModel):
+    """Yes/no questions of the ``yesno`` method."""
+
+    level1: str
+    level2: list[str] = Field(min_length=1)
+
+
+class Retrieval(BaseModel):
+    """How evidence for this category is gathered."""
+
+    items: list[str] = Field(default_factory=list)
+    queries: list[str] = Field(min_length=1)
+    evidence_chunks: int = Field(default=8, ge=1, le=50)
+
+
+class RatingPrompt(BaseModel):
+    """A resolved rating prompt: rubric, method, wording and metadata."""
+
+    category: str
+    version: str
+    title: str
+    method: Literal["direct", "yesno", "cot"]
+    description: str
+    rubric: dict[int, str]
+    retrieval: Retrieval
+    system: str
+    user: str
+    strictness: str = ""
+    questions: Questions | None = None
+    cutoffs: list[float] = Field(default_factory=lambda: [0.5, 1.5])
+    examples: list[dict] = Field(default_factory=list)
+    created: str | None = None
+    note: str | None = None
+    path: str | None = Field(default=None, exclude=True)
+
+    @field_validator("rubric")
+    @classmethod
+    def _three_levels(cls, rubric: dict[int, str]) -> dict[int, str]:
+        if sorted(rubric) != [0, 1, 2] or not all(v.strip() for v in rubric.values()):
+            raise ValueError("rubric must define levels 0, 1 and 2")
+        return rubric
+
+    @field_validator("created", mode="before")
+    @classmethod
+    def _date_to_str(cls, value):
+        return value.isoformat() if isinstance(value, date) else value
+
+    @model_validator(mode="after")
+    def _method_needs(self) -> "RatingPrompt":
+        if self.method == "yesno" and self.questions is None:
+            raise ValueError("method yesno needs `questions` (level1, level2)")
+        if len(self.cutoffs) != 2 or not 0 <= self.cutoffs[0] < self.cutoffs[1] <= 2:
+            raise ValueError("cutoffs must be two increasing numbers within [0, 2]")
+        for field_name in ("system", "user"):
+            try:
+                getattr(self, field_name).format_map(_Probe())
+            except (ValueError, IndexError) as exc:
+                raise ValueError(f"{field_name} template does not format: {exc}") from exc
+        return self
+
+    @property
+    def ref(self) -> str:
+        """``category@version``."""
+        return f"{self.category}@{self.version}"
+
+    @property
+    def hash(self) -> str:
+        """sha256 (first 16 hex digits) of the resolved prompt content."""
+        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    def render_yaml(self) -> str:
+        """The resolved prompt as YAML (what ``prompts show`` prints and ``diff`` compares)."""
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True, width=100)
+
+
+class _Probe(dict):
+    def __missing__(self, key):
+        return ""
+
+
+def prompt_dirs(extra_dirs: list[Path] | None = None) -> list[Path]:
+    """Directories searched for prompts, user ones first."""
+    dirs = [Path(p) for p in (extra_dirs or [])]
+    env = os.environ.get("FILINGLENS_PROMPTS")
+    if env:
+        dirs += [Path(p) for p in env.split(os.pathsep) if p]
+    return dirs + [BUILTIN_DIR]
+
+
+def _version_key(version: str) -> tuple:
+    return tuple(int(n) if n.isdigit() else n for n in re.findall(r"\d+|\D+", version))
+
+
+def _files(dirs: list[Path]) -> dict[tuple[str, str], Path]:
+    found: dict[tuple[str, str], Path] = {}
+    for base in reversed(dirs):  # built-in first, user dirs override
+        root = base / "rating"
+        if not root.is_dir():
+            continue
+        for path in root.glob("*/*.yaml"):
+            if path.parent.name == "templates":
+                continue
+            found[(path.parent.name, path.stem)] = path
+    return found
+
+
+def _read(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a prompt file must be a YAML mapping")
+    return data
+
+
+def _template(method: str, dirs: list[Path]) -> dict:
+    for base in dirs:
+        path = base / "rating" / "templates" / f"{method}.yaml"
+        if path.is_file():
+            return _read(path)
+    raise ConfigError(f"no template for rating method {method!r} (expected rating/templates/{method}.yaml)")
+
+
+def _resolve(category: str, version: str, files: dict, dirs: list[Path], seen: tuple = ()) -> dict:
+    path = files.get((category, version))
+    if path is None:
+        known = sorted(v for c, v in files if c == category)
+        hint = f"versions: {', '.join(known)}" if known else f"categories: {', '.join(sorted({c for c, _ in files}))}"
+        raise ConfigError(f"no prompt {category}@{version} ({hint})")
+    data = _read(path)
+    parent = data.pop("extends", None)
+    if parent:
+        if parent in seen:
+            raise ConfigError(f"{path}: `extends` loops back to {parent}")
+        base = _resolve(category, str(parent), files, dirs, seen + (version,))
+        base.update(data)
+        data = base
+    data.setdefault("category", category)
+    data["version"] = version
+    data["path"] = str(path)
+    return data
+
+
+def load_prompt(ref: str, extra_dirs: list[Path] | None = None) -> RatingPrompt:
+    """Load ``category@version`` (``category`` alone means ``v1``) and validate it."""
+    category, _, version = ref.partition("@")
+    dirs = prompt_dirs(extra_dirs)
+    files = _files(dirs)
+    if not version:
+        versions = sorted((v for c, v in files if c == category), key=_version_key)
+        if not versions:
+            raise ConfigError(f"no prompt category {category!r} (known: {', '.join(sorted({c for c, _ in files}))})")
+        version = "v1" if "v1" in versions else versions[0]
+    data = _resolve(category, version, files, dirs)
+    template = _template(data.get("method", "direct"), dirs)
+    for key, value in template.items():
+        data.setdefault(key, value)
+    try:
+        return RatingPrompt.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"{data['path']}: invalid prompt ({problems})") from exc
+
+
+def list_prompts(extra_dirs: list[Path] | None = None) -> list[RatingPrompt]:
+    """All valid prompts, by category and version."""
+    dirs = prompt_dirs(extra_dirs)
+    files = _files(dirs)
+    keys = sorted(files, key=lambda cv: (cv[0], _version_key(cv[1])))
+    return [load_prompt(f"{c}@{v}", extra_dirs) for c, v in keys]
+
+
+def categories(extra_dirs: list[Path] | None = None) -> list[str]:
+    """Category names that have at least one prompt."""
+    return sorted({c for c, _ in _files(prompt_dirs(extra_dirs))})
+
+
+def diff_prompts(ref_a: str, ref_b: str, extra_dirs: list[Path] | None = None) -> str:
+    """Unified diff of two resolved prompts."""
+    a, b = load_prompt(ref_a, extra_dirs), load_prompt(ref_b, extra_dirs)
+    return "".join(
+        difflib.unified_diff(
+            a.render_yaml().splitlines(keepends=True),
+            b.render_yaml().splitlines(keepends=True),
+            fromfile=f"{a.ref} ({a.hash})",
+            tofile=f"{b.ref} ({b.hash})",
+        )
+    )
+
+
+def prompts_table(prompts: list[RatingPrompt]):
+    """A rich table of prompts: ref, method, hash, note."""
+    from rich.table import Table
+
+    table = Table(title="Rating prompts")
+    for col in ("prompt", "method", "hash", "note"):
+        table.add_column(col)
+    for p in prompts:
+        table.add_row(p.ref, p.method, p.hash, (p.note or "")[:70])
+    return table

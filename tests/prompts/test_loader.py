@@ -1,0 +1,86 @@
+"""Versioned prompt files: validation, inheritance, hashing, user directories, CLI."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from typer.testing import CliRunner
+
+from filinglens.cli import app
+from filinglens.errors import ConfigError
+from filinglens.prompts.loader import BUILTIN_DIR, categories, diff_prompts, list_prompts, load_prompt
+
+
+def test_the_papers_four_categories_ship_with_three_methods_and_a_strict_variant():
+    prompts = list_prompts()
+    assert categories() == ["confidence", "environment", "innovation", "people"]
+    for category in categories():
+        methods = {p.version: p.method for p in prompts if p.category == category}
+        assert methods["v1"] == "direct" and methods["v2"] == "yesno" and methods["v3"] == "cot"
+        assert load_prompt(f"{category}@v4").strictness
+    assert len({p.hash for p in prompts}) == len(prompts)
+
+
+def test_extends_inherits_rubric_and_overrides_method():
+    v1, v2 = load_prompt("environment@v1"), load_prompt("environment@v2")
+    assert v2.rubric == v1.rubric and v2.retrieval == v1.retrieval
+    assert v2.method == "yesno" and v2.questions is not None and len(v2.questions.level2) == 2
+    assert "untrusted" in v1.system  # filing text is declared as data, not instructions
+    assert load_prompt("environment").version == "v1"
+
+
+def test_hash_covers_the_template(tmp_path):
+    user = tmp_path / "prompts"
+    shutil.copytree(BUILTIN_DIR / "rating", user / "rating")
+    assert load_prompt("people@v1", [user]).hash == load_prompt("people@v1").hash
+    template = user / "rating" / "templates" / "direct.yaml"
+    template.write_text(template.read_text().replace("careful equity analyst", "meticulous equity analyst"))
+    assert load_prompt("people@v1", [user]).hash != load_prompt("people@v1").hash
+
+
+def test_user_directory_adds_a_category(tmp_path, monkeypatch):
+    folder = tmp_path / "mine" / "rating" / "governance"
+    folder.mkdir(parents=True)
+    (folder / "v1.yaml").write_text(
+        "title: Governance\nmethod: direct\ndescription: Board independence and oversight.\n"
+        "rubric: {0: none, 1: some, 2: strong}\nretrieval: {queries: [board of directors independence]}\n"
+    )
+    monkeypatch.setenv("FILINGLENS_PROMPTS", str(tmp_path / "mine"))
+    prompt = load_prompt("governance@v1")
+    assert prompt.category == "governance" and prompt.method == "direct"
+    assert "governance" in categories()
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ("title: X\nmethod: direct\ndescription: d\nrubric: {0: a, 2: c}\nretrieval: {queries: [q]}\n", "rubric"),
+        ("title: X\nmethod: yesno\ndescription: d\nrubric: {0: a, 1: b, 2: c}\nretrieval: {queries: [q]}\n", "questions"),
+        ("title: X\nmethod: guess\ndescription: d\nrubric: {0: a, 1: b, 2: c}\nretrieval: {queries: [q]}\n", "method"),
+        ("extends: v1\n", "loops"),
+        ("- not a mapping\n", "mapping"),
+        ("title: [unclosed\n", "YAML"),
+    ],
+)
+def test_invalid_prompt_files_are_rejected_with_the_reason(tmp_path, body, message):
+    folder = tmp_path / "rating" / "broken"
+    folder.mkdir(parents=True)
+    (folder / "v1.yaml").write_text(body)
+    with pytest.raises(ConfigError, match=message):
+        load_prompt("broken@v1", [tmp_path])
+
+
+def test_diff_shows_what_changed():
+    text = diff_prompts("innovation@v1", "innovation@v4")
+    assert "-strictness: ''" in text and "+strictness: Be a strict grader" in text
+
+
+def test_prompts_cli():
+    runner = CliRunner()
+    listed = runner.invoke(app, ["prompts", "list", "--json"])
+    assert listed.exit_code == 0 and "environment@v2" in listed.stdout
+    shown = runner.invoke(app, ["prompts", "show", "people@v2"])
+    assert shown.exit_code == 0 and "hash=" in shown.stdout and "level1" in shown.stdout
+    missing = runner.invoke(app, ["prompts", "show", "people@v9"])
+    assert missing.exit_code != 0 and "no prompt people@v9" in missing.output
