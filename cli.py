@@ -96,5 +96,23 @@ def fetch(
         console.print(fetch_table(report))
 
 
+# --------------------------------------------------------------------------- models
+
+
+@app.command()
+@friendly_errors
+def models(
+    as_json: bool = typer.Option(False, "--json", help="Print the list as JSON."),
+) -> None:
+    """List chat-model ids, whether each can be used here and, if not, the fix."""
+    from filinglens.agents.models import list_models, models_table
+
+    rows = list_models()
+    if as_json:
+        print_json([row.to_dict() for row in rows])
+    else:
+        console.print(models_table(rows))
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()
