@@ -96,6 +96,67 @@ def fetch(
         console.print(fetch_table(report))
 
 
+# --------------------------------------------------------------------------- index and search
+
+
+@app.command()
+@friendly_errors
+def ingest(
+    paths: Optional[list[Path]] = typer.Argument(None, help="10-K files or folders (HTML, full-submission text, PDF)."),
+    ticker: Optional[str] = typer.Option(
+        None, "--ticker", "-t", help="Label the files with this ticker; without PATHs: ingest its fetched 10-Ks."
+    ),
+    years: Optional[str] = typer.Option(None, "--years", "-y", help="With --ticker and no PATHs: 2023, 2019-2024."),
+    chunk_chars: Optional[int] = typer.Option(None, "--chunk-chars", help="Chunk target size in characters."),
+    as_json: bool = typer.Option(False, "--json", help="Print per-filing results as JSON."),
+) -> None:
+    """Chunk and index 10-K filings (idempotent: unchanged filings compute nothing)."""
+    from filinglens.retrieval.chunking import DEFAULT_CHUNK_CHARS
+    from filinglens.retrieval.ingest import RichIngestProgress, ingest as run_ingest, results_table
+
+    with RichIngestProgress(err_console) as progress:
+        results = run_ingest(paths or [], ticker=ticker, years=years, progress=progress,
+                             chunk_chars=chunk_chars or DEFAULT_CHUNK_CHARS)
+    if as_json:
+        print_json([r.to_dict() for r in results])
+    else:
+        console.print(results_table(results))
+    if any(r.status == "failed" for r in results):
+        raise typer.Exit(1)
+
+
+@app.command()
+@friendly_errors
+def search(
+    query: str = typer.Argument(..., help="What to look for."),
+    ticker: Optional[str] = typer.Option(None, "--ticker", "-t", help="Only this company (ticker)."),
+    year: Optional[str] = typer.Option(None, "--year", "-y", help="Fiscal year, or a range like 2019-2022."),
+    item: Optional[list[str]] = typer.Option(None, "--item", "-i", help="Only these items (repeatable): 1A, 7..."),
+    kind: Optional[str] = typer.Option(None, "--kind", help="Only `text` or `table` chunks."),
+    k: int = typer.Option(5, "-k", "--k", help="Number of chunks."),
+    mode: str = typer.Option("hybrid", "--mode", help="hybrid, dense or bm25."),
+    as_json: bool = typer.Option(False, "--json", help="Print hits (score, metadata, exact text) as JSON."),
+) -> None:
+    """Hybrid (dense + BM25) search of the indexed filings."""
+    import re
+
+    from filinglens.errors import InputError
+    from filinglens.retrieval.search import HybridSearcher, SearchFilters, hits_table
+
+    year_from = year_to = None
+    if year:
+        m = re.fullmatch(r"\s*(\d{4})\s*(?:-\s*(\d{4})\s*)?", year)
+        if not m:
+            raise InputError(f"--year must be a year or a range like 2019-2022, not `{year}`")
+        year_from, year_to = int(m.group(1)), int(m.group(2) or m.group(1))
+    filters = SearchFilters(ticker=ticker, year_from=year_from, year_to=year_to, items=item or None, kind=kind)
+    hits = HybridSearcher().search(query, k=k, filters=filters, mode=mode)
+    if as_json:
+        print_json({"query": query, "filters": filters.describe(), "hits": [h.to_dict() for h in hits]})
+    else:
+        console.print(hits_table(hits, query))
+
+
 # --------------------------------------------------------------------------- models
 
 

@@ -21,3 +21,11 @@ class FetchError(FilingLensError):
 
 class ConfigError(FilingLensError):
     """Missing setting, key or optional package; the message says how to fix it."""
+
+
+class IndexStoreError(FilingLensError):
+    """The chunk index cannot be used: corrupted, locked, server down, or built with another embedding model."""
+
+
+class NoMatchError(InputError):
+    """A search filter matches no indexed chunk (the message lists what is indexed)."""

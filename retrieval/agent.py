@@ -1,0 +1,603 @@
+"""The retrieval agent: question (or rating category) -> de-duplicated evidence with provenance.
+
+Planning is deterministic (testable, no model needed):
+
+1. **Filings.** Ticker / company / year come from the arguments, else they
+   are detected in the question against what the index holds (tickers written
+   in capitals, company names, "FY2022", "fiscal 2021", "2019").  A year with
+   no indexed filing falls back to the next year's 10-K (which reports the
+   prior year as comparatives), else to no year filter.
+2. **Items.** Keyword rules map the question to likely items (risk -> 1A,
+   liquidity / results -> 7, financial figures -> 7 and 8, legal -> 3,
+   employees -> 1, registered securities -> the cover page...).  Items are a
+   preference, never a constraint: one query always runs without an item filter.
+3. **Queries.** The question itself (dense) with a keyword rewrite for BM25
+   (instruction words such as "in USD millions" or "round your answer" and
+   the company / year already used as filters are dropped; standard metric
+   names are expanded with the line items they are computed from), plus the
+   rewrite restricted to the likely items.
+4. **Fusion.** Reciprocal-rank fusion across the queries, de-duplication by
+   chunk and by identical text within a filing, top ``k``.
+
+Every :class:`Evidence` keeps the chunk id, exact text, score, filing
+metadata, item, offsets into the item text and the filing text, and the page
+for PDFs, so it can be traced back to the exact characters of the filing
+(:meth:`Evidence.locate`).
+
+LangChain: :class:`FilingRetriever` is a ``BaseRetriever`` over the agent,
+returning ``Document`` objects whose metadata carry the provenance.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterable, Sequence
+
+from filinglens.errors import InputError, NoMatchError
+from filinglens.retrieval.filing import Filing
+from filinglens.retrieval.search import (
+    DEFAULT_MMR_LAMBDA,
+    HybridSearcher,
+    SearchFilters,
+    SearchHit,
+    normalize_item,
+    rrf,
+)
+
+# --------------------------------------------------------------------------- evidence
+
+
+@dataclass
+class Evidence:
+    """One evidence chunk with its provenance."""
+
+    chunk_id: str
+    text: str
+    score: float
+    filing_id: str
+    ticker: str | None
+    cik: str | None
+    company: str | None
+    fiscal_year: int | None
+    form: str | None
+    source: str | None
+    source_hash: str | None
+    item: str
+    item_title: str
+    kind: str
+    start: int  # offset in the item text
+    end: int
+    filing_start: int | None = None  # offset in the filing text
+    filing_end: int | None = None
+    page: int | None = None  # 0-based PDF page
+    queries: list[str] = field(default_factory=list)  # the planned queries that found it
+
+    @classmethod
+    def from_hit(cls, hit: SearchHit, score: float, queries: Iterable[str] = ()) -> "Evidence":
+        m = hit.metadata
+        return cls(
+            chunk_id=hit.chunk_id,
+            text=hit.text,
+            score=score,
+            filing_id=m.get("filing_id", ""),
+            ticker=m.get("ticker") or None,
+            cik=m.get("cik") or None,
+            company=m.get("company") or None,
+            fiscal_year=m.get("fiscal_year"),
+            form=m.get("form") or None,
+            source=m.get("source") or None,
+            source_hash=m.get("source_hash") or None,
+            item=m.get("item", ""),
+            item_title=m.get("item_title", ""),
+            kind=m.get("kind", "text"),
+            start=int(m.get("start", 0)),
+            end=int(m.get("end", 0)),
+            filing_start=m.get("filing_start"),
+            filing_end=m.get("filing_end"),
+            page=m.get("page"),
+            queries=list(queries),
+        )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def metadata_dict(self) -> dict:
+        """Everything but the text (the shape of a search hit's metadata)."""
+        data = self.to_dict()
+        data.pop("text")
+        return data
+
+    def citation(self) -> str:
+        who = self.ticker or self.company or "?"
+        where = f"Item {self.item}" if self.item not in ("cover", "other") else self.item_title
+        page = f", p. {self.page + 1}" if self.page is not None else ""
+        return f"{who} 10-K FY{self.fiscal_year}, {where}{page}, chars {self.start}-{self.end}"
+
+    def to_document(self):
+        """A LangChain ``Document`` (text + provenance metadata)."""
+        from langchain_core.documents import Document
+
+        meta = {k: v for k, v in self.metadata_dict().items() if v is not None}
+        return Document(page_content=self.text, metadata=meta, id=self.chunk_id)
+
+    def locate(self, filing: Filing) -> bool:
+        """True if ``text`` is exactly at ``start:end`` of the item (and of the filing text)."""
+        if self.item in filing.items:
+            ok = filing.items[self.item].text[self.start : self.end] == self.text
+        else:  # pseudo-items (cover page, text outside the items) are spans of Filing.text
+            ok = filing.text[self.start : self.end] == self.text
+        if ok and self.filing_start is not None and self.filing_end is not None:
+            ok = filing.text[self.filing_start : self.filing_end] == self.text
+        return ok
+
+
+# --------------------------------------------------------------------------- planning
+
+#: Rating categories (the paper's four) as retrieval descriptions: queries and likely items.
+CATEGORIES: dict[str, dict] = {
+    "conf": {
+        "description": "confidence about future growth and stability",
+        "queries": [
+            "outlook for future growth, expected revenue and earnings trends",
+            "financial stability, liquidity and capital resources, ability to fund operations",
+            "management's confidence in strategy and competitive position",
+        ],
+        "items": ["7", "1", "1A"],
+    },
+    "env": {
+        "description": "environment and sustainability",
+        "queries": [
+            "environmental sustainability plans, climate change, greenhouse gas emissions reduction targets",
+            "renewable energy, carbon neutral commitments, environmental regulations and compliance",
+        ],
+        "items": ["1", "1A", "7"],
+    },
+    "inno": {
+        "description": "innovation",
+        "queries": [
+            "research and development investment, new products and technologies",
+            "innovation strategy, patents, future product plans",
+        ],
+        "items": ["1", "7"],
+    },
+    "people": {
+        "description": "talent and employee welfare",
+        "queries": [
+            "human capital, employees, talent recruitment, retention and development",
+            "employee benefits, well-being, diversity and inclusion, compensation and training programs",
+        ],
+        "items": ["1", "1A"],
+    },
+}
+CATEGORY_ALIASES = {
+    "confidence": "conf", "growth": "conf", "environment": "env", "sustainability": "env",
+    "innovation": "inno", "talent": "people", "employees": "people", "human capital": "people",
+}
+
+_FIN_WORDS = (
+    r"revenue|sales|income|profit|margin|ebitda|ebit|eps|earnings per share|cash flow|balance sheet|"
+    r"assets|liabilit|equity|debt|borrowing|capex|capital expenditure|expenditures|dividend|ratio|turnover|"
+    r"working capital|inventor|receivable|payable|expense|cost of|p&l|income statement|statement of|"
+    r"operating activities|free cash|depreciation|amortization|interest|tax|share repurchase|buyback|"
+    r"\$|usd|million|billion|percent|%|how much|calculate|compute|growth rate|change in"
+)
+ITEM_RULES: list[tuple[str, list[str]]] = [
+    (r"\brisk(s|y)?\b|uncertaint|threat|could adversely|headwind", ["1A"]),
+    (r"cyber|information security|data breach", ["1C", "1A"]),
+    (r"legal proceeding|litigation|lawsuit|legal matter|settlement|investigation|antitrust", ["3", "8"]),
+    (r"\bpropert(y|ies)\b|facilit(y|ies)|real estate|headquarter|manufacturing plant|square feet", ["2"]),
+    (r"employee|human capital|workforce|headcount|talent|diversity|union", ["1"]),
+    (r"competit|customer|product|segment|business model|strategy|brand|market share|supplier|seasonal|cyclical",
+     ["1", "7"]),
+    (r"market risk|interest rate risk|currency risk|foreign exchange|hedg|derivative|sensitivity", ["7A", "8"]),
+    (r"liquidity|capital resources|outlook|guidance|results of operations|md&a|management'?s discussion|"
+     r"driver|increase|decrease|decline|improv", ["7"]),
+    (_FIN_WORDS, ["7", "8"]),
+    (r"dividend|repurchase|buyback|stock performance|holders of record", ["5", "7"]),
+    (r"executive compensation|\bceo pay\b", ["11"]),
+    (r"director|board of directors|officers", ["10"]),
+    (r"auditor|accounting firm|audit fees", ["14", "8"]),
+    (r"internal control|disclosure controls", ["9A"]),
+    (r"registered|securities exchange|stock exchange|trading symbol|ticker symbol|listed on", ["cover", "5"]),
+    (r"acquisition|merger|divest|restructuring|impairment|goodwill", ["7", "8"]),
+]
+
+#: Standard metrics -> the line items they are computed from (lexical expansion).
+METRIC_TERMS: dict[str, str] = {
+    "working capital": "total current assets total current liabilities",
+    "quick ratio": "cash equivalents short-term investments accounts receivable total current liabilities",
+    "current ratio": "total current assets total current liabilities",
+    "cash ratio": "cash equivalents total current liabilities",
+    "free cash flow": "net cash provided by operating activities capital expenditures purchases of property",
+    "capex": "capital expenditures purchases of property plant equipment",
+    "capital expenditure": "capital expenditures purchases of property plant equipment",
+    "gross margin": "gross profit net sales revenue cost of sales",
+    "gross profit": "gross profit net sales revenue cost of sales",
+    "operating margin": "operating income net sales revenue",
+    "operating income": "operating income",
+    "net margin": "net income net sales revenue",
+    "profit margin": "net income net sales revenue",
+    "ebitda": "operating income depreciation amortization",
+    "ebit": "operating income earnings before interest taxes",
+    "dividend payout": "dividends paid cash dividends net income",
+    "payout ratio": "dividends paid net income",
+    "inventory turnover": "cost of sales inventories",
+    "days inventory": "inventories cost of sales",
+    "days payable": "accounts payable cost of sales",
+    "days sales outstanding": "accounts receivable revenue",
+    "receivable turnover": "accounts receivable revenue",
+    "asset turnover": "total assets revenue",
+    "fixed asset turnover": "property plant equipment net revenue",
+    "return on assets": "net income total assets",
+    "return on equity": "net income total shareholders equity",
+    "roa": "net income total assets",
+    "roe": "net income shareholders equity",
+    "debt to equity": "total debt long-term debt shareholders equity",
+    "leverage": "total debt long-term debt equity",
+    "interest coverage": "interest expense operating income",
+    "effective tax rate": "effective tax rate provision for income taxes income before income taxes",
+    "eps": "earnings per share diluted basic",
+    "earnings per share": "earnings per share diluted basic",
+    "cash conversion": "net cash provided by operating activities net income",
+    "debt": "long-term debt borrowings notes payable current portion",
+    "revenue": "revenue net sales total",
+    "net income": "net income",
+    "cash flow": "cash flows operating activities investing financing",
+    "liquidity": "liquidity cash equivalents credit facility",
+    "share repurchase": "repurchases of common stock treasury",
+    "buyback": "repurchases of common stock",
+    "unadjusted": "",
+}
+
+_INSTRUCTIONS = [
+    r"\bif [^.?!]*?(?:not (?:a )?(?:useful|relevant|applicable|meaningful)|cannot be|can not be)[^.?!]*[.?!]?",
+    r"\b(?:please\s+)?(?:state that and )?explain why\.?",
+    r"\b(?:please\s+)?(?:round(?:ed)?|rounding)\b[^.?!,;]*",
+    r"\b(?:answer|respond|reply)\s+in\b[^.?!,;]*",
+    r"\b(?:in|using|as)\s+(?:usd|us\s*\$|u\.s\.\s*dollars|\$)\s*(?:millions?|billions?|thousands?)?\b",
+    r"\(?\b(?:in|at)\s+(?:usd\s+)?(?:millions?|billions?|thousands?)\b\)?",
+    r"\bexpressed\s+(?:as|in)\b[^.?!,;]*",
+    r"\b(?:to|with)\s+(?:one|two|three|\d+)\s+decimal\s+places?\b",
+    r"\b(?:using|based on|according to|from)\s+(?:the\s+)?(?:line items?|details?|information|data|figures?)\s+"
+    r"(?:clearly\s+)?(?:shown|provided|outlined|reported|mentioned|depicted|presented)\s+(?:in|within|on)\b",
+    r"\b(?:please|kindly|briefly|approximately|roughly)\b",
+    r"\bgive (?:a |an )?(?:response|answer) to the question by relying on the details shown in\b",
+]
+_QUESTION_WORDS = {
+    "what", "whats", "which", "who", "whom", "how", "why", "when", "where", "does", "did", "do", "is", "are",
+    "was", "were", "has", "have", "had", "can", "could", "would", "should", "will", "the", "a", "an", "of",
+    "for", "in", "on", "to", "and", "or", "its", "it", "this", "that", "these", "those", "based", "company",
+    "company's", "fy", "fiscal", "year", "period", "data", "as", "at", "by", "with", "from", "between", "much",
+    "many", "much", "there", "any", "be", "been", "being", "than", "into", "per", "vs", "versus", "compared",
+    "calculate", "compute", "answer", "question", "metric", "state", "explain", "shown", "statement",
+    "statements", "if", "then", "not", "useful", "relevant", "reasonably", "healthy", "overall",
+    # generic instruction vocabulary of question prompts
+    "you", "your", "we", "us", "our", "i", "me", "want", "help", "here's", "heres", "following", "best",
+    "abilities", "ability", "resource", "resources", "s", "perspective", "assume", "assuming", "analyst",
+    "banker", "investor", "only", "use", "using", "utilize", "utilizing", "information", "provided",
+    "primarily", "details", "detail", "within", "stated", "draw", "drawing", "conclusions", "define",
+    "defined", "definition", "judgment", "judgments", "base", "basing", "off", "respond", "response",
+    "reply", "given", "give", "rely", "relying", "mainly", "solely", "tell",
+}
+_YEAR = re.compile(r"(?<![\d$.,])(?:FY\s*'?|fiscal(?:\s+year)?\s*)?((?:19|20)\d\d)(?![\d,.]\d)", re.I)
+_FY_SHORT = re.compile(r"\bFY\s*'?(\d\d)\b", re.I)
+
+
+def keyword_rewrite(question: str, drop: Iterable[str] = ()) -> str:
+    """The question as search keywords: instruction phrases and question words removed,
+    metric names expanded with their line items, ``drop`` words (company, years) removed."""
+    text = question
+    for pattern in _INSTRUCTIONS:
+        text = re.sub(pattern, " ", text, flags=re.I)
+    lowered = text.lower()
+    expansions = [terms for metric, terms in METRIC_TERMS.items()
+                  if terms and re.search(rf"\b{re.escape(metric)}\b", lowered)]
+    dropped = {w.lower() for phrase in drop for w in re.findall(r"[\w&']+", phrase or "")}
+    words = []
+    for w in re.findall(r"[\w&$%'-]+", text):
+        lw = w.lower().strip("'")
+        if lw in _QUESTION_WORDS or lw in dropped or lw.endswith("'s") and lw[:-2] in dropped:
+            continue
+        if _YEAR.fullmatch(w) or _FY_SHORT.fullmatch(w):
+            continue
+        words.append(w)
+    out = " ".join(words + expansions)
+    return re.sub(r"\s+", " ", out).strip() or question.strip()
+
+
+def _norm_company(name: str) -> str:
+    name = name.lower().replace("&", " and ")
+    name = re.sub(r"[^a-z0-9 ]+", " ", name)
+    name = re.sub(r"\b(the|inc|incorporated|corp|corporation|company|co|ltd|limited|plc|llc|holdings?|group|sa|nv|ag)\b",
+                  " ", name)
+    return re.sub(r"\s+", " ", name).strip()
+
+
+@dataclass
+class PlannedQuery:
+    text: str  # for the dense retriever
+    lexical: str  # for BM25
+    filters: SearchFilters
+    label: str
+    weight: float = 1.0
+
+
+@dataclass
+class RetrievalPlan:
+    question: str
+    tickers: list[str]
+    companies: list[str]
+    years: list[int]
+    items: list[str]
+    queries: list[PlannedQuery]
+
+    def describe(self) -> dict:
+        return {
+            "question": self.question, "tickers": self.tickers, "companies": self.companies, "years": self.years,
+            "items": self.items,
+            "queries": [{"label": q.label, "text": q.text, "lexical": q.lexical, "filters": q.filters.describe()}
+                        for q in self.queries],
+        }
+
+
+class QueryPlanner:
+    """Deterministic planner over the index's catalogue of filings."""
+
+    def __init__(self, catalog: Sequence[dict]) -> None:
+        self.catalog = list(catalog)
+
+    def detect_filings(self, question: str) -> tuple[list[str], list[str]]:
+        """(tickers, companies) of indexed filings named in the question."""
+        tickers, companies = [], []
+        words = set(re.findall(r"\b[A-Z][A-Z.]{1,5}\b", question))
+        norm_q = f" {_norm_company(question)} "
+        squashed_q = norm_q.replace(" ", "")
+        for f in self.catalog:
+            t = (f.get("ticker") or "").upper()
+            if len(t) >= 2 and t in words and t not in tickers:
+                tickers.append(t)
+            c = f.get("company") or ""
+            nc = _norm_company(c)
+            if not nc or c in companies:
+                continue
+            if f" {nc} " in norm_q or (len(nc.replace(' ', '')) >= 5 and nc.replace(" ", "") in squashed_q):
+                companies.append(c)
+        # prefer the longest company names when one contains another ("American Express" vs "Express")
+        companies = [c for c in companies
+                     if not any(c != o and _norm_company(c) in _norm_company(o) for o in companies)]
+        return tickers, companies
+
+    @staticmethod
+    def detect_years(question: str) -> list[int]:
+        years = {int(m.group(1)) for m in _YEAR.finditer(question)}
+        years |= {2000 + int(m.group(1)) for m in _FY_SHORT.finditer(question)}
+        return sorted(y for y in years if 1990 <= y <= 2100)
+
+    def _available_years(self, tickers, companies) -> set[int]:
+        out = set()
+        for f in self.catalog:
+            if tickers and (f.get("ticker") or "").upper() not in tickers:
+                continue
+            if companies and f.get("company") not in companies:
+                continue
+            if f.get("fiscal_year"):
+                out.add(int(f["fiscal_year"]))
+        return out
+
+    @staticmethod
+    def detect_items(text: str) -> list[str]:
+        items: list[str] = []
+        low = text.lower()
+        for pattern, wanted in ITEM_RULES:
+            if re.search(pattern, low):
+                for item in wanted:
+                    if item not in items:
+                        items.append(item)
+        return items
+
+    def plan(
+        self,
+        question: str,
+        *,
+        ticker: str | Sequence[str] | None = None,
+        company: str | Sequence[str] | None = None,
+        year: int | None = None,
+        years: Sequence[int] | None = None,
+        items: Sequence[str] | None = None,
+        category: str | None = None,
+    ) -> RetrievalPlan:
+        if not question or not question.strip():
+            raise InputError("the question is empty")
+        as_list = lambda v: [v] if isinstance(v, str) else list(v or [])  # noqa: E731
+        tickers = [t.upper() for t in as_list(ticker)]
+        companies = as_list(company)
+        if not tickers and not companies:
+            tickers, companies = self.detect_filings(question)
+        wanted_years = [int(year)] if year is not None else [int(y) for y in (years or [])]
+        if not wanted_years:
+            detected = self.detect_years(question)
+            available = self._available_years(tickers, companies)
+            chosen = [y for y in detected if y in available]
+            if detected and not chosen:
+                chosen = sorted({y + 1 for y in detected if y + 1 in available})
+            wanted_years = chosen
+        base = dict(
+            ticker=tickers or None,
+            company=companies or None,
+            year_from=min(wanted_years) if wanted_years else None,
+            year_to=max(wanted_years) if wanted_years else None,
+        )
+        drop = companies + tickers + [str(y) for y in wanted_years]
+        queries: list[PlannedQuery] = []
+        if category:
+            spec = CATEGORIES[category]
+            item_list = [normalize_item(i) for i in (items or spec["items"])]
+            for n, q in enumerate(spec["queries"]):
+                queries.append(PlannedQuery(q, q, SearchFilters(**base, items=item_list), f"category:{n}"))
+            queries.append(PlannedQuery(spec["queries"][0], spec["queries"][0], SearchFilters(**base),
+                                        "category:any-item", weight=0.5))
+            return RetrievalPlan(question, tickers, companies, wanted_years, item_list, queries)
+        item_list = [normalize_item(i) for i in items] if items else self.detect_items(question)
+        rewrite = keyword_rewrite(question, drop)
+        queries.append(PlannedQuery(question.strip(), rewrite, SearchFilters(**base), "question"))
+        if item_list:
+            queries.append(PlannedQuery(rewrite, rewrite, SearchFilters(**base, items=item_list), "items"))
+        return RetrievalPlan(question, tickers, companies, wanted_years, item_list, queries)
+
+
+def resolve_category(name: str) -> str | None:
+    key = name.strip().lower()
+    if key in CATEGORIES:
+        return key
+    return CATEGORY_ALIASES.get(key)
+
+
+# --------------------------------------------------------------------------- the agent
+
+
+class RetrievalAgent:
+    """Plans, searches, fuses and de-duplicates: returns evidence for a question or a rating category."""
+
+    def __init__(
+        self,
+        searcher: HybridSearcher | None = None,
+        *,
+        store=None,
+        per_query_k: int = 20,
+        mmr_lambda: float = DEFAULT_MMR_LAMBDA,
+    ) -> None:
+        self.searcher = searcher or HybridSearcher(store)
+        self.per_query_k = per_query_k
+        self.mmr_lambda = mmr_lambda
+        self._catalog: list[dict] | None = None
+        self._catalog_rev: str | None = None
+
+    def catalog(self) -> list[dict]:
+        rev = self.searcher.store.revision()
+        if self._catalog is None or rev != self._catalog_rev:
+            self._catalog = self.searcher.store.filings()
+            self._catalog_rev = rev
+        return self._catalog
+
+    def plan(self, question: str, **kwargs) -> RetrievalPlan:
+        return QueryPlanner(self.catalog()).plan(question, **kwargs)
+
+    def retrieve(
+        self,
+        question: str,
+        *,
+        ticker: str | Sequence[str] | None = None,
+        company: str | Sequence[str] | None = None,
+        year: int | None = None,
+        years: Sequence[int] | None = None,
+        items: Sequence[str] | None = None,
+        category: str | None = None,
+        k: int = 8,
+    ) -> list[Evidence]:
+        """Evidence for ``question`` (or, with ``category``, for a rating category of the filings).
+
+        Explicit ``ticker`` / ``company`` / ``year`` filters must match indexed
+        filings (else :class:`~filinglens.errors.NoMatchError`); detected ones
+        are dropped when they match nothing.
+        """
+        if category is not None:
+            key = resolve_category(category)
+            if key is None:
+                raise InputError(f"unknown rating category `{category}`; choose one of {', '.join(CATEGORIES)}")
+            category = key
+            question = question or CATEGORIES[key]["description"]
+        plan = self.plan(question, ticker=ticker, company=company, year=year, years=years, items=items,
+                         category=category)
+        explicit = any(v for v in (ticker, company, year, years))
+        return self.run(plan, k=k, strict=explicit)
+
+    def run(self, plan: RetrievalPlan, *, k: int = 8, strict: bool = False) -> list[Evidence]:
+        rankings: list[list[str]] = []
+        weights: list[float] = []
+        hits: dict[str, SearchHit] = {}
+        found_by: dict[str, list[str]] = {}
+        errors: list[NoMatchError] = []
+        for pq in plan.queries:
+            try:
+                result = self.searcher.search(
+                    pq.text, k=self.per_query_k, filters=pq.filters, lexical_query=pq.lexical, mmr_lambda=1.0,
+                )
+            except NoMatchError as exc:
+                if pq.filters.items:  # the likely items may simply be absent from these filings
+                    continue
+                errors.append(exc)
+                continue
+            rankings.append([h.chunk_id for h in result])
+            weights.append(pq.weight)
+            for h in result:
+                hits.setdefault(h.chunk_id, h)
+                found_by.setdefault(h.chunk_id, []).append(pq.label)
+        if not rankings:
+            if errors and (strict or not (plan.tickers or plan.companies or plan.years)):
+                raise errors[0]
+            # detected filters matched nothing: search everything
+            loose = QueryPlanner([]).plan(plan.question, items=plan.items or None) if plan.question else plan
+            return self.run(loose, k=k, strict=True) if loose.queries != plan.queries else []
+        fused = rrf(rankings, weights)
+        ordered = sorted(hits.values(), key=lambda h: (-fused[h.chunk_id], h.chunk_id))
+        # de-duplicate identical text within a filing (repeated boilerplate, running headers)
+        unique: list[SearchHit] = []
+        seen_text: set[tuple[str, str]] = set()
+        for h in ordered:
+            key = (h.metadata.get("filing_id", ""), re.sub(r"\s+", " ", h.text).strip().lower())
+            if key in seen_text:
+                continue
+            seen_text.add(key)
+            unique.append(h)
+        if self.mmr_lambda < 1 and len(unique) > k:
+            unique = self._diversify(unique, fused, k)
+        return [Evidence.from_hit(h, fused[h.chunk_id], found_by.get(h.chunk_id, [])) for h in unique[:k]]
+
+    def _diversify(self, hits: list[SearchHit], fused: dict[str, float], k: int) -> list[SearchHit]:
+        import numpy as np
+
+        from filinglens.retrieval.search import mmr
+
+        missing = [h.chunk_id for h in hits if h.embedding is None]
+        if missing:
+            emb = {c.id: c.embedding for c in self.searcher.store.get(ids=missing, embeddings=True, documents=False)}
+            for h in hits:
+                if h.embedding is None:
+                    h.embedding = emb.get(h.chunk_id)
+        if any(h.embedding is None for h in hits):
+            return hits
+        order = mmr([fused[h.chunk_id] for h in hits], np.stack([h.embedding for h in hits]), k, self.mmr_lambda)
+        return [hits[i] for i in order]
+
+    def as_retriever(self, **defaults) -> "FilingRetriever":
+        """This agent as a LangChain retriever (``defaults``: ticker, company, year, items, k)."""
+        return FilingRetriever(agent=self, **defaults)
+
+
+# --------------------------------------------------------------------------- LangChain
+
+from langchain_core.callbacks import CallbackManagerForRetrieverRun  # noqa: E402
+from langchain_core.documents import Document  # noqa: E402
+from langchain_core.retrievers import BaseRetriever  # noqa: E402
+
+
+class FilingRetriever(BaseRetriever):
+    """LangChain ``BaseRetriever`` wrapping the retrieval agent (hybrid search + planning).
+
+    ``invoke("question")`` returns ``Document`` objects whose metadata holds
+    the provenance of each chunk (ids, filing, item, offsets, page, score).
+    """
+
+    agent: Any
+    ticker: str | None = None
+    company: str | None = None
+    year: int | None = None
+    items: list[str] | None = None
+    k: int = 8
+
+    def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
+        evidence = self.agent.retrieve(
+            query, ticker=self.ticker, company=self.company, year=self.year, items=self.items, k=self.k
+        )
+        return [e.to_document() for e in evidence]

@@ -1,0 +1,368 @@
+"""Ingest 10-K files into the chunk store: paths/folders or ticker+years -> parse -> chunk -> index.
+
+Per filing the result says how many items and chunks it has, how many chunks
+were embedded (new), skipped (already stored unchanged), updated
+(metadata only) and deleted (orphans of an older version), and the seconds.
+
+A file whose bytes, chunking and embedding model match a complete manifest
+is recognised *before* parsing and reported as ``unchanged`` (nothing is
+computed or written).  Metadata that a document does not carry comes from a
+sidecar: ``filing.json`` beside a document fetched from EDGAR, or the
+FinanceBench ``documents.jsonl`` (company and fiscal year of its PDFs).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+from filinglens import settings
+from filinglens.errors import FetchError, FilingLensError, IndexStoreError, InputError
+from filinglens.retrieval.chunking import CHUNKER_VERSION, DEFAULT_CHUNK_CHARS, chunk_filing
+from filinglens.retrieval.filing import Filing
+from filinglens.retrieval.index import ChunkStore, filing_id, open_store
+
+SUFFIXES = (".htm", ".html", ".xhtml", ".txt", ".pdf")
+
+
+@dataclass
+class IngestResult:
+    """The outcome for one filing."""
+
+    source: str
+    status: str  # "indexed" (new), "updated" (replaced an older version), "unchanged", "failed"
+    filing_id: str | None = None
+    ticker: str | None = None
+    company: str | None = None
+    fiscal_year: int | None = None
+    items: int = 0
+    chunks: int = 0
+    embedded: int = 0
+    skipped: int = 0
+    updated: int = 0
+    deleted: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class IngestProgress:
+    """Callbacks for a progress display (all optional)."""
+
+    def file_started(self, path: Path, index: int, total: int) -> None: ...
+
+    def embedding(self, done: int, total: int) -> None: ...
+
+    def file_done(self, result: IngestResult) -> None: ...
+
+
+def chunker_tag(chunk_chars: int) -> str:
+    return f"{CHUNKER_VERSION}:{chunk_chars}"
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
+    """Files as given, folders searched recursively for 10-K documents (sorted, de-duplicated)."""
+    out: list[Path] = []
+    seen: set[Path] = set()
+    for raw in paths:
+        path = Path(raw).expanduser()
+        if not path.exists():
+            raise InputError(f"{path}: no such file or folder")
+        if path.is_dir():
+            found = sorted(
+                p for p in path.rglob("*")
+                if p.is_file() and p.suffix.lower() in SUFFIXES and not p.name.startswith(".")
+            )
+            if not found:
+                raise InputError(f"{path}: no 10-K documents ({', '.join(SUFFIXES)}) in this folder")
+        else:
+            found = [path]
+        for p in found:
+            key = p.resolve()
+            if key not in seen:
+                seen.add(key)
+                out.append(p)
+    return out
+
+
+@lru_cache(maxsize=4)
+def _financebench_documents(path: str) -> dict[str, dict]:
+    docs: dict[str, dict] = {}
+    try:
+        with open(path, encoding="utf-8") as handle:
+            for line in handle:
+                if line.strip():
+                    rec = json.loads(line)
+                    docs[str(rec.get("doc_name"))] = rec
+    except (OSError, ValueError):
+        return {}
+    return docs
+
+
+def sidecar_metadata(path: Path) -> dict:
+    """Metadata for a document that it may not carry itself (company, fiscal year, ticker, CIK)."""
+    meta_path = path.parent / "filing.json"
+    if meta_path.is_file():
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            meta = {}
+        if meta.get("primary_document") in (None, path.name):
+            return {
+                k: v for k, v in {
+                    "ticker": meta.get("ticker"),
+                    "cik": meta.get("cik"),
+                    "company": meta.get("company"),
+                    "fiscal_year": meta.get("fiscal_year"),
+                    "accession": meta.get("accession"),
+                }.items() if v
+            }
+    docs = _financebench_documents(str(settings.shared_dir() / "data" / "financebench" / "documents.jsonl"))
+    rec = docs.get(path.stem)
+    if rec:
+        out = {"company": rec.get("company")}
+        if rec.get("doc_period"):
+            out["fiscal_year"] = int(rec["doc_period"])
+        return {k: v for k, v in out.items() if v}
+    return {}
+
+
+def _apply(filing: Filing, overrides: dict) -> Filing:
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key == "ticker":
+            value = str(value).upper()
+        if key == "fiscal_year":
+            value = int(value)
+        setattr(filing, key, value)
+    return filing
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------- ingest
+
+
+def ingest_filing(
+    filing: Filing,
+    *,
+    store: ChunkStore | None = None,
+    chunk_chars: int = DEFAULT_CHUNK_CHARS,
+    progress: IngestProgress | None = None,
+) -> IngestResult:
+    """Chunk and index one parsed filing (replace semantics, see ``ChunkStore.sync_filing``)."""
+    t0 = time.perf_counter()
+    store = store or open_store()
+    chunks = chunk_filing(filing, chunk_chars)
+    had_before = store.manifest(filing_id(filing)) is not None
+    stats = store.sync_filing(
+        filing, chunks, chunker=chunker_tag(chunk_chars),
+        progress=(progress.embedding if progress else None),
+    )
+    if stats.embedded == 0 and stats.deleted == 0 and stats.updated == 0:
+        status = "unchanged"
+    elif had_before or stats.skipped or stats.deleted or stats.updated:
+        status = "updated"
+    else:
+        status = "indexed"
+    return IngestResult(
+        source=str(filing.source),
+        status=status,
+        filing_id=stats.filing_id,
+        ticker=filing.ticker,
+        company=filing.company,
+        fiscal_year=filing.fiscal_year,
+        items=len(filing.present_items()),
+        chunks=stats.chunks,
+        embedded=stats.embedded,
+        skipped=stats.skipped,
+        updated=stats.updated,
+        deleted=stats.deleted,
+        seconds=round(time.perf_counter() - t0, 3),
+    )
+
+
+def ingest_file(
+    path: str | Path,
+    *,
+    store: ChunkStore | None = None,
+    ticker: str | None = None,
+    metadata: dict | None = None,
+    chunk_chars: int = DEFAULT_CHUNK_CHARS,
+    progress: IngestProgress | None = None,
+) -> IngestResult:
+    """Parse and index one file; unchanged files (same bytes, same chunking) are skipped before parsing."""
+    from filinglens.retrieval.parse import parse_filing
+
+    t0 = time.perf_counter()
+    path = Path(path)
+    store = store or open_store()
+    overrides = {**sidecar_metadata(path), **(metadata or {})}
+    if ticker:
+        overrides["ticker"] = ticker.upper()
+    if path.is_file():
+        manifest = store.find_unchanged(_sha256(path), chunker_tag(chunk_chars), overrides)
+        if manifest is not None:
+            meta = manifest.get("filing") or {}
+            items = manifest.get("present_items")
+            if items is None:
+                items = len([i for i in manifest.get("items", []) if i not in ("cover", "other")])
+            return IngestResult(
+                source=str(path), status="unchanged", filing_id=manifest["filing_id"],
+                ticker=meta.get("ticker"), company=meta.get("company"), fiscal_year=meta.get("fiscal_year"),
+                items=int(items), chunks=int(manifest.get("chunks") or 0), skipped=int(manifest.get("chunks") or 0),
+                seconds=round(time.perf_counter() - t0, 3),
+            )
+    filing = _apply(parse_filing(path, ticker=overrides.get("ticker")), overrides)
+    result = ingest_filing(filing, store=store, chunk_chars=chunk_chars, progress=progress)
+    result.source = str(path)
+    result.seconds = round(time.perf_counter() - t0, 3)
+    return result
+
+
+def ticker_documents(ticker: str, years: str | Sequence[int] | None = None) -> list[tuple[Path, dict]]:
+    """Local documents for ``ticker``/``years`` via the fetch layer (fetched from EDGAR if missing)."""
+    from filinglens.retrieval import edgar
+
+    wanted = edgar.parse_years(years)
+    stored = edgar.stored_filings(ticker=ticker, years=years)
+    have = {s.fiscal_year for s in stored}
+    if not (wanted and set(wanted) <= have):
+        try:
+            report = edgar.fetch_filings(ticker=ticker, years=years)
+            return [(r.path, {"ticker": ticker.upper(), "cik": r.filing.cik, "company": r.filing.company,
+                              "fiscal_year": r.filing.fiscal_year, "accession": r.filing.accession})
+                    for r in report.results]
+        except FilingLensError as exc:
+            if not stored:
+                raise
+            if not isinstance(exc, (FetchError,)) and "SEC_USER_AGENT" not in str(exc):
+                raise
+    if not stored:
+        raise InputError(f"no stored 10-K filings for {ticker.upper()} {years or ''}".strip())
+    return [(s.path, {"ticker": ticker.upper()}) for s in stored]
+
+
+def ingest(
+    paths: Iterable[str | Path] = (),
+    *,
+    ticker: str | None = None,
+    years: str | Sequence[int] | None = None,
+    store: ChunkStore | None = None,
+    chunk_chars: int = DEFAULT_CHUNK_CHARS,
+    metadata: dict | None = None,
+    progress: IngestProgress | None = None,
+) -> list[IngestResult]:
+    """Ingest files/folders, or a ticker's filings for ``years`` when no paths are given.
+
+    ``ticker`` with paths labels the given files.  A file that cannot be
+    parsed is reported as ``failed`` and the others continue; an index that
+    cannot be written stops the run (``IndexStoreError``).
+    """
+    paths = list(paths)
+    if paths:
+        jobs = [(p, {}) for p in expand_paths(paths)]
+    elif ticker:
+        jobs = ticker_documents(ticker, years)
+    else:
+        raise InputError("give one or more files/folders, or --ticker (with --years)")
+    store = store or open_store()
+    results: list[IngestResult] = []
+    for n, (path, extra) in enumerate(jobs):
+        if progress:
+            progress.file_started(Path(path), n, len(jobs))
+        t0 = time.perf_counter()
+        try:
+            result = ingest_file(
+                path, store=store, ticker=ticker, metadata={**extra, **(metadata or {})},
+                chunk_chars=chunk_chars, progress=progress,
+            )
+        except IndexStoreError:
+            raise
+        except FilingLensError as exc:
+            result = IngestResult(source=str(path), status="failed", error=str(exc),
+                                  seconds=round(time.perf_counter() - t0, 3))
+        results.append(result)
+        if progress:
+            progress.file_done(result)
+    return results
+
+
+def results_table(results: Sequence[IngestResult]):
+    """A rich table of ingest results for the CLI."""
+    from rich.table import Table
+
+    table = Table(title="ingest")
+    for col in ("filing", "FY", "status", "items", "chunks", "embedded", "skipped", "deleted", "seconds"):
+        table.add_column(col, justify="right" if col not in ("filing", "status") else "left", overflow="fold")
+    for r in results:
+        label = r.ticker or r.company or Path(r.source).name
+        style = {"failed": "red", "unchanged": "dim", "indexed": "green", "updated": "yellow"}.get(r.status, "")
+        status = f"[{style}]{r.status}[/]" + (f": {r.error}" if r.error else "")
+        table.add_row(label, str(r.fiscal_year or ""), status, str(r.items), str(r.chunks), str(r.embedded),
+                      str(r.skipped), str(r.deleted), f"{r.seconds:.1f}")
+    return table
+
+
+class RichIngestProgress(IngestProgress):
+    """A rich progress display for the CLI: one bar over the files, one over the current file's embeddings."""
+
+    def __init__(self, console=None) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            console=console, transient=True,
+        )
+        self._files = None
+        self._embed = None
+        self._console = console
+
+    def __enter__(self) -> "RichIngestProgress":
+        self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._progress.__exit__(*exc)
+
+    def file_started(self, path: Path, index: int, total: int) -> None:
+        if self._files is None:
+            self._files = self._progress.add_task("filings", total=total)
+        if self._embed is not None:
+            self._progress.remove_task(self._embed)
+        self._embed = self._progress.add_task(f"  {path.name}: parsing", total=None)
+
+    def embedding(self, done: int, total: int) -> None:
+        if self._embed is not None:
+            self._progress.update(self._embed, description="  embedding chunks", completed=done, total=total)
+
+    def file_done(self, result: IngestResult) -> None:
+        if self._files is not None:
+            self._progress.advance(self._files)
+        if self._console is not None:
+            name = Path(result.source).name
+            if result.status == "failed":
+                self._progress.console.print(f"[red]failed[/] {name}: {result.error}", highlight=False)
+            else:
+                self._progress.console.print(
+                    f"{result.status:9s} {name}: {result.items} items, {result.chunks} chunks, "
+                    f"{result.embedded} embedded, {result.skipped} skipped, {result.seconds:.1f}s",
+                    highlight=False,
+                )

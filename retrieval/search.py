@@ -1,0 +1,476 @@
+"""Hybrid search over the chunk store: dense (Chroma) + BM25 (bm25s), RRF, MMR.
+
+- **Dense**: the query embedded with the collection's model, nearest chunks
+  from Chroma under the metadata filter.
+- **Lexical**: BM25 (bm25s) built in-process over the stored chunks of the
+  *filtered subset*, cached in memory and on disk under the index root, keyed
+  by the collection's revision (which changes on every write) and the filter.
+- **Fusion**: reciprocal-rank fusion, ``sum_i w_i / (rrf_k + rank_i)``.
+- **Diversification**: maximal marginal relevance over the fused candidates
+  (relevance = fused score scaled to [0, 1], similarity = cosine of the
+  chunk embeddings); ``mmr_lambda=1`` turns it off.
+- **Filters**: ticker(s), company, fiscal year or year range, items, chunk
+  kind, filing id.
+
+Every hit carries the exact stored text and its metadata (item, offsets into
+the item and the filing text, page, source hash...).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import threading
+from collections import OrderedDict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from filinglens.errors import IndexStoreError, InputError, NoMatchError
+from filinglens.retrieval.index import ChunkStore, StoredChunk, _store_errors, open_store
+
+MODES = ("hybrid", "dense", "bm25")
+DEFAULT_FETCH_K = 50
+DEFAULT_RRF_K = 60
+DEFAULT_MMR_LAMBDA = 0.75
+_BM25_DISK_ENTRIES = 24
+
+
+# --------------------------------------------------------------------------- filters
+
+
+def normalize_item(item: str) -> str:
+    """``"item 1a"`` / ``"1a."`` -> ``"1A"``; pseudo-items (``cover``, ``other``) stay lower case."""
+    s = re.sub(r"(?i)^\s*item\s*", "", str(item)).strip().rstrip(".").strip()
+    return s.lower() if s.lower() in ("cover", "other") else s.upper()
+
+
+@dataclass
+class SearchFilters:
+    """Metadata filters; all given conditions must hold."""
+
+    ticker: str | Sequence[str] | None = None
+    company: str | Sequence[str] | None = None
+    year: int | None = None
+    year_from: int | None = None
+    year_to: int | None = None
+    items: Sequence[str] | None = None
+    kind: str | None = None  # "text" | "table"
+    filing_id: str | Sequence[str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind is not None and self.kind not in ("text", "table"):
+            raise InputError(f"chunk kind must be `text` or `table`, not `{self.kind}`")
+        if self.year is not None:
+            self.year = int(self.year)
+        if self.year_from is not None and self.year_to is not None and self.year_from > self.year_to:
+            raise InputError(f"empty year range {self.year_from}-{self.year_to}")
+        if self.items:
+            self.items = [normalize_item(i) for i in self.items]
+
+    def clauses(self) -> list[dict]:
+        out: list[dict] = []
+
+        def one_or_many(key: str, value, norm=lambda v: v) -> None:
+            if value is None or value == [] or value == ():
+                return
+            values = [norm(v) for v in ([value] if isinstance(value, str) else list(value))]
+            out.append({key: values[0]} if len(values) == 1 else {key: {"$in": values}})
+
+        one_or_many("ticker", self.ticker, lambda v: str(v).upper())
+        one_or_many("company", self.company)
+        one_or_many("filing_id", self.filing_id)
+        if self.year is not None:
+            out.append({"fiscal_year": self.year})
+        if self.year_from is not None:
+            out.append({"fiscal_year": {"$gte": int(self.year_from)}})
+        if self.year_to is not None:
+            out.append({"fiscal_year": {"$lte": int(self.year_to)}})
+        one_or_many("item", self.items)
+        if self.kind:
+            out.append({"kind": self.kind})
+        return out
+
+    def where(self) -> dict | None:
+        """The Chroma ``where`` document (None = no filter)."""
+        clauses = self.clauses()
+        if not clauses:
+            return None
+        return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+    def describe(self) -> str:
+        parts = []
+        for key, value in asdict(self).items():
+            if value not in (None, [], ()):
+                parts.append(f"{key}={','.join(map(str, value)) if isinstance(value, (list, tuple)) else value}")
+        return " ".join(parts) or "no filter"
+
+
+@dataclass
+class SearchHit:
+    """One retrieved chunk: id, exact text, score, metadata and how each retriever ranked it."""
+
+    chunk_id: str
+    text: str
+    score: float
+    metadata: dict
+    dense_rank: int | None = None  # 1-based
+    bm25_rank: int | None = None
+    dense_similarity: float | None = None  # cosine
+    bm25_score: float | None = None
+    embedding: np.ndarray | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data.pop("embedding", None)
+        return data
+
+
+# --------------------------------------------------------------------------- BM25
+
+
+_WORD = re.compile(r"[a-z0-9]+(?:[.,][0-9]+)*", re.I)
+_STOP = frozenset(
+    """a about above after again against all am an and any are as at be because been before being below
+    between both but by can could did do does doing down during each few for from further had has have
+    having he her here hers herself him himself his how i if in into is it its itself just me more most my
+    myself no nor not now of off on once only or other our ours ourselves out over own same she should so
+    some such than that the their theirs them themselves then there these they this those through to too
+    under until up very was we were what when where which while who whom why will with would you your
+    yours yourself yourselves""".split()
+)
+
+
+def _stem(token: str) -> str:
+    """A light plural/inflection folding (revenues -> revenue, liabilities -> liability)."""
+    if len(token) <= 3 or token[0].isdigit():
+        return token
+    if token.endswith("ies") and len(token) > 4:
+        return token[:-3] + "y"
+    if token.endswith("sses"):
+        return token[:-2]
+    if token.endswith("s") and not token.endswith(("ss", "us", "is")):
+        return token[:-1]
+    return token
+
+
+def tokenize(text: str) -> list[str]:
+    """Lower-cased words and numbers (``1,234.5`` -> ``1234.5``) without stop words, lightly stemmed."""
+    out = []
+    for m in _WORD.finditer(text.lower()):
+        tok = m.group(0)
+        if tok[0].isdigit():
+            tok = tok.replace(",", "")
+        if tok in _STOP or (len(tok) < 2 and not tok.isdigit()):
+            continue
+        out.append(_stem(tok))
+    return out
+
+
+class _Bm25Index:
+    """bm25s over a fixed list of chunk ids."""
+
+    def __init__(self, ids: list[str], retriever) -> None:
+        self.ids = ids
+        self.retriever = retriever
+
+    @classmethod
+    def build(cls, chunks: Sequence[StoredChunk]) -> "_Bm25Index":
+        import bm25s
+
+        ids = [c.id for c in chunks]
+        corpus_tokens = [tokenize(c.text) or ["_empty_"] for c in chunks]
+        retriever = bm25s.BM25()
+        retriever.index(corpus_tokens, show_progress=False)
+        return cls(ids, retriever)
+
+    def search(self, query: str, n: int) -> list[tuple[str, float]]:
+        tokens = [t for t in tokenize(query) if t in self.retriever.vocab_dict]
+        if not tokens or not self.ids:
+            return []
+        n = min(n, len(self.ids))
+        docs, scores = self.retriever.retrieve([tokens], k=n, show_progress=False, n_threads=1)
+        out = []
+        for d, s in zip(docs[0], scores[0]):
+            if s <= 0:
+                break
+            out.append((self.ids[int(d)], float(s)))
+        return out
+
+    def save(self, directory: Path) -> None:
+        tmp = directory.with_name(directory.name + ".tmp-" + str(os.getpid()))
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        self.retriever.save(str(tmp))
+        (tmp / "chunk_ids.json").write_text(json.dumps(self.ids))
+        shutil.rmtree(directory, ignore_errors=True)
+        os.replace(tmp, directory)
+
+    @classmethod
+    def load(cls, directory: Path) -> "_Bm25Index | None":
+        import bm25s
+
+        try:
+            ids = json.loads((directory / "chunk_ids.json").read_text())
+            retriever = bm25s.BM25.load(str(directory))
+        except Exception:  # noqa: BLE001 - a damaged cache is rebuilt
+            return None
+        return cls(ids, retriever)
+
+
+# --------------------------------------------------------------------------- fusion and MMR
+
+
+def rrf(rankings: Sequence[Sequence[str]], weights: Sequence[float] | None = None, k: int = DEFAULT_RRF_K) -> dict[str, float]:
+    """Reciprocal-rank fusion of ranked id lists: ``sum_i w_i / (k + rank_i)`` (rank from 1)."""
+    weights = list(weights) if weights is not None else [1.0] * len(rankings)
+    fused: dict[str, float] = {}
+    for ranking, w in zip(rankings, weights):
+        for rank, cid in enumerate(ranking, start=1):
+            fused[cid] = fused.get(cid, 0.0) + w / (k + rank)
+    return fused
+
+
+def mmr(relevance: Sequence[float], embeddings: np.ndarray, k: int, lambda_: float = DEFAULT_MMR_LAMBDA) -> list[int]:
+    """Maximal marginal relevance: indices of ``k`` items balancing relevance and novelty.
+
+    ``relevance`` is scaled to [0, 1]; ``embeddings`` are L2-normalised rows.
+    """
+    n = len(relevance)
+    if n == 0 or k <= 0:
+        return []
+    rel = np.asarray(relevance, dtype=np.float64)
+    top = rel.max()
+    rel = rel / top if top > 0 else rel
+    if lambda_ >= 1.0 or embeddings is None or len(embeddings) != n:
+        return list(np.argsort(-rel, kind="stable")[:k])
+    emb = np.asarray(embeddings, dtype=np.float64)
+    norms = np.linalg.norm(emb, axis=1, keepdims=True)
+    emb = emb / np.clip(norms, 1e-12, None)
+    sims = emb @ emb.T
+    chosen: list[int] = []
+    max_sim = np.full(n, -np.inf)
+    remaining = np.ones(n, dtype=bool)
+    while len(chosen) < min(k, n):
+        penalty = np.where(np.isfinite(max_sim), max_sim, 0.0)
+        value = lambda_ * rel - (1 - lambda_) * penalty
+        value[~remaining] = -np.inf
+        best = int(np.argmax(value))
+        chosen.append(best)
+        remaining[best] = False
+        max_sim = np.maximum(max_sim, sims[best])
+    return chosen
+
+
+# --------------------------------------------------------------------------- the searcher
+
+
+class HybridSearcher:
+    """Dense + BM25 search over a :class:`ChunkStore`, fused with RRF and diversified with MMR."""
+
+    def __init__(
+        self,
+        store: ChunkStore | None = None,
+        *,
+        rrf_k: int = DEFAULT_RRF_K,
+        dense_weight: float = 1.0,
+        bm25_weight: float = 1.0,
+        disk_cache: bool = True,
+    ) -> None:
+        self.store = store or open_store(create=False)
+        self.rrf_k = rrf_k
+        self.dense_weight = dense_weight
+        self.bm25_weight = bm25_weight
+        self.disk_cache = disk_cache
+        self._bm25: OrderedDict[str, _Bm25Index] = OrderedDict()
+        self._lock = threading.Lock()
+        self._revision: str | None = None
+        self._revision_checked = 0.0
+
+    # -- building blocks -----------------------------------------------------
+
+    def check_filters(self, filters: SearchFilters) -> None:
+        """Raise a clear error when the index is empty or the filter matches nothing."""
+        if not self.store.exists:
+            raise IndexStoreError(
+                f"there is no index at {self.store.location} yet: run `filinglens ingest PATH` first"
+            )
+        where = filters.where()
+        with _store_errors("cannot read the index"):
+            probe = self.store.collection.get(where=where, limit=1, include=[])
+        if probe["ids"]:
+            return
+        if self.store.count() == 0:
+            raise IndexStoreError(f"the index at {self.store.location} is empty: run `filinglens ingest PATH` first")
+        filings = self.store.filings()
+        shown = sorted({f"{f.get('ticker') or f.get('company') or '?'} {f.get('fiscal_year') or '?'}" for f in filings})
+        more = f" (+{len(shown) - 12} more)" if len(shown) > 12 else ""
+        raise NoMatchError(
+            f"no indexed chunk matches {filters.describe()}; indexed filings: {', '.join(shown[:12])}{more}"
+        )
+
+    def _bm25_for(self, filters: SearchFilters) -> _Bm25Index:
+        where = filters.where()
+        revision = self.store.revision()
+        key = hashlib.sha256(
+            json.dumps([revision, self.store.collection_name, where], sort_keys=True).encode()
+        ).hexdigest()[:24]
+        with self._lock:
+            if key in self._bm25:
+                self._bm25.move_to_end(key)
+                return self._bm25[key]
+        index = None
+        cache_dir = self.store.root / "bm25" / self.store.collection_name
+        if self.disk_cache:
+            index = _Bm25Index.load(cache_dir / key)
+        if index is None:
+            chunks = self.store.get(where=where)
+            index = _Bm25Index.build(chunks)
+            if self.disk_cache:
+                try:
+                    cache_dir.mkdir(parents=True, exist_ok=True)
+                    index.save(cache_dir / key)
+                    _prune(cache_dir, _BM25_DISK_ENTRIES)
+                except OSError:
+                    pass  # a read-only index still answers; it just cannot cache
+        with self._lock:
+            self._bm25[key] = index
+            while len(self._bm25) > 8:
+                self._bm25.popitem(last=False)
+        return index
+
+    def dense(self, query: str, filters: SearchFilters, n: int) -> list[tuple[StoredChunk, float]]:
+        """Top ``n`` (chunk, cosine similarity) by embedding."""
+        vector = self.store.embedder.embed_query(query)
+        return [(c, 1.0 - d) for c, d in self.store.query(vector, n, filters.where())]
+
+    def bm25(self, query: str, filters: SearchFilters, n: int) -> list[tuple[str, float]]:
+        """Top ``n`` (chunk id, BM25 score) over the filtered subset."""
+        return self._bm25_for(filters).search(query, n)
+
+    # -- the search ----------------------------------------------------------
+
+    def search(
+        self,
+        query: str,
+        *,
+        k: int = 5,
+        filters: SearchFilters | None = None,
+        mode: str = "hybrid",
+        lexical_query: str | None = None,
+        fetch_k: int = DEFAULT_FETCH_K,
+        mmr_lambda: float = DEFAULT_MMR_LAMBDA,
+    ) -> list[SearchHit]:
+        """The ``k`` best chunks for ``query`` under ``filters``.
+
+        ``mode``: ``hybrid`` (RRF of dense and BM25), ``dense`` or ``bm25``.
+        ``lexical_query`` replaces the query text for BM25 only (e.g. a
+        keyword rewrite).  ``mmr_lambda`` < 1 diversifies the result.
+        """
+        if query is None or not str(query).strip():
+            raise InputError("the search query is empty")
+        if mode not in MODES:
+            raise InputError(f"search mode must be one of {', '.join(MODES)}, not `{mode}`")
+        if k < 1:
+            raise InputError("k must be at least 1")
+        filters = filters or SearchFilters()
+        self.check_filters(filters)
+        fetch = max(fetch_k, k)
+        hits: dict[str, SearchHit] = {}
+        rankings: list[list[str]] = []
+        weights: list[float] = []
+        if mode in ("hybrid", "dense"):
+            dense = self.dense(query, filters, fetch)
+            for rank, (chunk, sim) in enumerate(dense, start=1):
+                hits[chunk.id] = SearchHit(chunk.id, chunk.text, 0.0, chunk.metadata, dense_rank=rank,
+                                           dense_similarity=sim, embedding=chunk.embedding)
+            rankings.append([c.id for c, _ in dense])
+            weights.append(self.dense_weight)
+        if mode in ("hybrid", "bm25"):
+            lexical = self.bm25(lexical_query or query, filters, fetch)
+            for rank, (cid, score) in enumerate(lexical, start=1):
+                hit = hits.get(cid) or SearchHit(cid, "", 0.0, {})
+                hit.bm25_rank, hit.bm25_score = rank, score
+                hits[cid] = hit
+            rankings.append([cid for cid, _ in lexical])
+            weights.append(self.bm25_weight)
+        if not hits:
+            return []
+        fused = rrf(rankings, weights, self.rrf_k)
+        for cid, hit in hits.items():
+            if mode == "dense":
+                hit.score = float(hit.dense_similarity or 0.0)
+            elif mode == "bm25":
+                hit.score = float(hit.bm25_score or 0.0)
+            else:
+                hit.score = fused.get(cid, 0.0)
+        # fill text/metadata/embeddings of lexical-only hits
+        missing = [cid for cid, h in hits.items() if not h.metadata or (mmr_lambda < 1 and h.embedding is None)]
+        if missing:
+            for rec in self.store.get(ids=missing, embeddings=mmr_lambda < 1):
+                hit = hits[rec.id]
+                hit.text, hit.metadata = rec.text, rec.metadata
+                if rec.embedding is not None:
+                    hit.embedding = rec.embedding
+        ordered = sorted(hits.values(), key=lambda h: (-h.score, h.chunk_id))
+        if mmr_lambda < 1 and len(ordered) > 1 and all(h.embedding is not None for h in ordered):
+            emb = np.stack([h.embedding for h in ordered])
+            picks = mmr([h.score for h in ordered], emb, k, mmr_lambda)
+            result = [ordered[i] for i in picks]
+        else:
+            result = ordered[:k]
+        return result
+
+
+_SEARCHERS: dict[int, HybridSearcher] = {}
+
+
+def search(
+    query: str,
+    *,
+    k: int = 5,
+    ticker: str | None = None,
+    year: int | None = None,
+    year_from: int | None = None,
+    year_to: int | None = None,
+    items: Sequence[str] | None = None,
+    kind: str | None = None,
+    mode: str = "hybrid",
+    store: ChunkStore | None = None,
+) -> list[SearchHit]:
+    """Convenience wrapper: hybrid search of the configured index with the usual filters."""
+    store = store or open_store(create=False)
+    searcher = _SEARCHERS.get(id(store))
+    if searcher is None or searcher.store is not store:
+        searcher = _SEARCHERS[id(store)] = HybridSearcher(store)
+    filters = SearchFilters(ticker=ticker, year=year, year_from=year_from, year_to=year_to, items=items, kind=kind)
+    return searcher.search(query, k=k, filters=filters, mode=mode)
+
+
+def _prune(directory: Path, keep: int) -> None:
+    entries = [p for p in directory.iterdir() if p.is_dir() and ".tmp-" not in p.name]
+    entries.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in entries[keep:]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def hits_table(hits: Iterable[SearchHit], query: str):
+    """A rich table of search hits for the CLI."""
+    from rich.table import Table
+
+    table = Table(title=f"search: {query}", show_lines=True)
+    for col in ("#", "score", "filing", "item", "kind", "span", "text"):
+        table.add_column(col, overflow="fold")
+    for n, hit in enumerate(hits, start=1):
+        m = hit.metadata
+        who = m.get("ticker") or m.get("company") or "?"
+        span = f"{m.get('start')}-{m.get('end')}" + (f" p.{m['page'] + 1}" if m.get("page") is not None else "")
+        text = hit.text if len(hit.text) <= 600 else hit.text[:600] + " …"
+        table.add_row(str(n), f"{hit.score:.4f}", f"{who} FY{m.get('fiscal_year', '?')}",
+                      f"{m.get('item')} {m.get('item_title', '')}", m.get("kind", ""), span, text)
+    return table
