@@ -29,6 +29,14 @@ def subdir(name: str) -> Path:
     return path
 
 
+def models_dir() -> Path:
+    """Where model weights assembled from packages live: ``$FILINGLENS_MODELS`` or ``data_home()/models``."""
+    env = os.environ.get("FILINGLENS_MODELS")
+    path = Path(env).expanduser() if env else data_home() / "models"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def shared_dir() -> Path:
     """The shared test/benchmark data beside the repository (``FILINGLENS_SHARED`` overrides)."""
     env = os.environ.get("FILINGLENS_SHARED")

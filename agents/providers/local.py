@@ -123,7 +123,7 @@ def part_paths(s: GGUFSpec) -> list[Path]:
 
 
 def gguf_target(s: GGUFSpec) -> Path:
-    return settings.subdir("models") / s.filename
+    return settings.models_dir() / s.filename
 
 
 def _stamp_path(path: Path) -> Path:

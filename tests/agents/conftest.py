@@ -23,6 +23,7 @@ def home(tmp_path, monkeypatch):
     """A fresh, empty FILINGLENS_HOME."""
     path = tmp_path / "home"
     monkeypatch.setenv("FILINGLENS_HOME", str(path))
+    monkeypatch.delenv("FILINGLENS_MODELS", raising=False)  # exercise the default location
     return path
 
 
