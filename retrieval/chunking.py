@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import asdict, dataclass
-from typing import Iterable
+from typing import Iterable, Mapping
 
 from filinglens.retrieval.filing import Block, Filing, Item
 
@@ -57,10 +57,38 @@ class Chunk:
         return asdict(self)
 
 
-def chunk_id(filing_key: str, chunk: Chunk) -> str:
-    """Deterministic chunk id: a hash of the filing identity, item, kind, offsets and text."""
+#: Version of the text that is embedded and BM25-indexed (context header + chunk text).
+INDEXED_TEXT_VERSION = "hdr1"
+
+
+def context_header(meta: Mapping) -> str:
+    """One line of context put before a chunk for embedding and BM25 (never part of its stored text).
+
+    ``"Apple Inc. (AAPL) 10-K FY2024. Item 1A. Risk Factors."`` -- so that a chunk
+    of a shared index says whose filing and which section it comes from.
+    """
+    company = str(meta.get("company") or "").strip()
+    ticker = str(meta.get("ticker") or "").strip()
+    who = f"{company} ({ticker})" if company and ticker else company or ticker
+    year = meta.get("fiscal_year")
+    form = meta.get("form") or "10-K"
+    item, title = meta.get("item") or "", meta.get("item_title") or ""
+    where = title if item in PSEUDO_ITEMS else f"Item {item}. {title}".strip()
+    head = " ".join(p for p in (who, form, f"FY{year}" if year else "") if p)
+    return f"{head}. {where}." if where else f"{head}."
+
+
+def indexed_text(meta: Mapping, text: str) -> str:
+    """What the embedding model and BM25 see for a chunk: its context header and its text."""
+    return f"{context_header(meta)}\n{text}"
+
+
+def chunk_id(filing_key: str, chunk: Chunk, header: str = "") -> str:
+    """Deterministic chunk id: a hash of the filing identity, item, kind, offsets, text and context header."""
     h = hashlib.sha256()
-    for part in (filing_key, chunk.item, chunk.kind, str(chunk.start), str(chunk.end), chunk.text):
+    parts = (filing_key, chunk.item, chunk.kind, str(chunk.start), str(chunk.end), chunk.text, header,
+             INDEXED_TEXT_VERSION)
+    for part in parts:
         h.update(part.encode("utf-8", "surrogatepass"))
         h.update(b"\x1f")
     return h.hexdigest()[:32]

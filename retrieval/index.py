@@ -48,7 +48,7 @@ import numpy as np
 
 from filinglens import settings
 from filinglens.errors import ConfigError, FilingLensError, IndexStoreError
-from filinglens.retrieval.chunking import CHUNKER_VERSION, Chunk, chunk_id
+from filinglens.retrieval.chunking import CHUNKER_VERSION, Chunk, chunk_id, context_header, indexed_text
 from filinglens.retrieval.embeddings import ChromaEmbeddingFunction, Embedder, get_embedder
 from filinglens.retrieval.filing import Filing
 
@@ -262,10 +262,10 @@ class ChunkStore:
     def revision(self) -> str:
         """A token that changes whenever chunks are written (for caches of the collection)."""
         with _store_errors("cannot read the index"):
-            if self.url:  # another client may have written: re-read the metadata
-                self._collection = self.client.get_collection(
-                    self.collection_name, embedding_function=ChromaEmbeddingFunction(self.embedder)
-                )
+            # another process or client may have written: re-read the metadata
+            self._collection = self.client.get_collection(
+                self.collection_name, embedding_function=ChromaEmbeddingFunction(self.embedder)
+            )
             meta = self.collection.metadata or {}
             return f"{meta.get('revision', '')}:{self.collection.count()}"
 
@@ -443,8 +443,9 @@ class ChunkStore:
         stats = SyncStats(fid, chunks=len(chunks))
         wanted: dict[str, tuple[Chunk, dict]] = {}
         for chunk in chunks:
-            cid = chunk_id(key, chunk)
-            wanted[cid] = (chunk, chunk_metadata(filing, fid, chunk, chunker))
+            meta = chunk_metadata(filing, fid, chunk, chunker)
+            cid = chunk_id(key, chunk, context_header(meta))
+            wanted[cid] = (chunk, meta)
         with _store_errors(f"cannot write to the index at {self.location}"):
             with self.writing():
                 collection = self.collection
@@ -464,7 +465,7 @@ class ChunkStore:
                 for b in range(0, len(missing), batch):
                     ids = missing[b : b + batch]
                     texts = [wanted[c][0].text for c in ids]
-                    vectors = self.embedder.embed_documents(texts)
+                    vectors = self.embedder.embed_documents([indexed_text(wanted[c][1], wanted[c][0].text) for c in ids])
                     collection.add(
                         ids=ids, embeddings=vectors, documents=texts, metadatas=[wanted[c][1] for c in ids]
                     )

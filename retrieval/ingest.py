@@ -23,7 +23,7 @@ from typing import Callable, Iterable, Sequence
 
 from filinglens import settings
 from filinglens.errors import FetchError, FilingLensError, IndexStoreError, InputError
-from filinglens.retrieval.chunking import CHUNKER_VERSION, DEFAULT_CHUNK_CHARS, chunk_filing
+from filinglens.retrieval.chunking import CHUNKER_VERSION, DEFAULT_CHUNK_CHARS, INDEXED_TEXT_VERSION, chunk_filing
 from filinglens.retrieval.filing import Filing
 from filinglens.retrieval.index import ChunkStore, filing_id, open_store
 
@@ -64,7 +64,8 @@ class IngestProgress:
 
 
 def chunker_tag(chunk_chars: int) -> str:
-    return f"{CHUNKER_VERSION}:{chunk_chars}"
+    """Identifies how chunks are cut and what is embedded (part of the manifest)."""
+    return f"{CHUNKER_VERSION}+{INDEXED_TEXT_VERSION}:{chunk_chars}"
 
 
 # --------------------------------------------------------------------------- inputs

@@ -32,6 +32,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from filinglens.errors import IndexStoreError, InputError, NoMatchError
+from filinglens.retrieval.chunking import indexed_text
 from filinglens.retrieval.index import ChunkStore, StoredChunk, _store_errors, open_store
 
 MODES = ("hybrid", "dense", "bm25")
@@ -184,7 +185,7 @@ class _Bm25Index:
         import bm25s
 
         ids = [c.id for c in chunks]
-        corpus_tokens = [tokenize(c.text) or ["_empty_"] for c in chunks]
+        corpus_tokens = [tokenize(indexed_text(c.metadata, c.text)) or ["_empty_"] for c in chunks]
         retriever = bm25s.BM25()
         retriever.index(corpus_tokens, show_progress=False)
         return cls(ids, retriever)
