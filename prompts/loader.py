@@ -20,7 +20,6 @@ import json
 import os
 import re
 from datetime import date
-from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -235,3 +234,43 @@ def prompts_table(prompts: list[RatingPrompt]):
     for p in prompts:
         table.add_row(p.ref, p.method, p.hash, (p.note or "")[:70])
     return table
+
+
+class QAPrompt(BaseModel):
+    """The question-answering prompt (``prompts/qa/<version>.yaml``)."""
+
+    version: str
+    system: str
+    user: str
+    created: str | None = None
+    note: str | None = None
+    path: str | None = Field(default=None, exclude=True)
+
+    @field_validator("created", mode="before")
+    @classmethod
+    def _date_to_str(cls, value):
+        return value.isoformat() if isinstance(value, date) else value
+
+    @property
+    def ref(self) -> str:
+        return f"qa@{self.version}"
+
+    @property
+    def hash(self) -> str:
+        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def load_qa_prompt(version: str = "v1", extra_dirs: list[Path] | None = None) -> QAPrompt:
+    """Load the QA prompt of ``version`` (user directories first)."""
+    for base in prompt_dirs(extra_dirs):
+        path = base / "qa" / f"{version}.yaml"
+        if path.is_file():
+            data = _read(path)
+            data["version"] = version
+            data["path"] = str(path)
+            try:
+                return QAPrompt.model_validate(data)
+            except ValidationError as exc:
+                raise ConfigError(f"{path}: invalid QA prompt ({exc.errors()[0]['msg']})") from exc
+    raise ConfigError(f"no QA prompt {version} (expected qa/{version}.yaml in a prompts directory)")

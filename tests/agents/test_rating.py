@@ -7,14 +7,8 @@ import json
 import pytest
 
 from filinglens.agents.models import get_chat_model
-from filinglens.agents.rating import (
-    EvidenceItem,
-    RatingChain,
-    Target,
-    parse_rating_output,
-    rate_many,
-    render_evidence,
-)
+from filinglens.agents.evidence import EvidenceItem, render_evidence
+from filinglens.agents.rating import RatingChain, Target, parse_rating_output, rate_many
 from filinglens.store import Store
 
 TARGET = Target("f1", "Example Corp", "EXM", "0000000001", 2024, "hash-f1")

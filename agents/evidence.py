@@ -1,0 +1,65 @@
+"""Evidence as the model sees it: numbered, delimited, budgeted; and quotes checked against it.
+
+Shared by the rating chain and the QA agent. Evidence text is untrusted
+filing text: any ``<evidence>`` tag inside it is neutralised so it cannot
+close the block it is placed in.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+
+@dataclass
+class EvidenceItem:
+    """One evidence chunk as the rating chain sees it (a subset of the retrieval ``Evidence``)."""
+
+    chunk_id: str
+    text: str
+    item: str
+    citation: str
+    score: float = 0.0
+
+    @classmethod
+    def from_evidence(cls, ev: Any) -> "EvidenceItem":
+        return cls(ev.chunk_id, ev.text, ev.item, ev.citation(), float(ev.score))
+
+
+_DELIMITER = re.compile(r"</?\s*evidence\s*>", re.I)
+
+
+def render_evidence(evidence: Sequence[EvidenceItem], budget_chars: int) -> tuple[str, list[EvidenceItem]]:
+    """Evidence blocks ``[E1] (Item 1A) text`` within ``budget_chars``; returns the text and what was used."""
+    parts, used, total = [], [], 0
+    for ev in evidence:
+        text = _DELIMITER.sub("[tag removed]", ev.text.strip())  # no way out of the <evidence> block
+        room = budget_chars - total
+        if room < 200:
+            break
+        if len(text) > room:
+            text = text[:room].rsplit(" ", 1)[0] + " …"
+        block = f"[E{len(used) + 1}] (Item {ev.item}) {text}"
+        parts.append(block)
+        used.append(ev)
+        total += len(block)
+    return "\n\n".join(parts), used
+
+
+def _norm(text: str) -> str:
+    text = text.replace("\u2019", "'").replace("\u2018", "'").replace("\u201c", '"').replace("\u201d", '"')
+    return re.sub(r"\s+", " ", text).strip().lower().strip(" .\"'…")
+
+
+def verify_quotes(quotes: Sequence[str], evidence: Sequence[EvidenceItem]) -> list[dict]:
+    """Mark each quote verified if it occurs (normalised) in an evidence chunk, i.e. in the filing."""
+    out = []
+    normed = [(ev.chunk_id, _norm(ev.text)) for ev in evidence]
+    for quote in quotes:
+        q = _norm(quote)
+        where = next((cid for cid, text in normed if q and q in text), None)
+        out.append({"text": quote, "verified": where is not None, "chunk_id": where})
+    return out
+
+
