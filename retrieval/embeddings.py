@@ -99,7 +99,7 @@ class OnnxSentenceEmbedder(Embedder):
         tokenizer_path: Path,
         *,
         max_tokens: int = 256,
-        batch_size: int = 32,
+        batch_size: int = 16,
         threads: int | None = None,
     ) -> None:
         self.name = name
@@ -130,6 +130,8 @@ class OnnxSentenceEmbedder(Embedder):
                 options.log_severity_level = 3
                 # no busy-waiting threads: on a shared or small machine spinning only steals CPU
                 options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+                # the arena keeps the peak of every batch shape: ~1.1 GB RSS instead of ~0.4 GB, no faster
+                options.enable_cpu_mem_arena = False
                 session = ort.InferenceSession(
                     str(self.model_path), sess_options=options, providers=["CPUExecutionProvider"]
                 )

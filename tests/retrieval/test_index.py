@@ -111,6 +111,18 @@ def test_default_embedder_is_offline_minilm_and_speaks_chroma_and_langchain():
     assert len(lc.embed_query("x")) == 384 and len(lc.embed_documents(["x", "y"])) == 2
 
 
+def test_another_local_onnx_model_is_configured_by_name(tmp_path, monkeypatch):
+    default = get_embedder()
+    folder = tmp_path / "my-model"
+    folder.mkdir()
+    (folder / "model.onnx").symlink_to(default.model_path)
+    (folder / "tokenizer.json").symlink_to(default.tokenizer_path)
+    monkeypatch.setenv("FILINGLENS_EMBEDDINGS", f"onnx:{folder}")
+    other = get_embedder()
+    assert other.name == f"onnx:{folder}" and other is not default
+    assert np.allclose(other.embed_query("net sales"), default.embed_query("net sales"), atol=1e-5)
+
+
 def test_unknown_or_unconfigured_embedders_are_clear_config_errors():
     with pytest.raises(ConfigError, match="unknown embedding model"):
         get_embedder("no-such-model")
@@ -370,3 +382,35 @@ def test_ingest_and_query_through_a_real_chroma_server(tmp_path, monkeypatch, aa
         except subprocess.TimeoutExpired:
             server.kill()
         log.close()
+
+
+# --------------------------------------------------------------------------- --ticker/--years via the fetch layer
+
+
+def _fake_edgar_module():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "fake_edgar.py"
+    spec = importlib.util.spec_from_file_location("filinglens_tests_fake_edgar_ingest", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_ticker_and_years_resolve_to_fetched_documents_and_work_offline_once_stored(monkeypatch):
+    from filinglens.retrieval.ingest import ticker_documents
+
+    monkeypatch.setenv("SEC_USER_AGENT", "FilingLens tests tests@example.com")
+    monkeypatch.setenv("FILINGLENS_EDGAR_BACKOFF", "0.01")
+    monkeypatch.setenv("FILINGLENS_EDGAR_TRIES", "1")
+    with _fake_edgar_module().FakeEdgar() as server:
+        monkeypatch.setenv("FILINGLENS_EDGAR_URL", server.url)
+        docs = ticker_documents("aapl", "2024")
+    assert len(docs) == 1
+    path, meta = docs[0]
+    assert path.is_file() and meta["ticker"] == "AAPL" and meta["fiscal_year"] == 2024 and meta["cik"]
+    # the server is gone: the stored filing is used without asking EDGAR
+    monkeypatch.setenv("FILINGLENS_EDGAR_URL", f"http://127.0.0.1:{free_port()}")
+    again = ticker_documents("AAPL", "2024")
+    assert [p for p, _ in again] == [path]
