@@ -175,5 +175,54 @@ def models(
         console.print(models_table(rows))
 
 
+# --------------------------------------------------------------------------- prompts
+
+prompts_app = typer.Typer(help="Versioned rating prompts: list, show, diff.", no_args_is_help=True)
+app.add_typer(prompts_app, name="prompts")
+PromptsDir = typer.Option(None, "--prompts-dir", help="Extra prompt directory (searched first).")
+
+
+@prompts_app.command("list")
+@friendly_errors
+def prompts_list(
+    prompts_dir: Optional[list[Path]] = PromptsDir,
+    as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
+) -> None:
+    """All prompt versions by category, with method and content hash."""
+    from filinglens.prompts.loader import list_prompts, prompts_table
+
+    prompts = list_prompts(prompts_dir)
+    if as_json:
+        print_json([{"ref": p.ref, "method": p.method, "hash": p.hash, "path": p.path, "note": p.note} for p in prompts])
+    else:
+        console.print(prompts_table(prompts))
+
+
+@prompts_app.command("show")
+@friendly_errors
+def prompts_show(
+    ref: str = typer.Argument(..., help="CATEGORY or CATEGORY@VERSION, e.g. environment@v2."),
+    prompts_dir: Optional[list[Path]] = PromptsDir,
+) -> None:
+    """Print a resolved prompt (template included) as YAML."""
+    from filinglens.prompts.loader import load_prompt
+
+    prompt = load_prompt(ref, prompts_dir)
+    sys.stdout.write(f"# {prompt.ref} hash={prompt.hash} file={prompt.path}\n{prompt.render_yaml()}")
+
+
+@prompts_app.command("diff")
+@friendly_errors
+def prompts_diff(
+    ref_a: str = typer.Argument(..., help="e.g. environment@v1"),
+    ref_b: str = typer.Argument(..., help="e.g. environment@v2"),
+    prompts_dir: Optional[list[Path]] = PromptsDir,
+) -> None:
+    """Unified diff of two resolved prompts."""
+    from filinglens.prompts.loader import diff_prompts
+
+    sys.stdout.write(diff_prompts(ref_a, ref_b, prompts_dir) or "(identical)\n")
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()
