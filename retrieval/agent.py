@@ -193,7 +193,8 @@ ITEM_RULES: list[tuple[str, list[str]]] = [
     (r"market risk|interest rate risk|currency risk|foreign exchange|hedg|derivative|sensitivity", ["7A", "8"]),
     (r"liquidity|capital resources|outlook|guidance|results of operations|md&a|management'?s discussion|"
      r"driver|increase|decrease|decline|improv", ["7"]),
-    (_FIN_WORDS, ["7", "8"]),
+    # financial statements are in Item 8, or after Item 15 ("Financial Statement Schedules") in many 10-Ks
+    (_FIN_WORDS, ["7", "8", "15"]),
     (r"dividend|repurchase|buyback|stock performance|holders of record", ["5", "7"]),
     (r"executive compensation|\bceo pay\b", ["11"]),
     (r"director|board of directors|officers", ["10"]),
@@ -440,9 +441,15 @@ class QueryPlanner:
             return RetrievalPlan(question, tickers, companies, wanted_years, item_list, queries)
         item_list = [normalize_item(i) for i in items] if items else self.detect_items(question)
         rewrite = keyword_rewrite(question, drop)
+        # the question as asked (dense) with keywords for BM25; the keywords alone (no instruction
+        # noise for the dense side either); the keywords within the likely items -- a hint with half
+        # the weight, since item guesses are heuristics and statements are not always in Item 8
         queries.append(PlannedQuery(question.strip(), rewrite, SearchFilters(**base), "question"))
+        if rewrite.strip().lower() != question.strip().lower():
+            queries.append(PlannedQuery(rewrite, rewrite, SearchFilters(**base), "keywords"))
         if item_list:
-            queries.append(PlannedQuery(rewrite, rewrite, SearchFilters(**base, items=item_list), "items"))
+            weight = 1.0 if items else 0.5
+            queries.append(PlannedQuery(rewrite, rewrite, SearchFilters(**base, items=item_list), "items", weight))
         return RetrievalPlan(question, tickers, companies, wanted_years, item_list, queries)
 
 

@@ -93,8 +93,9 @@ def test_planner_detects_companies_and_years_against_the_catalog():
     assert planner.detect_filings("Is V a good stock? What about visa inc") == ([], ["Visa Inc."])
     plan = planner.plan("Does American Water Works have positive working capital based on FY2022 data?")
     assert plan.companies == ["American Water Works"] and plan.years == [2022]
-    assert [q.label for q in plan.queries] == ["question", "items"]
-    assert plan.queries[1].filters.items == ["7", "8"]
+    assert [q.label for q in plan.queries] == ["question", "keywords", "items"]
+    assert plan.queries[2].filters.items == ["7", "8", "15"] and plan.queries[2].weight == 0.5
+    assert plan.queries[0].filters.items is None and plan.queries[1].filters.items is None
     assert "american" not in plan.queries[0].lexical.lower() and "2022" not in plan.queries[0].lexical
     # a year without its own filing falls back to the next year's 10-K (prior-year comparatives)
     assert planner.plan("What was 3M's revenue in FY2017?").years == [2018]
