@@ -175,6 +175,83 @@ def models(
         console.print(models_table(rows))
 
 
+# --------------------------------------------------------------------------- rate and ask
+
+
+@app.command()
+@friendly_errors
+def rate(
+    paths: Optional[list[Path]] = typer.Argument(None, help="10-K files or folders (indexed first if needed)."),
+    ticker: Optional[str] = typer.Option(None, "--ticker", "-t", help="Rate this company's indexed (or fetched) 10-Ks."),
+    year: Optional[str] = typer.Option(None, "--year", "-y", help="Fiscal year or range, with --ticker."),
+    category: Optional[list[str]] = typer.Option(None, "--category", "-c", help="Categories (repeatable); default all."),
+    model: str = typer.Option("local", "--model", "-m", help="Model id (see `filinglens models`)."),
+    prompt_version: str = typer.Option("v2", "--prompt-version", "-p", help="Prompt version (v1 direct, v2 yes/no, v3 CoT, v4 strict)."),
+    samples: int = typer.Option(1, "--samples", "-n", min=1, help="Repeated samples per cell."),
+    temperature: float = typer.Option(0.0, "--temperature", help="Sampling temperature."),
+    evidence_chars: Optional[int] = typer.Option(None, "--evidence-chars", help="Evidence budget per rating (characters)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Also export to .csv, .parquet or .json."),
+    as_json: bool = typer.Option(False, "--json", help="Print ratings as JSON."),
+) -> None:
+    """Rate 10-K filings on categories from retrieved evidence (cached, recorded)."""
+    from filinglens.agents.jobs import resolve_targets, run_ratings
+    from filinglens.agents.rating import export_ratings, ratings_table
+    from filinglens.prompts.loader import categories as all_categories
+    from filinglens.retrieval.ingest import RichIngestProgress
+    from rich.progress import Progress
+
+    with RichIngestProgress(err_console) as ingest_progress:
+        targets = resolve_targets(paths or [], ticker, year, progress=ingest_progress)
+    cats = category or all_categories()
+    total = len(targets) * len(cats) * samples
+    with Progress(console=err_console, transient=True) as bar:
+        task = bar.add_task("rating", total=total)
+        run_id, ratings = run_ratings(
+            targets, cats, model_id=model, prompt_version=prompt_version, samples=samples,
+            temperature=temperature, evidence_chars=evidence_chars, progress=lambda r: bar.advance(task),
+        )
+    if out:
+        export_ratings(ratings, out)
+    calls = sum(r.model_calls for r in ratings)
+    cached = sum(r.cached_calls for r in ratings)
+    if as_json:
+        print_json({"run_id": run_id, "ratings": [r.to_dict() for r in ratings]})
+    else:
+        console.print(ratings_table(ratings))
+        console.print(
+            f"run [bold]{run_id}[/]: {len(ratings)} ratings, {calls} model calls "
+            f"({cached} served from cache, {calls - cached} made), "
+            f"{sum(r.tokens_in for r in ratings):,} prompt tokens" + (f"; exported to {out}" if out else "")
+        )
+    if any(r.status != "ok" for r in ratings):
+        raise typer.Exit(1)
+
+
+@app.command()
+@friendly_errors
+def ask(
+    question: str = typer.Argument(..., help="A question about indexed filings."),
+    ticker: Optional[str] = typer.Option(None, "--ticker", "-t", help="Only this company."),
+    year: Optional[int] = typer.Option(None, "--year", "-y", help="Only this fiscal year."),
+    model: str = typer.Option("local", "--model", "-m", help="Model id (see `filinglens models`)."),
+    k: int = typer.Option(6, "-k", help="Evidence chunks to retrieve."),
+    as_json: bool = typer.Option(False, "--json", help="Print the answer, citations and evidence as JSON."),
+) -> None:
+    """Answer a question from indexed 10-Ks, citing filing, item and the quoted span."""
+    from filinglens.agents.qa import answer_question, answer_panel
+    from filinglens.retrieval.agent import RetrievalAgent
+    from filinglens.store import Store
+
+    evidence = RetrievalAgent().retrieve(question, ticker=ticker, year=year, k=k)
+    answer = answer_question(question, evidence, store=Store(), model_id=model)
+    if as_json:
+        print_json(answer.to_dict())
+    else:
+        console.print(answer_panel(answer))
+    if answer.error:
+        raise typer.Exit(1)
+
+
 # --------------------------------------------------------------------------- prompts
 
 prompts_app = typer.Typer(help="Versioned rating prompts: list, show, diff.", no_args_is_help=True)

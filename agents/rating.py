@@ -329,3 +329,53 @@ def rate_many(
                 if progress:
                     progress(rating)
     return ratings
+
+
+def ratings_table(ratings: Sequence[Rating]):
+    """A rich table: filing, category, score, the first evidence quote with its citation, calls."""
+    from rich.table import Table
+
+    setups = sorted({f"{r.model_id} · prompt {r.prompt_version} ({r.method})" for r in ratings})
+    table = Table(title="Ratings — " + "; ".join(setups), show_lines=True, expand=True)
+    table.add_column("filing", ratio=1)
+    table.add_column("category", ratio=1)
+    table.add_column("score", ratio=1)
+    table.add_column("evidence", ratio=5)
+    table.add_column("calls (cached)", ratio=1)
+    for r in ratings:
+        if r.status == "ok":
+            expected = f"\nE={r.expected_score:.2f}" if r.method == "yesno" else ""
+            score = f"[bold]{r.score}[/]{expected}"
+            quote = next((q for q in r.quotes if q["verified"]), r.quotes[0] if r.quotes else None)
+            evidence = ""
+            if quote:
+                evidence = f"“{quote['text'][:200]}”" + ("" if quote["verified"] else " [red](unverified)[/]")
+            if r.evidence:
+                evidence += f"\n[dim]{r.evidence[0]['citation']}[/]"
+        else:
+            score, evidence = "[red]failed[/]", f"[red]{(r.error or '')[:200]}[/]"
+        sample = f" #{r.sample_index}" if r.sample_index else ""
+        table.add_row(r.target.label + sample, r.category, score, evidence, f"{r.model_calls} ({r.cached_calls})")
+    return table
+
+
+def export_ratings(ratings: Sequence[Rating], path) -> None:
+    """Write ratings to ``.csv``, ``.parquet`` or ``.json`` (by suffix)."""
+    import pandas as pd
+    from pathlib import Path
+
+    path = Path(path)
+    rows = []
+    for r in ratings:
+        row = r.to_row()
+        row["quotes"] = json.dumps(row["quotes"], ensure_ascii=False)
+        row["evidence"] = json.dumps(row["evidence"], ensure_ascii=False)
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".parquet":
+        frame.to_parquet(path, index=False)
+    elif path.suffix == ".json":
+        frame.to_json(path, orient="records", indent=2)
+    else:
+        frame.to_csv(path, index=False)

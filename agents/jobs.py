@@ -1,0 +1,141 @@
+"""Glue between the index and the agents: which filings to rate or ask about, and their evidence.
+
+``resolve_targets`` turns paths or ticker/year into indexed filings (ingesting
+them first: ingest is idempotent, so an indexed filing costs nothing);
+``index_gatherer`` collects a rating prompt's evidence from one filing with
+the hybrid searcher; ``run_ratings`` runs a batch through the rating chain,
+saving each rating as it finishes so an interrupted batch resumes.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Callable, Sequence
+
+from filinglens.agents.evidence import EvidenceItem
+from filinglens.agents.rating import Rating, RatingChain, Target, rate_many
+from filinglens.errors import InputError, NoMatchError
+from filinglens.prompts.loader import RatingPrompt
+from filinglens.store import Store
+
+
+def parse_year_range(text: str | None) -> tuple[int | None, int | None]:
+    """``"2019-2022"`` -> (2019, 2022); ``"2023"`` -> (2023, 2023); None -> (None, None)."""
+    if not text:
+        return None, None
+    m = re.fullmatch(r"\s*(\d{4})\s*(?:-\s*(\d{4})\s*)?", str(text))
+    if not m:
+        raise InputError(f"year must be a year or a range like 2019-2022, not `{text}`")
+    return int(m.group(1)), int(m.group(2) or m.group(1))
+
+
+def _target(record: dict) -> Target:
+    return Target(
+        filing_id=record["filing_id"],
+        company=record.get("company") or None,
+        ticker=record.get("ticker") or None,
+        cik=record.get("cik") or None,
+        fiscal_year=record.get("fiscal_year"),
+        content_hash=record.get("source_hash") or record["filing_id"],
+    )
+
+
+def resolve_targets(
+    paths: Sequence[Path] = (), ticker: str | None = None, year: str | None = None, progress=None
+) -> list[Target]:
+    """Indexed filings for ``paths`` (ingested if needed) or for ``ticker`` and ``year``."""
+    from filinglens.retrieval.index import open_store
+    from filinglens.retrieval.ingest import ingest
+
+    year_from, year_to = parse_year_range(year)
+    store = open_store()
+    if paths:
+        results = ingest(paths, ticker=ticker, store=store, progress=progress)
+        failed = [r for r in results if r.status == "failed"]
+        if failed and len(failed) == len(results):
+            raise InputError(f"{failed[0].source}: {failed[0].error}")
+        wanted = {r.filing_id for r in results if r.status != "failed"}
+        records = [f for f in store.filings() if f["filing_id"] in wanted]
+    elif ticker:
+        def indexed():
+            return [
+                f for f in store.filings()
+                if (f.get("ticker") or "").upper() == ticker.upper()
+                and (year_from is None or (f.get("fiscal_year") or 0) >= year_from)
+                and (year_to is None or (f.get("fiscal_year") or 0) <= year_to)
+            ]
+
+        records = indexed()
+        if not records:  # fetch and index them (needs SEC_USER_AGENT)
+            ingest(ticker=ticker, years=year, store=store, progress=progress)
+            records = indexed()
+    else:
+        raise InputError("give a 10-K file or folder, or --ticker with --year")
+    if not records:
+        raise InputError(f"no indexed 10-K for {ticker or paths} {year or ''}".strip())
+    return [_target(r) for r in sorted(records, key=lambda r: (r.get("ticker") or "", r.get("fiscal_year") or 0))]
+
+
+def index_gatherer(searcher=None) -> Callable[[RatingPrompt, Target], list[EvidenceItem]]:
+    """Evidence for a rating prompt from one indexed filing: the prompt's queries, its items first."""
+    from filinglens.retrieval.agent import Evidence
+    from filinglens.retrieval.search import HybridSearcher, SearchFilters, rrf
+
+    searcher = searcher or HybridSearcher()
+
+    def gather(prompt: RatingPrompt, target: Target) -> list[EvidenceItem]:
+        want = prompt.retrieval.evidence_chunks
+        rankings, hits = [], {}
+        scopes = [prompt.retrieval.items, None] if prompt.retrieval.items else [None]
+        for items in scopes:
+            for query in prompt.retrieval.queries:
+                try:
+                    found = searcher.search(query, k=want, filters=SearchFilters(filing_id=target.filing_id, items=items))
+                except NoMatchError:
+                    continue  # e.g. the filing has none of the preferred items
+                rankings.append([h.chunk_id for h in found])
+                for h in found:
+                    hits.setdefault(h.chunk_id, h)
+            if len(hits) >= want:
+                break  # the preferred items gave enough evidence
+        if not hits:
+            return []
+        fused = rrf(rankings)
+        best = sorted(hits.values(), key=lambda h: (-fused[h.chunk_id], h.chunk_id))[:want]
+        return [EvidenceItem.from_evidence(Evidence.from_hit(h, fused[h.chunk_id])) for h in best]
+
+    return gather
+
+
+def run_ratings(
+    targets: Sequence[Target],
+    categories: Sequence[str],
+    *,
+    model_id: str = "local",
+    prompt_version: str = "v1",
+    samples: int = 1,
+    temperature: float = 0.0,
+    evidence_chars: int | None = None,
+    store: Store | None = None,
+    run_id: str | None = None,
+    label: str | None = None,
+    gather=None,
+    progress: Callable[[Rating], None] | None = None,
+) -> tuple[str, list[Rating]]:
+    """Rate every target × category × sample into a run of the results store; returns (run id, ratings)."""
+    store = store or Store()
+    config = {"model": model_id, "prompt_version": prompt_version, "samples": samples, "temperature": temperature,
+              "categories": list(categories), "filings": [t.filing_id for t in targets]}
+    run_id = store.start_run("rate", config, label=label, run_id=run_id)
+    chain = RatingChain(store, model_id=model_id, temperature=temperature, run_id=run_id,
+                        gather=gather or index_gatherer())
+    if evidence_chars:
+        chain.evidence_chars = evidence_chars
+    try:
+        ratings = rate_many(chain, targets, categories, prompt_version, samples, progress)
+    except BaseException:
+        store.finish_run(run_id, "interrupted")
+        raise
+    store.finish_run(run_id, "finished" if all(r.status == "ok" for r in ratings) else "finished-with-failures")
+    return run_id, ratings
