@@ -252,6 +252,12 @@ def ask(
         raise typer.Exit(1)
 
 
+# --------------------------------------------------------------------------- eval
+
+eval_app = typer.Typer(help="Evaluate rating stability and validity, and QA quality.", no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
+
+
 # --------------------------------------------------------------------------- prompts
 
 prompts_app = typer.Typer(help="Versioned rating prompts: list, show, diff.", no_args_is_help=True)
