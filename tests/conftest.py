@@ -46,3 +46,24 @@ def parsed(shared):
         return cache[relative]
 
     return load
+
+
+AAPL_2024 = "aapl-10-k-2024-11-01.html"
+
+
+@pytest.fixture(scope="session")
+def aapl_index(tmp_path_factory, shared, _models_dir):
+    """A data home with the real Apple FY2024 10-K indexed (embedded once per session).
+
+    Use with ``monkeypatch.setenv("FILINGLENS_HOME", str(aapl_index))``; give
+    each test its own results ``Store`` so call caches do not leak between tests.
+    """
+    from filinglens.retrieval.ingest import ingest
+
+    home = tmp_path_factory.mktemp("aapl-home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FILINGLENS_HOME", str(home))
+        mp.setenv("FILINGLENS_MODELS", str(_models_dir))
+        [result] = ingest([shared / "filings" / "html" / AAPL_2024])
+        assert result.status == "indexed", result
+    return home
