@@ -26,6 +26,11 @@ install: $(VENV)/.installed
 
 demo: install
 	$(VENV)/bin/filinglens sections $(DEMO_FILING)
+	$(VENV)/bin/filinglens ingest $(DEMO_FILING)
+	$(VENV)/bin/filinglens rate $(DEMO_FILING) --model local
+	@echo "--- the same ratings again: every model call is served from the cache ---"
+	$(VENV)/bin/filinglens rate $(DEMO_FILING) --model local
+	$(VENV)/bin/filinglens ask "How many full-time equivalent employees did Apple have?" --ticker AAPL --year 2024
 
 test: install
 	$(PY) -m pytest
