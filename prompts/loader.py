@@ -47,7 +47,26 @@ class Retrieval(BaseModel):
     evidence_chunks: int = Field(default=8, ge=1, le=50)
 
 
-class RatingPrompt(BaseModel):
+class _PromptFile(BaseModel):
+    """What every prompt file has: metadata, and a hash of its resolved content."""
+
+    created: str | None = None
+    note: str | None = None
+    path: str | None = Field(default=None, exclude=True)
+
+    @field_validator("created", mode="before")
+    @classmethod
+    def _date_to_str(cls, value):
+        return value.isoformat() if isinstance(value, date) else value
+
+    @property
+    def hash(self) -> str:
+        """sha256 (first 16 hex digits) of the resolved prompt content."""
+        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+class RatingPrompt(_PromptFile):
     """A resolved rating prompt: rubric, method, wording and metadata."""
 
     category: str
@@ -63,9 +82,6 @@ class RatingPrompt(BaseModel):
     questions: Questions | None = None
     cutoffs: list[float] = Field(default_factory=lambda: [0.5, 1.5])
     examples: list[dict] = Field(default_factory=list)
-    created: str | None = None
-    note: str | None = None
-    path: str | None = Field(default=None, exclude=True)
 
     @field_validator("rubric")
     @classmethod
@@ -73,11 +89,6 @@ class RatingPrompt(BaseModel):
         if sorted(rubric) != [0, 1, 2] or not all(v.strip() for v in rubric.values()):
             raise ValueError("rubric must define levels 0, 1 and 2")
         return rubric
-
-    @field_validator("created", mode="before")
-    @classmethod
-    def _date_to_str(cls, value):
-        return value.isoformat() if isinstance(value, date) else value
 
     @model_validator(mode="after")
     def _method_needs(self) -> "RatingPrompt":
@@ -96,12 +107,6 @@ class RatingPrompt(BaseModel):
     def ref(self) -> str:
         """``category@version``."""
         return f"{self.category}@{self.version}"
-
-    @property
-    def hash(self) -> str:
-        """sha256 (first 16 hex digits) of the resolved prompt content."""
-        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
-        return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
     def render_yaml(self) -> str:
         """The resolved prompt as YAML (what ``prompts show`` prints and ``diff`` compares)."""
@@ -236,29 +241,16 @@ def prompts_table(prompts: list[RatingPrompt]):
     return table
 
 
-class QAPrompt(BaseModel):
+class QAPrompt(_PromptFile):
     """The question-answering prompt (``prompts/qa/<version>.yaml``)."""
 
     version: str
     system: str
     user: str
-    created: str | None = None
-    note: str | None = None
-    path: str | None = Field(default=None, exclude=True)
-
-    @field_validator("created", mode="before")
-    @classmethod
-    def _date_to_str(cls, value):
-        return value.isoformat() if isinstance(value, date) else value
 
     @property
     def ref(self) -> str:
         return f"qa@{self.version}"
-
-    @property
-    def hash(self) -> str:
-        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
-        return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
 def load_qa_prompt(version: str = "v1", extra_dirs: list[Path] | None = None) -> QAPrompt:
