@@ -82,9 +82,12 @@ def index_gatherer(searcher=None) -> Callable[[RatingPrompt, Target], list[Evide
     from filinglens.retrieval.agent import Evidence
     from filinglens.retrieval.search import HybridSearcher, SearchFilters, rrf
 
-    searcher = searcher or HybridSearcher()
+    opened: list = [searcher]  # opened on first use: the index may be built after this is made
 
     def gather(prompt: RatingPrompt, target: Target) -> list[EvidenceItem]:
+        if opened[0] is None:
+            opened[0] = HybridSearcher()
+        searcher = opened[0]
         want = prompt.retrieval.evidence_chunks
         rankings, hits = [], {}
         scopes = [prompt.retrieval.items, None] if prompt.retrieval.items else [None]
