@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 
 from filinglens.agents.evidence import EvidenceItem
 from filinglens.agents.rating import Rating, RatingChain, Target, rate_many
-from filinglens.errors import InputError, NoMatchError
+from filinglens.errors import InputError
 from filinglens.prompts.loader import RatingPrompt
 from filinglens.store import Store
 
@@ -77,36 +77,21 @@ def resolve_targets(
     return [_target(r) for r in sorted(records, key=lambda r: (r.get("ticker") or "", r.get("fiscal_year") or 0))]
 
 
-def index_gatherer(searcher=None) -> Callable[[RatingPrompt, Target], list[EvidenceItem]]:
-    """Evidence for a rating prompt from one indexed filing: the prompt's queries, its items first."""
-    from filinglens.retrieval.agent import Evidence
-    from filinglens.retrieval.search import HybridSearcher, SearchFilters, rrf
-
-    opened: list = [searcher]  # opened on first use: the index may be built after this is made
+def index_gatherer(agent=None) -> Callable[[RatingPrompt, Target], list[EvidenceItem]]:
+    """Evidence for a rating prompt from one indexed filing, found by the retrieval agent
+    with the prompt's own queries (its likely items first, then the whole filing)."""
+    opened: list = [agent]  # opened on first use: the index may be built after this is made
 
     def gather(prompt: RatingPrompt, target: Target) -> list[EvidenceItem]:
+        from filinglens.retrieval.agent import RetrievalAgent
+
         if opened[0] is None:
-            opened[0] = HybridSearcher()
-        searcher = opened[0]
-        want = prompt.retrieval.evidence_chunks
-        rankings, hits = [], {}
-        scopes = [prompt.retrieval.items, None] if prompt.retrieval.items else [None]
-        for items in scopes:
-            for query in prompt.retrieval.queries:
-                try:
-                    found = searcher.search(query, k=want, filters=SearchFilters(filing_id=target.filing_id, items=items))
-                except NoMatchError:
-                    continue  # e.g. the filing has none of the preferred items
-                rankings.append([h.chunk_id for h in found])
-                for h in found:
-                    hits.setdefault(h.chunk_id, h)
-            if len(hits) >= want:
-                break  # the preferred items gave enough evidence
-        if not hits:
-            return []
-        fused = rrf(rankings)
-        best = sorted(hits.values(), key=lambda h: (-fused[h.chunk_id], h.chunk_id))[:want]
-        return [EvidenceItem.from_evidence(Evidence.from_hit(h, fused[h.chunk_id])) for h in best]
+            opened[0] = RetrievalAgent()
+        evidence = opened[0].retrieve(
+            prompt.description, queries=prompt.retrieval.queries, items=prompt.retrieval.items,
+            filing_id=target.filing_id, k=prompt.retrieval.evidence_chunks,
+        )
+        return [EvidenceItem.from_evidence(e) for e in evidence]
 
     return gather
 

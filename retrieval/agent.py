@@ -134,47 +134,6 @@ class Evidence:
 
 # --------------------------------------------------------------------------- planning
 
-#: Rating categories (the paper's four) as retrieval descriptions: queries and likely items.
-CATEGORIES: dict[str, dict] = {
-    "conf": {
-        "description": "confidence about future growth and stability",
-        "queries": [
-            "outlook for future growth, expected revenue and earnings trends",
-            "financial stability, liquidity and capital resources, ability to fund operations",
-            "management's confidence in strategy and competitive position",
-        ],
-        "items": ["7", "1", "1A"],
-    },
-    "env": {
-        "description": "environment and sustainability",
-        "queries": [
-            "environmental sustainability plans, climate change, greenhouse gas emissions reduction targets",
-            "renewable energy, carbon neutral commitments, environmental regulations and compliance",
-        ],
-        "items": ["1", "1A", "7"],
-    },
-    "inno": {
-        "description": "innovation",
-        "queries": [
-            "research and development investment, new products and technologies",
-            "innovation strategy, patents, future product plans",
-        ],
-        "items": ["1", "7"],
-    },
-    "people": {
-        "description": "talent and employee welfare",
-        "queries": [
-            "human capital, employees, talent recruitment, retention and development",
-            "employee benefits, well-being, diversity and inclusion, compensation and training programs",
-        ],
-        "items": ["1", "1A"],
-    },
-}
-CATEGORY_ALIASES = {
-    "confidence": "conf", "growth": "conf", "environment": "env", "sustainability": "env",
-    "innovation": "inno", "talent": "people", "employees": "people", "human capital": "people",
-}
-
 _FIN_WORDS = (
     r"revenue|sales|income|profit|margin|ebitda|ebit|eps|earnings per share|cash flow|balance sheet|"
     r"assets|liabilit|equity|debt|borrowing|capex|capital expenditure|expenditures|dividend|ratio|turnover|"
@@ -406,8 +365,12 @@ class QueryPlanner:
         year: int | None = None,
         years: Sequence[int] | None = None,
         items: Sequence[str] | None = None,
-        category: str | None = None,
+        queries: Sequence[str] | None = None,
+        filing_id: str | None = None,
     ) -> RetrievalPlan:
+        topic_queries = [q for q in (queries or []) if q.strip()]
+        if (not question or not question.strip()) and topic_queries:
+            question = topic_queries[0]
         if not question or not question.strip():
             raise InputError("the question is empty")
         as_list = lambda v: [v] if isinstance(v, str) else list(v or [])  # noqa: E731
@@ -424,40 +387,36 @@ class QueryPlanner:
                 chosen = sorted({y + 1 for y in detected if y + 1 in available})
             wanted_years = chosen
         base = dict(
+            filing_id=filing_id,
             ticker=tickers or None,
             company=companies or None,
             year_from=min(wanted_years) if wanted_years else None,
             year_to=max(wanted_years) if wanted_years else None,
         )
         drop = companies + tickers + [str(y) for y in wanted_years]
-        queries: list[PlannedQuery] = []
-        if category:
-            spec = CATEGORIES[category]
-            item_list = [normalize_item(i) for i in (items or spec["items"])]
-            for n, q in enumerate(spec["queries"]):
-                queries.append(PlannedQuery(q, q, SearchFilters(**base, items=item_list), f"category:{n}"))
-            queries.append(PlannedQuery(spec["queries"][0], spec["queries"][0], SearchFilters(**base),
-                                        "category:any-item", weight=0.5))
-            return RetrievalPlan(question, tickers, companies, wanted_years, item_list, queries)
+        planned: list[PlannedQuery] = []
+        if topic_queries:
+            # a rating category: its own queries (from the prompt file) within its likely
+            # items, and each query over the whole filing at half weight
+            item_list = [normalize_item(i) for i in (items or [])]
+            for n, q in enumerate(topic_queries):
+                if item_list:
+                    planned.append(PlannedQuery(q, q, SearchFilters(**base, items=item_list), f"topic:{n}"))
+                planned.append(PlannedQuery(q, q, SearchFilters(**base), f"topic:{n}:any-item",
+                                            weight=0.5 if item_list else 1.0))
+            return RetrievalPlan(question, tickers, companies, wanted_years, item_list, planned)
         item_list = [normalize_item(i) for i in items] if items else self.detect_items(question)
         rewrite = keyword_rewrite(question, drop)
         # the question as asked (dense) with keywords for BM25; the keywords alone (no instruction
         # noise for the dense side either); the keywords within the likely items -- a hint with half
         # the weight, since item guesses are heuristics and statements are not always in Item 8
-        queries.append(PlannedQuery(question.strip(), rewrite, SearchFilters(**base), "question"))
+        planned.append(PlannedQuery(question.strip(), rewrite, SearchFilters(**base), "question"))
         if rewrite.strip().lower() != question.strip().lower():
-            queries.append(PlannedQuery(rewrite, rewrite, SearchFilters(**base), "keywords"))
+            planned.append(PlannedQuery(rewrite, rewrite, SearchFilters(**base), "keywords"))
         if item_list:
             weight = 1.0 if items else 0.5
-            queries.append(PlannedQuery(rewrite, rewrite, SearchFilters(**base, items=item_list), "items", weight))
-        return RetrievalPlan(question, tickers, companies, wanted_years, item_list, queries)
-
-
-def resolve_category(name: str) -> str | None:
-    key = name.strip().lower()
-    if key in CATEGORIES:
-        return key
-    return CATEGORY_ALIASES.get(key)
+            planned.append(PlannedQuery(rewrite, rewrite, SearchFilters(**base, items=item_list), "items", weight))
+        return RetrievalPlan(question, tickers, companies, wanted_years, item_list, planned)
 
 
 # --------------------------------------------------------------------------- the agent
@@ -499,24 +458,20 @@ class RetrievalAgent:
         year: int | None = None,
         years: Sequence[int] | None = None,
         items: Sequence[str] | None = None,
-        category: str | None = None,
+        queries: Sequence[str] | None = None,
+        filing_id: str | None = None,
         k: int = 8,
     ) -> list[Evidence]:
-        """Evidence for ``question`` (or, with ``category``, for a rating category of the filings).
+        """Evidence for ``question``, or for a rating category given as its ``queries`` and ``items``.
 
-        Explicit ``ticker`` / ``company`` / ``year`` filters must match indexed
-        filings (else :class:`~filinglens.errors.NoMatchError`); detected ones
-        are dropped when they match nothing.
+        ``filing_id`` restricts the search to one indexed filing. Explicit
+        ``ticker`` / ``company`` / ``year`` / ``filing_id`` filters must match
+        indexed filings (else :class:`~filinglens.errors.NoMatchError`);
+        detected ones are dropped when they match nothing.
         """
-        if category is not None:
-            key = resolve_category(category)
-            if key is None:
-                raise InputError(f"unknown rating category `{category}`; choose one of {', '.join(CATEGORIES)}")
-            category = key
-            question = question or CATEGORIES[key]["description"]
         plan = self.plan(question, ticker=ticker, company=company, year=year, years=years, items=items,
-                         category=category)
-        explicit = any(v for v in (ticker, company, year, years))
+                         queries=queries, filing_id=filing_id)
+        explicit = any(v for v in (ticker, company, year, years, filing_id))
         return self.run(plan, k=k, strict=explicit)
 
     def run(self, plan: RetrievalPlan, *, k: int = 8, strict: bool = False) -> list[Evidence]:

@@ -138,11 +138,19 @@ def test_explicit_filters_are_strict_detected_ones_are_not(corpus):
 
 
 def test_rating_category_retrieval(corpus):
+    """A rating prompt's own queries and items (prompts/rating/innovation/v1.yaml) drive the search."""
+    from filinglens.prompts.loader import load_prompt
+
+    prompt = load_prompt("innovation@v1")
     agent = corpus["agent"]
-    ev = agent.retrieve("", category="inno", ticker="AAPL", k=4)
+    ev = agent.retrieve(prompt.description, queries=prompt.retrieval.queries, items=prompt.retrieval.items,
+                        ticker="AAPL", k=4)
     assert ev and {e.ticker for e in ev} == {"AAPL"}
-    with pytest.raises(InputError, match="unknown rating category"):
-        agent.retrieve("", category="vibes")
+    assert all(any(label.startswith("topic:") for label in e.queries) for e in ev)
+    one = agent.retrieve("", queries=prompt.retrieval.queries, filing_id=ev[0].filing_id, k=3)
+    assert {e.filing_id for e in one} == {ev[0].filing_id}
+    with pytest.raises(InputError):
+        agent.retrieve("", queries=["  "])
 
 
 def test_langchain_retriever_returns_documents_with_provenance(corpus):
