@@ -31,6 +31,8 @@ demo: install
 	@echo "--- the same ratings again: every model call is served from the cache ---"
 	$(VENV)/bin/filinglens rate $(DEMO_FILING) --model local
 	$(VENV)/bin/filinglens ask "How many full-time equivalent employees did Apple have?" --ticker AAPL --year 2024
+	@echo "--- a short eval: two prompt versions x two samples; Krippendorff's alpha with its bootstrap interval ---"
+	$(VENV)/bin/filinglens eval run evals/suites/demo.yaml $(if $(DEMO_OUT),--out $(DEMO_OUT))
 
 test: install
 	$(PY) -m pytest

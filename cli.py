@@ -258,6 +258,47 @@ eval_app = typer.Typer(help="Evaluate rating stability and validity, and QA qual
 app.add_typer(eval_app, name="eval")
 
 
+@eval_app.command("run")
+@friendly_errors
+def eval_run(
+    suite: str = typer.Argument(..., help="A suite YAML file, or a built-in suite name (smoke, demo, apple-microsoft)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Report folder (default: data home/evals/SUITE-HASH)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the results (results.json) to stdout."),
+) -> None:
+    """Run an eval suite (cached, resumable) and write its report; exit 1 when a threshold is not met."""
+    from filinglens.evals.report import summary_renderable
+    from filinglens.evals.run import RichSuiteProgress, run_suite
+    from filinglens.evals.suite import load_suite
+
+    with RichSuiteProgress(err_console) as progress:
+        result = run_suite(load_suite(suite), out_dir=out, progress=progress)
+    if as_json:
+        print_json(result.to_dict())
+    else:
+        console.print(summary_renderable(result))
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+@eval_app.command("diff")
+@friendly_errors
+def eval_diff(
+    run_a: str = typer.Argument(..., help="Results-store run id (or a unique prefix), e.g. from `eval run`."),
+    run_b: str = typer.Argument(..., help="The run to compare with it."),
+    boot: int = typer.Option(1000, "--boot", min=0, help="Bootstrap resamples for the intervals (κ/ICC use a fifth)."),
+    as_json: bool = typer.Option(False, "--json", help="Print every cell and the statistics as JSON."),
+) -> None:
+    """Which cells changed between two runs, by how much, and how well the runs agree."""
+    from filinglens.evals.report import diff_renderable
+    from filinglens.evals.run import diff_store_runs
+
+    diff = diff_store_runs(run_a, run_b, n_boot=boot, n_boot_slow=boot // 5)
+    if as_json:
+        print_json(diff)
+    else:
+        console.print(diff_renderable(diff))
+
+
 # --------------------------------------------------------------------------- prompts
 
 prompts_app = typer.Typer(help="Versioned rating prompts: list, show, diff.", no_args_is_help=True)

@@ -1,0 +1,623 @@
+"""The eval report: Markdown and HTML (plots embedded), ``results.json`` and ``ratings.parquet``.
+
+The report is built once as a list of blocks (heading, paragraph, bullet
+list, table, image) and rendered twice: ``report.md`` links the PNG files in
+``plots/``, ``report.html`` embeds them (base64), so it can be mailed or
+attached to CI as one file. Plots (matplotlib, Agg backend): a filing ×
+category heatmap of mean scores per rater, the raters × raters agreement
+matrix (Krippendorff's α, interval), and year trends per category for
+tickers rated over several years. Also: the terminal summary of ``eval run``
+and the table of ``eval diff``.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from filinglens.evals import stats
+from filinglens.settings import atomic_write
+
+# --------------------------------------------------------------------------- formatting
+
+
+def fmt_num(value: Any, digits: int = 2) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    return f"{float(value):.{digits}f}"
+
+
+def fmt_est(est: dict | None, digits: int = 2, reason: bool = True) -> str:
+    """``"0.42 [0.21, 0.60]"`` from an estimate dict; ``"n/a (reason)"`` when it is None."""
+    if not est:
+        return "n/a"
+    if est.get("estimate") is None:
+        return f"n/a ({est.get('reason') or 'not computable'})" if reason else "n/a"
+    text = fmt_num(est["estimate"], digits)
+    if est.get("ci_low") is not None and est.get("ci_high") is not None:
+        text += f" [{fmt_num(est['ci_low'], digits)}, {fmt_num(est['ci_high'], digits)}]"
+    return text
+
+
+def fmt_share(value: Any) -> str:
+    return "n/a" if value is None else f"{100 * float(value):.0f}%"
+
+
+# --------------------------------------------------------------------------- blocks
+
+
+@dataclass
+class Block:
+    kind: str  # h1 h2 h3 p ul table img code
+    content: Any
+    extra: Any = None  # table: header row; img: alt text
+
+
+def _md_cell(value: Any) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(blocks: Sequence[Block], images: dict[str, str]) -> str:
+    out: list[str] = []
+    for b in blocks:
+        if b.kind in ("h1", "h2", "h3"):
+            out.append("#" * int(b.kind[1]) + " " + b.content)
+        elif b.kind == "p":
+            out.append(b.content)
+        elif b.kind == "ul":
+            out.append("\n".join(f"- {item}" for item in b.content))
+        elif b.kind == "code":
+            out.append("```\n" + b.content + "\n```")
+        elif b.kind == "table":
+            header = b.extra
+            lines = ["| " + " | ".join(_md_cell(h) for h in header) + " |",
+                     "|" + "|".join("---" for _ in header) + "|"]
+            lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in b.content]
+            out.append("\n".join(lines))
+        elif b.kind == "img":
+            out.append(f"![{b.extra}]({images[b.content]})")
+    return "\n\n".join(out) + "\n"
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:.5em 0 1.2em;font-size:.9em}
+th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left;vertical-align:top}
+th{background:#f2f2f2} img{max-width:100%;border:1px solid #eee;margin:.5em 0}
+code,pre{background:#f6f6f6;padding:.1em .3em} .pass{color:#127a2e;font-weight:bold} .fail{color:#b00020;font-weight:bold}
+"""
+
+
+def _inline(text: str) -> str:
+    """Escape, then turn `code` and **bold** into tags (the Markdown we write ourselves)."""
+    import re
+
+    text = html.escape(str(text))
+    text = re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
+    text = re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", text)
+    text = text.replace("<strong>PASS</strong>", '<span class="pass">PASS</span>')
+    return text.replace("<strong>FAIL</strong>", '<span class="fail">FAIL</span>')
+
+
+def render_html(blocks: Sequence[Block], images: dict[str, bytes], title: str) -> str:
+    out = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+           f"<style>{_CSS}</style></head><body>"]
+    for b in blocks:
+        if b.kind in ("h1", "h2", "h3"):
+            out.append(f"<{b.kind}>{_inline(b.content)}</{b.kind}>")
+        elif b.kind == "p":
+            out.append(f"<p>{_inline(b.content)}</p>")
+        elif b.kind == "ul":
+            out.append("<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in b.content) + "</ul>")
+        elif b.kind == "code":
+            out.append(f"<pre>{html.escape(b.content)}</pre>")
+        elif b.kind == "table":
+            head = "".join(f"<th>{_inline(h)}</th>" for h in b.extra)
+            rows = "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in row) + "</tr>" for row in b.content)
+            out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+        elif b.kind == "img":
+            data = base64.b64encode(images[b.content]).decode()
+            out.append(f"<img alt='{html.escape(b.extra)}' src='data:image/png;base64,{data}'>")
+    out.append("</body></html>")
+    return "\n".join(out) + "\n"
+
+
+# --------------------------------------------------------------------------- plots
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(fig) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    _pyplot().close(fig)
+    return buffer.getvalue()
+
+
+def _cells(result) -> pd.DataFrame:
+    """Per rater × filing × category: mean, spread, samples, failed."""
+    rows = []
+    for r in result.ratings:
+        rows.append({"rater": f"{r.model_id}@{r.prompt_version}", "filing": r.target.label,
+                     "order": (r.target.ticker or r.target.company or "", r.target.fiscal_year or 0),
+                     "category": r.category, "score": r.score if r.status == "ok" else np.nan,
+                     "failed": r.status != "ok"})
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    return frame.groupby(["rater", "filing", "category"], sort=False).agg(
+        mean=("score", "mean"), low=("score", "min"), high=("score", "max"),
+        n=("score", "count"), failed=("failed", "sum"), order=("order", "first"),
+    ).reset_index()
+
+
+def plot_heatmaps(result) -> bytes | None:
+    """One panel per rater: filings (rows) × categories (columns), mean score over samples (0–2)."""
+    cells = _cells(result)
+    if cells.empty:
+        return None
+    plt = _pyplot()
+    raters = list(result.runs)
+    filings = [t.label for t in result.targets]
+    categories = result.suite.category_list
+    cols = min(len(raters), 2)
+    rows_n = math.ceil(len(raters) / cols)
+    height = max(2.2, 0.38 * len(filings) + 1.4)
+    fig, axes = plt.subplots(rows_n, cols, figsize=(4.2 * cols + 1.6, height * rows_n + 0.4), squeeze=False,
+                             layout="constrained")
+    image = None
+    for index, (ax, rater) in enumerate(zip(axes.flat, raters)):
+        part = cells[cells["rater"] == rater].set_index(["filing", "category"])
+        grid = np.full((len(filings), len(categories)), np.nan)
+        for i, f in enumerate(filings):
+            for j, c in enumerate(categories):
+                if (f, c) in part.index:
+                    grid[i, j] = part.loc[(f, c), "mean"]
+        image = ax.imshow(grid, vmin=0, vmax=2, cmap="viridis", aspect="auto")
+        for i, f in enumerate(filings):
+            for j, c in enumerate(categories):
+                if (f, c) not in part.index:
+                    continue
+                cell = part.loc[(f, c)]
+                if cell["n"] == 0:
+                    text = "fail"
+                else:
+                    text = f"{cell['mean']:.1f}"
+                    if cell["high"] - cell["low"] > 1e-9:
+                        text += f"\n±{(cell['high'] - cell['low']) / 2:.1f}"
+                ax.text(j, i, text, ha="center", va="center", fontsize=7,
+                        color="white" if (np.isnan(grid[i, j]) or grid[i, j] < 1.2) else "black")
+        ax.set_xticks(range(len(categories)), categories, rotation=30, ha="right", fontsize=8)
+        ax.set_yticks(range(len(filings)), filings if index % cols == 0 else [""] * len(filings), fontsize=8)
+        ax.set_title(rater, fontsize=9)
+    for ax in list(axes.flat)[len(raters):]:
+        ax.axis("off")
+    if image is not None:
+        fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, label="mean score")
+    return _png(fig)
+
+
+def plot_matrix(result, stat: str = "alpha_interval") -> bytes | None:
+    """Raters × raters agreement heatmap (α interval by default)."""
+    matrix = result.matrix.get(stat)
+    if matrix is None or matrix.empty:
+        return None
+    plt = _pyplot()
+    n = len(matrix)
+    fig, ax = plt.subplots(figsize=(1.3 * n + 2.5, 1.1 * n + 1.5))
+    values = matrix.to_numpy(dtype=float)
+    vmin, vmax, cmap = (-1, 1, "RdYlGn") if stat != "mad" else (0, 2, "RdYlGn_r")
+    image = ax.imshow(values, vmin=vmin, vmax=vmax, cmap=cmap)
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, "n/a" if np.isnan(values[i, j]) else f"{values[i, j]:.2f}", ha="center", va="center",
+                    fontsize=8)
+    ax.set_xticks(range(n), matrix.columns, rotation=30, ha="right", fontsize=8)
+    ax.set_yticks(range(n), matrix.index, fontsize=8)
+    ax.set_title("Krippendorff's α (interval) between raters" if stat == "alpha_interval" else stat, fontsize=9)
+    fig.colorbar(image, ax=ax, shrink=0.8)
+    return _png(fig)
+
+
+def trend_series(result) -> dict[str, pd.DataFrame]:
+    """Per ticker rated in ≥ 2 fiscal years: rows (rater, category, year, score) — mean over samples."""
+    frame = result.frame.copy()
+    if frame.empty:
+        return {}
+    parts = frame["unit"].str.rsplit("|", n=2, expand=True)
+    frame["ticker"], frame["year"], frame["category"] = parts[0], pd.to_numeric(parts[1], errors="coerce"), parts[2]
+    if result.paper is not None and not result.paper.get("reason"):
+        try:
+            from filinglens.evals.paper import RATER_NORMAL, RATER_STRICT, paper_frame
+
+            paper = paper_frame()
+            wanted = RATER_NORMAL if result.suite.paper.prompt == "normal" else RATER_STRICT
+            paper = paper[(paper["rater"] == wanted) & paper["unit"].isin(set(frame["unit"]))]
+            if not paper.empty:
+                p = paper["unit"].str.rsplit("|", n=2, expand=True)
+                paper = paper.assign(ticker=p[0], year=pd.to_numeric(p[1], errors="coerce"), category=p[2])
+                frame = pd.concat([frame, paper], ignore_index=True)
+        except (FileNotFoundError, ValueError):
+            pass
+    out = {}
+    for ticker, part in frame.dropna(subset=["year"]).groupby("ticker", sort=True):
+        if part["year"].nunique() >= 2:
+            out[str(ticker)] = (part.groupby(["rater", "category", "year"], as_index=False)["score"].mean()
+                                .sort_values(["rater", "category", "year"]))
+    return out
+
+
+def plot_trends(ticker: str, series: pd.DataFrame, categories: Sequence[str]) -> bytes:
+    """One panel per category: mean score by fiscal year, one line per rater (the paper dashed)."""
+    plt = _pyplot()
+    cols = min(len(categories), 2)
+    rows_n = math.ceil(len(categories) / cols)
+    fig, axes = plt.subplots(rows_n, cols, figsize=(5.2 * cols, 2.8 * rows_n + 0.6), squeeze=False,
+                             layout="constrained")
+    for ax, category in zip(axes.flat, categories):
+        part = series[series["category"] == category]
+        for rater, line in part.groupby("rater", sort=False):
+            style = "--" if rater.startswith("command-r-plus") else "-"
+            ax.plot(line["year"], line["score"], style, marker="o", label=rater)
+        ax.set_ylim(-0.15, 2.15)
+        ax.set_yticks([0, 1, 2])
+        ax.set_title(f"{ticker} · {category}", fontsize=9)
+        ax.grid(alpha=0.3)
+        years = sorted(series["year"].dropna().unique())
+        if years:
+            ax.set_xticks(years, [str(int(y)) for y in years], fontsize=7, rotation=45)
+    for ax in list(axes.flat)[len(categories):]:
+        ax.axis("off")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 4), fontsize=8)
+    fig.suptitle(f"{ticker}: ratings by fiscal year", fontsize=10)
+    return _png(fig)
+
+
+# --------------------------------------------------------------------------- the report
+
+
+def _pair_rows(pairs: Sequence[dict]) -> list[list[str]]:
+    rows = []
+    for p in pairs:
+        rows.append([
+            f"`{p['rater_a']}` vs `{p['rater_b']}`", str(p["n_units"]),
+            fmt_est(p["alpha_interval"]), fmt_est(p["alpha_ordinal"]),
+            fmt_est(p["kappa_linear"]), fmt_est(p["kappa_quadratic"]), fmt_est(p["icc2"]),
+            fmt_est(p["mean_abs_diff"]), fmt_est(p["exact_agreement"]),
+        ])
+    return rows
+
+
+PAIR_HEADER = ["raters", "cells", "α interval [95% CI]", "α ordinal", "κ linear", "κ quadratic", "ICC(2,1)",
+               "mean |Δ|", "exact agreement"]
+CATEGORY_HEADER = ["category", "cells", "α interval", "κ quadratic", "ICC(2,1)", "mean |Δ|", "exact"]
+
+
+def _category_rows(by_category: dict) -> list[list[str]]:
+    return [[c, str(p["n_units"]), fmt_est(p["alpha_interval"], reason=False), fmt_est(p["kappa_quadratic"], reason=False),
+             fmt_est(p["icc2"], reason=False), fmt_est(p["mean_abs_diff"]), fmt_est(p["exact_agreement"])]
+            for c, p in by_category.items()]
+
+
+def build_blocks(result, images: dict[str, bytes]) -> list[Block]:
+    """The report's content (the plots must already be in ``images``)."""
+    suite = result.suite
+    blocks: list[Block] = [Block("h1", f"Eval suite `{suite.name}`")]
+    if suite.description:
+        blocks.append(Block("p", suite.description.strip()))
+    verdict = "**PASS**" if result.ok else "**FAIL**"
+    n_checks = len(result.checks)
+    blocks.append(Block("p", f"Verdict: {verdict} — {n_checks - len(result.failures)}/{n_checks} threshold checks met."))
+    if result.failures:
+        blocks.append(Block("ul", [c.describe() for c in result.failures]))
+    t = result.timings
+    blocks.append(Block("ul", [
+        f"suite file: `{suite.path or '(in memory)'}` · content hash `{result.suite_hash}`",
+        f"filings: {len(result.targets)} ({', '.join(x.label for x in result.targets[:12])}"
+        + (", …" if len(result.targets) > 12 else "") + ")",
+        f"categories: {', '.join(suite.category_list)}",
+        f"raters (model@prompt version): {', '.join(f'`{r}`' for r in result.raters)}",
+        f"samples per cell: {suite.samples} · temperature {suite.temperature}",
+        f"ratings: {len(result.ratings)} ({result.failed_ratings} failed) · model calls: {result.calls_made} made, "
+        f"{result.calls_cached} served from the cache",
+        "time: " + ", ".join(f"{k.removesuffix('_s').replace('_', ' ')} {v:.1f}s" for k, v in t.items()
+                             if k.endswith("_s")),
+    ]))
+
+    # ratings
+    blocks.append(Block("h2", "Ratings"))
+    if "heatmap" in images:
+        blocks.append(Block("img", "heatmap", "mean score per filing × category and rater"))
+    cells = _cells(result)
+    if not cells.empty:
+        table = cells.pivot_table(index=["filing", "category"], columns="rater", values="mean", sort=False)
+        spread = cells.assign(s=cells["high"] - cells["low"]).pivot_table(
+            index=["filing", "category"], columns="rater", values="s", sort=False)
+        failed = cells.pivot_table(index=["filing", "category"], columns="rater", values="failed", sort=False)
+        rows = []
+        for key in table.index:
+            row = [key[0], key[1]]
+            for rater in result.raters:
+                value = table.loc[key].get(rater, np.nan)
+                text = fmt_num(value, 2) if not pd.isna(value) else "failed"
+                s = spread.loc[key].get(rater, np.nan)
+                if not pd.isna(s) and s > 1e-9:
+                    text += f" (spread {s:.0f})"
+                f = failed.loc[key].get(rater, 0)
+                if f and not pd.isna(value):
+                    text += f" ({int(f)} failed)"
+                row.append(text)
+            rows.append(row)
+        blocks.append(Block("p", "Mean score over samples (0–2); spread = max − min over samples."))
+        blocks.append(Block("table", rows, ["filing", "category", *result.raters]))
+    errors = sorted({(r.error or "")[:160] for r in result.ratings if r.status != "ok"})
+    if errors:
+        blocks.append(Block("p", "Failure reasons:"))
+        blocks.append(Block("ul", errors[:10]))
+
+    # test-retest
+    blocks.append(Block("h2", "Test-retest (same model and prompt, repeated samples)"))
+    if result.test_retest:
+        rows = []
+        for rater, tr in result.test_retest.items():
+            rows.append([f"`{rater}`", str(tr["n_units"]), fmt_est(tr["alpha_interval"]), fmt_est(tr["alpha_ordinal"]),
+                         fmt_share(tr["exact_agreement"]), fmt_share(tr["within_one"]),
+                         fmt_num(tr["mean_spread"]), fmt_num(tr["max_spread"])])
+        blocks.append(Block("table", rows, ["rater", "cells", "α interval [95% CI]", "α ordinal [95% CI]",
+                                            "exact agreement", "within one", "mean spread", "max spread"]))
+        unstable = [(rater, unit, cell) for rater, tr in result.test_retest.items()
+                    for unit, cell in tr["per_unit"].items() if (cell["spread"] or 0) > 1e-9]
+        if unstable:
+            blocks.append(Block("p", f"Cells whose samples disagree ({len(unstable)}):"))
+            blocks.append(Block("table", [[f"`{r}`", u, str(c["n"]), fmt_num(c["mean"]), fmt_num(c["min"], 0),
+                                           fmt_num(c["max"], 0), fmt_num(c["std"])]
+                                          for r, u, c in unstable[:40]],
+                                ["rater", "cell", "samples", "mean", "min", "max", "std"]))
+        else:
+            blocks.append(Block("p", "Every cell's samples agree exactly."))
+    else:
+        blocks.append(Block("p", "Not computed: the suite has one sample per cell."))
+
+    for title, pairs in (("Across prompt versions (same model)", result.cross_prompt),
+                         ("Across models (same prompt version)", result.cross_model)):
+        if not pairs:
+            continue
+        blocks.append(Block("h2", title))
+        blocks.append(Block("p", "Each rater's mean over samples per cell; 95% bootstrap intervals over cells; "
+                                 "κ on scores rounded to 0/1/2."))
+        blocks.append(Block("table", _pair_rows(pairs), PAIR_HEADER))
+        for p in pairs:
+            if len(p.get("by_category") or {}) > 1:
+                blocks.append(Block("h3", f"`{p['rater_a']}` vs `{p['rater_b']}` by category"))
+                blocks.append(Block("table", _category_rows(p["by_category"]), CATEGORY_HEADER))
+
+    if "matrix" in images:
+        blocks.append(Block("h2", "Agreement matrix"))
+        blocks.append(Block("img", "matrix", "agreement between raters"))
+
+    if result.paper is not None:
+        blocks.append(Block("h2", f"Agreement with the paper (Command-R+, {result.suite.paper.prompt} prompt)"))
+        if result.paper.get("reason"):
+            blocks.append(Block("p", f"Not computed: {result.paper['reason']}"))
+        rows, per_cat = [], []
+        for rater, got in result.paper.get("raters", {}).items():
+            overall = got.get("overall")
+            if not overall:
+                rows.append([f"`{rater}`", "0", f"n/a ({got.get('reason', 'no cells in common')})", "", "", "", "", "", ""])
+                continue
+            rows.extend(_pair_rows([overall]))
+            for category, p in got.get("by_category", {}).items():
+                per_cat.append([f"`{rater}`", *_category_rows({category: p})[0]])
+        if rows:
+            blocks.append(Block("p", "Only cells the paper rated count (AAPL 2014–2023, MSFT 2020–2023, …). "
+                                     "A 1.5B local model is not expected to agree much; the point is the number."))
+            blocks.append(Block("table", rows, PAIR_HEADER))
+        if per_cat:
+            blocks.append(Block("h3", "Per category"))
+            blocks.append(Block("table", per_cat, ["rater", *CATEGORY_HEADER]))
+
+    trends = [name for name in images if name.startswith("trend-")]
+    if trends:
+        blocks.append(Block("h2", "Year trends"))
+        for name in trends:
+            blocks.append(Block("img", name, f"{name.removeprefix('trend-')} ratings by fiscal year"))
+
+    if result.metamorphic is not None:
+        from filinglens.evals.run import metamorphic_pass_rates
+
+        blocks.append(Block("h2", "Metamorphic checks"))
+        meta = result.metamorphic
+        if not meta.get("available", True):
+            blocks.append(Block("p", meta.get("reason") or "not available"))
+        rows = []
+        for rater, got in (meta.get("raters") or {}).items():
+            rates = metamorphic_pass_rates(got)
+            if isinstance(got, dict) and got.get("error"):
+                rows.append([f"`{rater}`", "error", got["error"][:160]])
+            for name, rate in rates.items():
+                rows.append([f"`{rater}`", name, fmt_share(rate)])
+            if not rates and not (isinstance(got, dict) and got.get("error")):
+                rows.append([f"`{rater}`", "(result)", json.dumps(got, default=str)[:300]])
+        if rows:
+            blocks.append(Block("table", rows, ["rater", "check", "pass rate"]))
+
+    blocks.append(Block("h2", "Thresholds"))
+    if result.checks:
+        blocks.append(Block("table", [["**PASS**" if c.passed else "**FAIL**", f"`{c.name}`", c.scope,
+                                       fmt_num(c.value, 3), str(c.threshold), c.reason or ""]
+                                      for c in result.checks],
+                            ["", "threshold", "scope", "value", "limit", "note"]))
+    else:
+        blocks.append(Block("p", "The suite sets no thresholds."))
+    if result.notes:
+        blocks.append(Block("h2", "Notes"))
+        blocks.append(Block("ul", result.notes))
+    blocks.append(Block("h2", "Runs"))
+    blocks.append(Block("table", [[f"`{r}`", f"`{run}`"] for r, run in result.runs.items()], ["rater", "run id"]))
+    if len(result.runs) >= 2:
+        a, b = list(result.runs.values())[:2]
+        blocks.append(Block("p", f"Compare two runs cell by cell: `filinglens eval diff {a} {b}`"))
+    return blocks
+
+
+def make_plots(result) -> dict[str, bytes]:
+    images: dict[str, bytes] = {}
+    heat = plot_heatmaps(result)
+    if heat:
+        images["heatmap"] = heat
+    matrix = plot_matrix(result)
+    if matrix:
+        images["matrix"] = matrix
+    for ticker, series in trend_series(result).items():
+        images[f"trend-{ticker}"] = plot_trends(ticker, series, result.suite.category_list)
+    return images
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    with atomic_write(path) as handle:
+        handle.write(data)
+
+
+def write_report(result, out_dir: str | Path) -> dict[str, str]:
+    """Write ``report.md``, ``report.html``, ``results.json``, ``ratings.parquet`` and ``plots/*.png``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    images = make_plots(result)
+    files: dict[str, str] = {}
+    links: dict[str, str] = {}
+    for name, data in images.items():
+        path = out / "plots" / f"{name}.png"
+        _write_bytes(path, data)
+        links[name] = f"plots/{name}.png"
+        files[f"plot:{name}"] = str(path)
+    blocks = build_blocks(result, images)
+    files["markdown"] = str(out / "report.md")
+    files["html"] = str(out / "report.html")
+    files["json"] = str(out / "results.json")
+    files["parquet"] = str(out / "ratings.parquet")
+    result.files = files
+    _write_bytes(out / "report.md", render_markdown(blocks, links).encode("utf-8"))
+    _write_bytes(out / "report.html", render_html(blocks, images, f"Eval suite {result.suite.name}").encode("utf-8"))
+    rows = result.rating_rows()
+    for row in rows:
+        row["quotes"] = json.dumps(row["quotes"], ensure_ascii=False)
+        row["evidence"] = json.dumps(row["evidence"], ensure_ascii=False)
+    frame = pd.DataFrame(rows)
+    with atomic_write(out / "ratings.parquet") as handle:
+        frame.to_parquet(handle, index=False)
+    payload = json.dumps(result.to_dict(), indent=2, ensure_ascii=False, default=str)
+    _write_bytes(out / "results.json", payload.encode("utf-8"))
+    return files
+
+
+# --------------------------------------------------------------------------- terminal output
+
+
+def summary_renderable(result):
+    """What ``eval run`` prints: test-retest and cross-rater α with intervals, paper, checks, files."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    parts: list[Any] = []
+    head = Text.assemble(
+        ("PASS" if result.ok else "FAIL", "bold green" if result.ok else "bold red"),
+        f"  suite {result.suite.name}: {len(result.targets)} filings × {len(result.suite.category_list)} categories × "
+        f"{result.suite.samples} samples × {len(result.raters)} raters = {len(result.ratings)} ratings "
+        f"({result.failed_ratings} failed); model calls {result.calls_made} made, {result.calls_cached} cached; "
+        f"{result.timings.get('total_s', 0):.0f}s",
+    )
+    parts.append(head)
+    if result.test_retest:
+        table = Table(title="Test-retest (repeated samples)", title_justify="left")
+        for col in ("rater", "cells", "α interval [95% CI]", "α ordinal [95% CI]", "exact", "within one", "mean spread"):
+            table.add_column(col)
+        for rater, tr in result.test_retest.items():
+            table.add_row(rater, str(tr["n_units"]), fmt_est(tr["alpha_interval"]), fmt_est(tr["alpha_ordinal"]),
+                          fmt_share(tr["exact_agreement"]), fmt_share(tr["within_one"]), fmt_num(tr["mean_spread"]))
+        parts.append(table)
+    pairs = result.cross_prompt + result.cross_model
+    paper_pairs = [got["overall"] for got in ((result.paper or {}).get("raters") or {}).values() if got.get("overall")]
+    if pairs or paper_pairs:
+        table = Table(title="Agreement between raters", title_justify="left")
+        for col in ("raters", "cells", "α interval [95% CI]", "κ quadratic", "ICC(2,1)", "mean |Δ|"):
+            table.add_column(col)
+        for p in pairs + paper_pairs:
+            table.add_row(f"{p['rater_a']} vs {p['rater_b']}", str(p["n_units"]), fmt_est(p["alpha_interval"]),
+                          fmt_est(p["kappa_quadratic"], reason=False), fmt_est(p["icc2"], reason=False),
+                          fmt_est(p["mean_abs_diff"]))
+        parts.append(table)
+    if result.metamorphic is not None:
+        from filinglens.evals.run import metamorphic_pass_rates
+
+        rates = {f"{r} {n}": v for r, got in (result.metamorphic.get("raters") or {}).items()
+                 for n, v in metamorphic_pass_rates(got).items()}
+        line = ", ".join(f"{k}: {fmt_share(v)}" for k, v in rates.items()) or result.metamorphic.get("reason", "no results")
+        parts.append(Text(f"metamorphic: {line}"))
+    for note in result.notes:
+        parts.append(Text(f"note: {note}", style="dim"))
+    for check in result.failures:
+        parts.append(Text(f"threshold not met: {check.describe()}", style="red"))
+    if result.files:
+        parts.append(Text(f"report: {result.files.get('markdown')} · {result.files.get('html')} · "
+                          f"{result.files.get('json')} · {result.files.get('parquet')}"))
+    parts.append(Text("runs: " + ", ".join(result.runs.values()), style="dim"))
+    return Group(*parts)
+
+
+def diff_renderable(diff: dict, limit: int = 30):
+    """What ``eval diff`` prints: the changed cells (largest first), counts and agreement."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    a, b = diff["run_a"], diff["run_b"]
+    parts: list[Any] = [Text(f"A = {a['id']} ({', '.join(a['raters'])}, {a['ratings']} ratings)\n"
+                             f"B = {b['id']} ({', '.join(b['raters'])}, {b['ratings']} ratings)")]
+    counts = diff["counts"]
+    parts.append(Text("cells: " + ", ".join(f"{counts.get(k, 0)} {k}" for k in ("same", "changed", "only_a", "only_b", "missing")
+                                            if counts.get(k))))
+    changed = [c for c in diff["cells"] if c["status"] != "same"]
+    if changed:
+        table = Table(title=f"Changed cells ({len(changed)}; B − A, mean over samples)", title_justify="left")
+        for col in ("cell", "A", "B", "Δ", "status"):
+            table.add_column(col)
+        for c in changed[:limit]:
+            delta = "" if c["diff"] is None else f"{c['diff']:+.2f}"
+            table.add_row(c["unit"], fmt_num(c["score_a"]), fmt_num(c["score_b"]), delta, c["status"])
+        if len(changed) > limit:
+            table.caption = f"… {len(changed) - limit} more (use --json)"
+        parts.append(table)
+    agreement = diff.get("agreement")
+    if agreement:
+        table = Table(title="Agreement A vs B", title_justify="left")
+        for col in ("", "cells", "α interval [95% CI]", "α ordinal", "κ quadratic", "ICC(2,1)", "mean |Δ|", "exact"):
+            table.add_column(col)
+        rows = [("all", agreement)] + list((diff.get("by_category") or {}).items())
+        for name, p in rows:
+            table.add_row(name, str(p["n_units"]), fmt_est(p["alpha_interval"]), fmt_est(p["alpha_ordinal"], reason=False),
+                          fmt_est(p["kappa_quadratic"], reason=False), fmt_est(p["icc2"], reason=False),
+                          fmt_est(p["mean_abs_diff"]), fmt_est(p["exact_agreement"]))
+        parts.append(table)
+    else:
+        parts.append(Text("no cells rated in both runs: agreement not computable", style="yellow"))
+    return Group(*parts)
