@@ -57,15 +57,18 @@ class Chunk:
         return asdict(self)
 
 
-#: Version of the text that is embedded and BM25-indexed (context header + chunk text).
-INDEXED_TEXT_VERSION = "hdr1"
+#: Version of what is indexed: the chunk text is embedded as is; BM25 sees a context header + the text.
+INDEXED_TEXT_VERSION = "raw-emb+hdr-bm25"
 
 
 def context_header(meta: Mapping) -> str:
-    """One line of context put before a chunk for embedding and BM25 (never part of its stored text).
+    """One line of context for the lexical index (never part of a chunk's stored or embedded text).
 
-    ``"Apple Inc. (AAPL) 10-K FY2024. Item 1A. Risk Factors."`` -- so that a chunk
-    of a shared index says whose filing and which section it comes from.
+    ``"Apple Inc. (AAPL) 10-K FY2024. Item 1A. Risk Factors."`` -- so that BM25
+    over a shared index can match company names and section titles.  (Putting
+    it into the *embedded* text was measured to hurt: within one filing every
+    chunk shares the header, which dilutes what distinguishes them; see
+    bench/README.md.)
     """
     company = str(meta.get("company") or "").strip()
     ticker = str(meta.get("ticker") or "").strip()
@@ -79,15 +82,18 @@ def context_header(meta: Mapping) -> str:
 
 
 def indexed_text(meta: Mapping, text: str) -> str:
-    """What the embedding model and BM25 see for a chunk: its context header and its text."""
+    """What BM25 indexes for a chunk: its context header and its text."""
     return f"{context_header(meta)}\n{text}"
 
 
-def chunk_id(filing_key: str, chunk: Chunk, header: str = "") -> str:
-    """Deterministic chunk id: a hash of the filing identity, item, kind, offsets, text and context header."""
+def chunk_id(filing_key: str, chunk: Chunk) -> str:
+    """Deterministic chunk id: a hash of the filing identity, item, kind, offsets and text.
+
+    Metadata that is not part of the id (company name, item title, source
+    hash...) is updated in place when it changes, without re-embedding.
+    """
     h = hashlib.sha256()
-    parts = (filing_key, chunk.item, chunk.kind, str(chunk.start), str(chunk.end), chunk.text, header,
-             INDEXED_TEXT_VERSION)
+    parts = (filing_key, chunk.item, chunk.kind, str(chunk.start), str(chunk.end), chunk.text, INDEXED_TEXT_VERSION)
     for part in parts:
         h.update(part.encode("utf-8", "surrogatepass"))
         h.update(b"\x1f")

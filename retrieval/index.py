@@ -48,7 +48,7 @@ import numpy as np
 
 from filinglens import settings
 from filinglens.errors import ConfigError, FilingLensError, IndexStoreError
-from filinglens.retrieval.chunking import CHUNKER_VERSION, Chunk, chunk_id, context_header, indexed_text
+from filinglens.retrieval.chunking import CHUNKER_VERSION, Chunk, chunk_id
 from filinglens.retrieval.embeddings import ChromaEmbeddingFunction, Embedder, get_embedder
 from filinglens.retrieval.filing import Filing
 
@@ -444,7 +444,7 @@ class ChunkStore:
         wanted: dict[str, tuple[Chunk, dict]] = {}
         for chunk in chunks:
             meta = chunk_metadata(filing, fid, chunk, chunker)
-            cid = chunk_id(key, chunk, context_header(meta))
+            cid = chunk_id(key, chunk)
             wanted[cid] = (chunk, meta)
         with _store_errors(f"cannot write to the index at {self.location}"):
             with self.writing():
@@ -465,7 +465,7 @@ class ChunkStore:
                 for b in range(0, len(missing), batch):
                     ids = missing[b : b + batch]
                     texts = [wanted[c][0].text for c in ids]
-                    vectors = self.embedder.embed_documents([indexed_text(wanted[c][1], wanted[c][0].text) for c in ids])
+                    vectors = self.embedder.embed_documents(texts)
                     collection.add(
                         ids=ids, embeddings=vectors, documents=texts, metadatas=[wanted[c][1] for c in ids]
                     )

@@ -185,14 +185,18 @@ class _Bm25Index:
         import bm25s
 
         ids = [c.id for c in chunks]
+        if not ids:
+            return cls([], None)
         corpus_tokens = [tokenize(indexed_text(c.metadata, c.text)) or ["_empty_"] for c in chunks]
         retriever = bm25s.BM25()
         retriever.index(corpus_tokens, show_progress=False)
         return cls(ids, retriever)
 
     def search(self, query: str, n: int) -> list[tuple[str, float]]:
+        if not self.ids:
+            return []
         tokens = [t for t in tokenize(query) if t in self.retriever.vocab_dict]
-        if not tokens or not self.ids:
+        if not tokens:
             return []
         n = min(n, len(self.ids))
         docs, scores = self.retriever.retrieve([tokens], k=n, show_progress=False, n_threads=1)
@@ -332,7 +336,7 @@ class HybridSearcher:
         if index is None:
             chunks = self.store.get(where=where)
             index = _Bm25Index.build(chunks)
-            if self.disk_cache:
+            if self.disk_cache and index.ids:
                 try:
                     cache_dir.mkdir(parents=True, exist_ok=True)
                     index.save(cache_dir / key)
@@ -341,7 +345,7 @@ class HybridSearcher:
                     pass  # a read-only index still answers; it just cannot cache
         with self._lock:
             self._bm25[key] = index
-            while len(self._bm25) > 8:
+            while len(self._bm25) > 64:
                 self._bm25.popitem(last=False)
         return index
 
@@ -380,7 +384,8 @@ class HybridSearcher:
         if k < 1:
             raise InputError("k must be at least 1")
         filters = filters or SearchFilters()
-        self.check_filters(filters)
+        if not self.store.exists:
+            self.check_filters(filters)  # raises: no index yet
         fetch = max(fetch_k, k)
         hits: dict[str, SearchHit] = {}
         rankings: list[list[str]] = []
@@ -401,6 +406,7 @@ class HybridSearcher:
             rankings.append([cid for cid, _ in lexical])
             weights.append(self.bm25_weight)
         if not hits:
+            self.check_filters(filters)  # an empty index or a filter matching nothing: say so
             return []
         fused = rrf(rankings, weights, self.rrf_k)
         for cid, hit in hits.items():
