@@ -348,5 +348,36 @@ def prompts_diff(
     sys.stdout.write(diff_prompts(ref_a, ref_b, prompts_dir) or "(identical)\n")
 
 
+# --------------------------------------------------------------------------- eval qa
+
+
+@eval_app.command("qa")
+@friendly_errors
+def eval_qa(
+    questions: Optional[Path] = typer.Option(None, "--questions", help="FinanceBench questions (jsonl). Default: the shared dev set."),
+    model: str = typer.Option("local", "--model", "-m", help="Model id that answers (see `filinglens models`)."),
+    judge: Optional[str] = typer.Option(None, "--judge", help="Model id that judges faithfulness and answer relevancy."),
+    limit: Optional[int] = typer.Option(None, "--limit", "-n", help="Only the first N questions."),
+    shared_store: bool = typer.Option(False, "--shared-store", help="Search all indexed filings (default: the question's 10-K only)."),
+    k: int = typer.Option(6, "-k", help="Evidence chunks per question."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Results folder (default: data home/evals/qa-TIMESTAMP)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
+) -> None:
+    """Answer FinanceBench questions and score them (accuracy vs. the published anchor, ragas metrics)."""
+    import time
+
+    from filinglens import settings
+    from filinglens.evals.qa_eval import RichQAProgress, run_qa_eval, summary_renderable
+
+    out = out or settings.subdir("evals") / time.strftime("qa-%Y%m%d-%H%M%S")
+    with RichQAProgress(err_console) as progress:
+        result = run_qa_eval(questions, model_id=model, judge=judge, limit=limit, per_document=not shared_store,
+                             k=k, out_dir=out, progress=progress)
+    if as_json:
+        print_json(result.to_dict())
+    else:
+        console.print(summary_renderable(result))
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

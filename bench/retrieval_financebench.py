@@ -50,16 +50,13 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 from filinglens import settings  # noqa: E402
 from filinglens.errors import FilingLensError  # noqa: E402
+from filinglens.evals.financebench import evidence_pages, hit_pages, load_jsonl  # noqa: E402  (the hit rule)
 from filinglens.retrieval.chunking import chunk_filing  # noqa: E402
 from filinglens.retrieval.index import ChunkStore, filing_id  # noqa: E402
 from filinglens.retrieval.ingest import _apply, chunker_tag, sidecar_metadata, _sha256  # noqa: E402
 from filinglens.retrieval.search import DEFAULT_MMR_LAMBDA, HybridSearcher, SearchFilters  # noqa: E402
 
 KS = (5, 10)
-
-
-def load_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -121,24 +118,6 @@ def ingest_docs(store: ChunkStore, pdfs: list[Path], size: int, log) -> dict:
 
 
 # --------------------------------------------------------------------------- evaluation
-
-
-def evidence_pages(question: dict, docs: dict) -> set[tuple[str, int, int]]:
-    out = set()
-    for ev in question["evidence"]:
-        doc = docs[ev["doc_name"]]
-        out.add((doc["company"], int(doc["doc_period"]), int(ev["evidence_page_num"])))
-    return out
-
-
-def hit_pages(hits, pages: set) -> set:
-    found = set()
-    for h in hits:
-        m = h.metadata if hasattr(h, "metadata") else h
-        key = (m.get("company"), m.get("fiscal_year"), m.get("page"))
-        if key in pages:
-            found.add(key)
-    return found
 
 
 def run_method(method: str, searcher: HybridSearcher, agent, q: dict, filters: SearchFilters | None, doc: dict):

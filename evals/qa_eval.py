@@ -1,0 +1,882 @@
+"""QA evaluation on FinanceBench: answer the questions, score them with our rule and ragas.
+
+``run_qa_eval`` loads FinanceBench questions (jsonl; default the 54-question
+dev set in ``../shared/data/financebench``), ingests the 10-K PDFs they
+reference (idempotent), retrieves evidence for every question, answers it
+with the QA agent (``agents/qa.py``) and scores:
+
+* **accuracy** with our rule (below), next to the published FinanceBench
+  anchor: GPT-4-Turbo answered about 19% correctly with a shared vector store
+  and about 50% with one store per document (Islam et al. 2023,
+  arXiv:2311.11944);
+* **refusal rate**: answers that say the evidence is insufficient (model
+  errors -- malformed output after the agent's retries, failed calls -- are
+  counted separately);
+* **evidence-page recall** with the retrieval bench's hit rule
+  (``evals/financebench.py``): the fraction of the question's evidence pages
+  among the pages of the retrieved chunks;
+* **ragas metrics without an LLM** (legacy ``ragas.evaluate``):
+  ``non_llm_context_recall`` / ``non_llm_context_precision_with_reference``
+  (retrieved chunk texts against the FinanceBench evidence texts, Levenshtein
+  similarity >= 0.5 per pair, whitespace collapsed on both sides -- strict,
+  since a 1,000-character chunk and a whole-table evidence text rarely reach
+  0.5), ``id_based_context_recall`` / ``id_based_context_precision`` (the same
+  with page ids ``company|year|page``, so the recall equals the evidence-page
+  recall), ``non_llm_string_similarity``, ``exact_match``, ``string_present``
+  (reference verbatim in the answer), ``rouge_score(mode=fmeasure)``,
+  ``bleu_score``, ``chrf_score`` (answer against the reference answer);
+* **LLM-judged ragas metrics** (``faithfulness``, ``answer_relevancy``) only
+  when a ``judge`` model id is given: ``get_chat_model(judge)`` in ragas'
+  ``LangchainLLMWrapper`` and our embedding model in
+  ``LangchainEmbeddingsWrapper``, so any registry model (``local`` too) can
+  judge.  Only answered questions are judged; a judgement that fails (the
+  judge's output cannot be parsed, a timeout...) is counted per metric and its
+  message kept -- never turned into a 0.
+
+**Accuracy rule** (``score_answer``; conservative, fixed before looking at
+model answers; it is not a human grade):
+
+1. A refusal or an error is never correct.
+2. *Key numbers* of the reference answer: every number in it (``$``, ``%``,
+   ``million``/``M``/``billion``/``bn``/``thousand`` understood) except years
+   (a bare integer 1900-2100), list markers (``(1)``) and numbers that also
+   occur in the question.  Each must match a number of our answer: equal
+   within max(1% of the reference, half a unit of the reference's last
+   decimal), comparing absolute values (signs are often said in words:
+   "negative working capital of $1,561 million"); ``%`` against a bare number
+   may also compare x100; a number with a scale word against one without may
+   differ by a factor of 10^3, 10^6 or 10^9 (the question said "in USD
+   millions").
+3. *Yes/no*: a reference that starts with "Yes" or "No" needs an answer that
+   starts with the same word.
+4. Correct = yes/no agreement (if the reference has one) and all key numbers
+   matched (if it has any).  A reference with neither is compared as text:
+   at least 80% of its content words (lower-cased, stop words removed,
+   plural "s" dropped; negations kept) must occur in our answer.  This misses
+   correct paraphrases; read the per-question ``match`` details.
+
+Everything per question (answer, correctness and why, citations, unverified
+quotes, metrics, latency, tokens) and the aggregates are written as JSON and
+Parquet by :meth:`QAEvalResult.write`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+import sys
+import time
+import types
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from filinglens.errors import ConfigError, FilingLensError, InputError
+from filinglens.evals.financebench import (
+    default_documents_path,
+    default_pdf_dir,
+    default_questions_path,
+    evidence_pages,
+    hit_pages,
+    load_documents,
+    load_jsonl,
+    question_documents,
+)
+
+#: FinanceBench paper (Islam et al. 2023, arXiv:2311.11944): GPT-4-Turbo, share of questions answered correctly.
+ANCHORS = {"shared store": 0.19, "per document": 0.50}
+ANCHOR_MODEL = "GPT-4-Turbo (FinanceBench paper)"
+
+REL_TOL = 0.01  # numbers: 1% of the reference ...
+TEXT_RECALL = 0.8  # text references: share of content words found in the answer
+
+#: ragas metrics that need no model (names as ragas reports them).
+NON_LLM_METRICS = (
+    "non_llm_context_recall", "non_llm_context_precision_with_reference", "id_based_context_recall",
+    "id_based_context_precision", "non_llm_string_similarity", "exact_match", "string_present",
+    "rouge_score(mode=fmeasure)", "bleu_score", "chrf_score",
+)
+JUDGE_METRICS = ("faithfulness", "answer_relevancy")
+
+
+# --------------------------------------------------------------------------- the accuracy rule
+
+
+@dataclass
+class Number:
+    text: str
+    value: float  # absolute value as written (no scale applied)
+    pct: bool = False
+    scale: float | None = None  # 1e3, 1e6, 1e9 when a scale word follows
+    decimals: int = 0  # significant decimals as written ("5818.00" -> 0, "0.68" -> 2)
+
+
+_NUMBER = re.compile(
+    r"(?<![\w.])(?P<cur>\$|USD\s?)?\s?(?P<num>\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)"
+    r"(?P<unit>\s?(?:%|percent\b|per\s?cent\b)|\s?(?:billion|bn|b)\b|\s?(?:million|mn|mm|m)\b|\s?(?:thousand|k)\b)?",
+    re.I,
+)
+_SCALES = {"b": 1e9, "bn": 1e9, "billion": 1e9, "m": 1e6, "mn": 1e6, "mm": 1e6, "million": 1e6,
+           "k": 1e3, "thousand": 1e3}
+
+
+def extract_numbers(text: str) -> list[Number]:
+    """Numbers in ``text`` without years and list markers."""
+    out = []
+    for m in _NUMBER.finditer(text or ""):
+        raw = m.group("num")
+        unit = (m.group("unit") or "").strip().lower().replace(" ", "")
+        plain = raw.replace(",", "")
+        value = float(plain)
+        is_int = "." not in plain
+        if is_int and not m.group("cur") and not unit and "," not in raw and 1900 <= value <= 2100:
+            continue  # a year
+        after = text[m.end(): m.end() + 1]
+        if is_int and value < 10 and not unit and not m.group("cur") and after == ")":
+            continue  # a list marker: (1), 2)
+        frac = plain.split(".")[1].rstrip("0") if "." in plain else ""
+        out.append(Number(text=m.group(0).strip(), value=abs(value), pct=unit == "%" or unit.startswith("per"),
+                          scale=_SCALES.get(unit), decimals=len(frac)))
+    return out
+
+
+def _candidates(ref: Number, ans: Number) -> list[float]:
+    """``ans`` expressed in the units of ``ref`` (every reading the rule allows)."""
+    if ref.pct or ans.pct:
+        if ans.scale or ref.scale:
+            return []
+        if ref.pct and not ans.pct:
+            return [ans.value, ans.value * 100]
+        if ans.pct and not ref.pct:
+            return [ans.value, ans.value / 100]
+        return [ans.value]
+    if ref.scale and ans.scale:
+        return [ans.value * ans.scale / ref.scale]
+    if ans.scale:  # the reference is in units the question named ("in USD millions")
+        return [ans.value * ans.scale / unit for unit in (1.0, 1e3, 1e6, 1e9)]
+    return [ans.value]  # a bare number, or the answer dropped the scale word the reference has
+
+
+def numbers_match(ref: Number, ans: Number) -> bool:
+    tol = max(REL_TOL * ref.value, 0.5 * 10 ** (-ref.decimals))
+    return any(abs(c - ref.value) <= tol + 1e-12 for c in _candidates(ref, ans))
+
+
+_POLARITY = re.compile(r"^\W*(yes|no)\b", re.I)
+_STOP = set("""a an the and or of to in on at by for from with as is are was were be been being has have had do does did
+this that these those it its it's which who whom what when where why how than then there their they them he she his her
+we our you your i me my mine can could would should will shall may might must also both each either such into over under
+about after before between during through per via up down out off so very just only more most much many some any all
+s t fy fiscal year years company company's""".split())
+_NEGATIONS = {"not", "no", "none", "never", "nor", "neither"}
+
+
+def _stem(word: str) -> str:
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
+        return word[:-1]
+    return word
+
+
+def content_words(text: str) -> set[str]:
+    words = re.findall(r"[a-z0-9]+", (text or "").lower())
+    return {_stem(w) for w in words if w in _NEGATIONS or (w not in _STOP and len(w) > 1)}
+
+
+def score_answer(reference: str, answer: str, question: str = "", *, answered: bool = True) -> dict:
+    """Whether ``answer`` is correct against ``reference`` (the documented rule), with the details."""
+    if not answered:
+        return {"correct": False, "rule": "refusal"}
+    question_values = {n.value for n in extract_numbers(question)}
+    keys: list[Number] = []
+    for n in extract_numbers(reference):
+        if n.value in question_values or any(k.value == n.value and k.pct == n.pct for k in keys):
+            continue
+        keys.append(n)
+    ours = extract_numbers(answer)
+    detail: dict[str, Any] = {}
+    checks: list[bool] = []
+    m = _POLARITY.match(reference or "")
+    if m:
+        ref_pol = m.group(1).lower()
+        a = _POLARITY.match(answer or "")
+        ans_pol = a.group(1).lower() if a else None
+        detail["polarity"] = {"reference": ref_pol, "answer": ans_pol}
+        checks.append(ans_pol == ref_pol)
+    if keys:
+        matched = []
+        for k in keys:
+            hit = next((a.text for a in ours if numbers_match(k, a)), None)
+            matched.append({"reference": k.text, "answer": hit})
+        detail["numbers"] = matched
+        detail["numbers_matched"] = sum(1 for x in matched if x["answer"] is not None) / len(matched)
+        checks.append(all(x["answer"] is not None for x in matched))
+    if not checks:
+        ref_words = content_words(reference)
+        recall = len(ref_words & content_words(answer)) / len(ref_words) if ref_words else 0.0
+        detail["text_recall"] = round(recall, 3)
+        checks.append(bool(ref_words) and recall >= TEXT_RECALL)
+        rule = "text"
+    else:
+        rule = "+".join(r for r, present in (("yes/no", "polarity" in detail), ("numbers", "numbers" in detail))
+                        if present)
+    return {"correct": all(checks), "rule": rule, **detail}
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass
+class QAItem:
+    """One question: what was asked, answered, retrieved, and how it scored."""
+
+    id: str
+    question: str
+    reference: str
+    company: str
+    doc_name: str
+    fiscal_year: int | None
+    question_type: str
+    answer: str = ""
+    sufficient: bool = False
+    refused: bool = False
+    error: str | None = None
+    correct: bool = False
+    match: dict = field(default_factory=dict)
+    evidence_pages: list[str] = field(default_factory=list)  # company|year|page (0-based)
+    retrieved: list[dict] = field(default_factory=list)  # chunk_id, citation, page, hit
+    evidence_recall: float = 0.0
+    evidence_hit: bool = False
+    citations: list[dict] = field(default_factory=list)
+    unverified_quotes: int = 0
+    metrics: dict = field(default_factory=dict)
+    judge_errors: dict = field(default_factory=dict)  # metric -> message
+    retrieval_ms: float = 0.0
+    latency_ms: float = 0.0  # the model's time for the answer (0 when served from the call cache)
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cached: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class QAEvalResult:
+    config: dict
+    items: list[QAItem]
+    aggregates: dict
+    skipped: list[dict] = field(default_factory=list)
+    timings: dict = field(default_factory=dict)
+    ragas: dict = field(default_factory=dict)  # which metrics ran, errors
+    out_dir: str | None = None
+
+    def to_dict(self) -> dict:
+        return {
+            "config": self.config, "aggregates": self.aggregates, "anchors": {
+                "model": ANCHOR_MODEL, **ANCHORS}, "timings": self.timings, "ragas": self.ragas,
+            "skipped": self.skipped, "questions": [i.to_dict() for i in self.items],
+        }
+
+    def frame(self):
+        """One row per question (nested fields as JSON strings, metrics as columns)."""
+        import pandas as pd
+
+        rows = []
+        for item in self.items:
+            row = item.to_dict()
+            metrics = row.pop("metrics")
+            for key in ("match", "evidence_pages", "retrieved", "citations", "judge_errors"):
+                row[key] = json.dumps(row[key], ensure_ascii=False, default=str)
+            for name, value in metrics.items():
+                row[name] = value
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+    def write(self, out_dir: str | Path) -> Path:
+        """``qa_eval.json`` (everything) and ``qa_eval.parquet`` (per question) in ``out_dir``."""
+        from filinglens import settings
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        self.out_dir = str(out)
+        with settings.atomic_write(out / "qa_eval.json", "w") as handle:
+            json.dump(self.to_dict(), handle, indent=1, ensure_ascii=False, default=_json_default)
+        with settings.atomic_write(out / "qa_eval.parquet", "wb") as handle:
+            self.frame().to_parquet(handle, index=False)
+        return out
+
+
+def _json_default(value: Any):
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return str(value)
+
+
+def _mean(values: Sequence[float | None]) -> float | None:
+    vals = [float(v) for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    return sum(vals) / len(vals) if vals else None
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    values = sorted(values)
+    pos = (len(values) - 1) * q
+    lo, hi = int(pos), min(int(pos) + 1, len(values) - 1)
+    return values[lo] + (values[hi] - values[lo]) * (pos - lo)
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float] | None:
+    """95% Wilson score interval of a proportion."""
+    if n == 0:
+        return None
+    p = k / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def aggregate(items: Sequence[QAItem], judged: bool) -> dict:
+    n = len(items)
+    correct = sum(i.correct for i in items)
+    refused = sum(i.refused for i in items)
+    errors = sum(1 for i in items if i.error)
+    quotes = sum(len(i.citations) for i in items)
+    unverified = sum(i.unverified_quotes for i in items)
+    by_type: dict[str, dict] = {}
+    for i in items:
+        entry = by_type.setdefault(i.question_type or "?", {"n": 0, "correct": 0})
+        entry["n"] += 1
+        entry["correct"] += int(i.correct)
+    for entry in by_type.values():
+        entry["accuracy"] = entry["correct"] / entry["n"]
+    answered = [i for i in items if not i.refused and not i.error]
+    fresh = [i.latency_ms for i in items if not i.cached and i.latency_ms]
+    out = {
+        "questions": n,
+        "correct": correct,
+        "accuracy": correct / n if n else None,
+        "accuracy_ci95": wilson(correct, n),
+        "accuracy_when_answered": (sum(i.correct for i in answered) / len(answered)) if answered else None,
+        "refusals": refused,
+        "refusal_rate": refused / n if n else None,
+        "errors": errors,
+        "evidence_recall": _mean([i.evidence_recall for i in items]),
+        "evidence_hit_rate": _mean([float(i.evidence_hit) for i in items]),
+        "quotes": quotes,
+        "unverified_quotes": unverified,
+        "unverified_quote_rate": unverified / quotes if quotes else None,
+        "by_question_type": by_type,
+        "metrics": {},
+        "tokens_in": sum(i.tokens_in for i in items),
+        "tokens_out": sum(i.tokens_out for i in items),
+        "cached_answers": sum(i.cached for i in items),
+        "answer_latency_p50_ms": _percentile(fresh, 0.5),
+        "answer_latency_p95_ms": _percentile(fresh, 0.95),
+        "retrieval_p50_ms": _percentile([i.retrieval_ms for i in items], 0.5),
+    }
+    names: list[str] = list(JUDGE_METRICS) if judged else []  # reported even when every judgement failed
+    for i in items:
+        names.extend(k for k in i.metrics if k not in names)
+    for name in names:
+        out["metrics"][name] = _mean([i.metrics.get(name) for i in items])
+    if judged:
+        out["judge_errors"] = {m: sum(1 for i in items if m in i.judge_errors) for m in JUDGE_METRICS}
+        out["judged"] = sum(1 for i in items if any(m in i.metrics for m in JUDGE_METRICS) or i.judge_errors)
+    return out
+
+
+# --------------------------------------------------------------------------- ragas
+
+
+def import_ragas():
+    """Import ragas 0.4.1 offline.
+
+    ``RAGAS_DO_NOT_TRACK`` is forced on (ragas otherwise posts usage
+    analytics).  ragas' ``llms/base.py`` imports
+    ``langchain_community.chat_models.vertexai``, which langchain-community
+    0.4.2 no longer ships (``No module named ...vertexai``); the class is only
+    used there for an ``isinstance`` test, so a placeholder module stands in
+    when the real one is missing.
+    """
+    os.environ["RAGAS_DO_NOT_TRACK"] = "true"
+    name = "langchain_community.chat_models.vertexai"
+    if name not in sys.modules:
+        try:
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                __import__(name)
+        except ImportError:
+            stub = types.ModuleType(name)
+            stub.ChatVertexAI = type("ChatVertexAI", (), {"__doc__": "placeholder: not in langchain-community 0.4.2"})
+            sys.modules[name] = stub
+    try:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import ragas
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ConfigError(f"ragas cannot be imported ({exc}); install the project dependencies (ragas==0.4.1)") from exc
+    return ragas
+
+
+class _RagasErrors(logging.Handler):
+    """Collects the errors ragas logs for failed jobs (instead of printing them)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.jobs: dict[int, str] = {}
+        self.other: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.msg == "Exception raised in Job[%s]: %s(%s)" and record.args:
+            job, name, message = record.args
+            self.jobs[int(job)] = f"{name}: {message}"[:500]
+        elif record.levelno >= logging.ERROR:
+            self.other.append(record.getMessage()[:500])
+
+
+def _evaluate(samples: list[dict], metrics: list, *, llm=None, embeddings=None, run_config=None):
+    """Legacy ``ragas.evaluate``: (per-row scores per metric, job errors, other logged errors)."""
+    import warnings
+
+    ragas = import_ragas()
+    from ragas import EvaluationDataset
+    from ragas.dataset_schema import SingleTurnSample
+
+    dataset = EvaluationDataset(samples=[SingleTurnSample(**s) for s in samples])
+    handler = _RagasErrors()
+    logger = logging.getLogger("ragas")
+    logger.addHandler(handler)
+    propagate, logger.propagate = logger.propagate, False  # collected here, not printed
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = ragas.evaluate(
+                dataset, metrics=metrics, llm=llm, embeddings=embeddings, run_config=run_config,
+                show_progress=False, raise_exceptions=False,
+            )
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+    return result.scores, handler.jobs, handler.other
+
+
+def _clean(text: str) -> str:
+    return re.sub(r"\s+", " ", text or "").strip()
+
+
+def non_llm_scores(samples: list[dict]) -> tuple[list[dict], dict]:
+    """The ragas metrics that need no model, per sample (values in [0, 1] or None)."""
+    import_ragas()
+    from ragas.metrics import (
+        BleuScore,
+        ChrfScore,
+        ExactMatch,
+        IDBasedContextPrecision,
+        IDBasedContextRecall,
+        NonLLMContextPrecisionWithReference,
+        NonLLMContextRecall,
+        NonLLMStringSimilarity,
+        RougeScore,
+        StringPresence,
+    )
+
+    metrics = [NonLLMContextRecall(), NonLLMContextPrecisionWithReference(), IDBasedContextRecall(),
+               IDBasedContextPrecision(), NonLLMStringSimilarity(), ExactMatch(), StringPresence(), RougeScore(),
+               BleuScore(), ChrfScore()]
+    scores, jobs, other = _evaluate(samples, metrics)
+    out = [{k: _num(v) for k, v in row.items()} for row in scores]
+    return out, {"metrics": [m.name for m in metrics], "errors": len(jobs), "messages": sorted(set(jobs.values()))[:10]
+                 + other[:10]}
+
+
+def _num(value: Any) -> float | None:
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return None
+    if math.isnan(f):
+        return None
+    return min(1.0, max(0.0, f)) if -1e-9 < f < 1 + 1e-9 else f  # 1.0000000000000004 from BLEU is 1
+
+
+def judge_scores(
+    samples: list[dict],
+    judge: str,
+    *,
+    judge_model: Any = None,
+    embedder: Any = None,
+    strictness: int = 3,
+    timeout: int | None = None,
+    progress: Callable[[str, int, int, str], None] | None = None,
+) -> tuple[list[dict], list[dict], dict]:
+    """Faithfulness and answer relevancy judged by the registry model ``judge``.
+
+    Returns per-sample scores, per-sample errors (metric -> message) and a summary.
+    A failed judgement is an error, never a 0.
+    """
+    import_ragas()
+    from ragas.embeddings import LangchainEmbeddingsWrapper
+    from ragas.llms import LangchainLLMWrapper
+    from ragas.metrics import Faithfulness, ResponseRelevancy
+    from ragas.run_config import RunConfig
+
+    from filinglens.agents.models import get_chat_model
+    from filinglens.retrieval.embeddings import get_embedder
+
+    chat = judge_model if judge_model is not None else get_chat_model(judge, temperature=0.0)
+    local = judge.split(":")[0] in ("local", "local-small", "ollama", "fake")
+    run_config = RunConfig(timeout=timeout or (900 if local else 180), max_retries=2, max_wait=10,
+                           max_workers=1 if local else 4)
+    import warnings
+
+    with warnings.catch_warnings():  # the legacy wrappers are deprecated in ragas 0.4 (and work)
+        warnings.simplefilter("ignore")
+        llm = LangchainLLMWrapper(chat, run_config=run_config)
+        embeddings = LangchainEmbeddingsWrapper(get_embedder(embedder).langchain(), run_config=run_config)
+    metrics = [Faithfulness(), ResponseRelevancy(strictness=strictness)]
+    scores: list[dict] = [{} for _ in samples]
+    errors: list[dict] = [{} for _ in samples]
+    summary: dict = {"judge": judge, "metrics": [m.name for m in metrics], "errors": {}, "messages": []}
+    for n, metric in enumerate(metrics):
+        if progress:
+            progress("judge", n, len(metrics), metric.name)
+        rows, jobs, other = _evaluate(samples, [metric], llm=llm, embeddings=embeddings, run_config=run_config)
+        count = 0
+        for i, row in enumerate(rows):
+            value = _num(row.get(metric.name))
+            if value is None:
+                count += 1
+                errors[i][metric.name] = jobs.get(i) or (other[0] if other else "no score (the judge's output was unusable)")
+            else:
+                scores[i][metric.name] = value
+        summary["errors"][metric.name] = count
+        summary["messages"].extend(sorted(set(jobs.values()))[:5])
+    if progress:
+        progress("judge", len(metrics), len(metrics), "done")
+    return scores, errors, summary
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def _page_id(company: Any, year: Any, page: Any) -> str:
+    return f"{company}|{year}|{page}"
+
+
+def run_qa_eval(
+    questions_path: str | Path | None = None,
+    *,
+    model_id: str = "local",
+    judge: str | None = None,
+    limit: int | None = None,
+    per_document: bool = True,
+    k: int = 6,
+    store: Any = None,
+    index: Any = None,
+    documents_path: str | Path | None = None,
+    pdf_dir: str | Path | None = None,
+    out_dir: str | Path | None = None,
+    model: Any = None,
+    judge_model: Any = None,
+    judge_strictness: int = 3,
+    evidence_chars: int = 6000,
+    prompt_version: str = "v1",
+    progress: Callable[[str, int, int, str], None] | None = None,
+) -> QAEvalResult:
+    """Answer FinanceBench questions with the QA agent and score them (see the module docstring).
+
+    ``store``: the results store (model-call cache; default ``Store()``);
+    ``index``: the chunk index (default: the configured one); ``per_document``:
+    retrieval filtered to the question's company and fiscal year (one store per
+    document), else one search over everything indexed (shared store).
+    ``progress(stage, done, total, label)`` with stage ``ingest``, ``answer``,
+    ``score`` or ``judge``.  ``model`` / ``judge_model``: chat-model objects
+    used instead of building ``model_id`` / ``judge`` (tests).
+    """
+    from filinglens.agents.qa import answer_question
+    from filinglens.retrieval.agent import RetrievalAgent
+    from filinglens.retrieval.index import open_store
+    from filinglens.retrieval.ingest import ingest_file
+    from filinglens.retrieval.search import HybridSearcher
+    from filinglens.store import Store
+
+    t_start = time.perf_counter()
+    say = progress or (lambda *a: None)
+    qpath = Path(questions_path) if questions_path else default_questions_path()
+    if not qpath.is_file():
+        raise InputError(f"{qpath}: no such questions file")
+    if documents_path:
+        dpath = Path(documents_path)
+    else:
+        beside = qpath.parent / "documents.jsonl"
+        dpath = beside if beside.is_file() else default_documents_path()
+    pdfs = Path(pdf_dir) if pdf_dir else default_pdf_dir()
+    try:
+        questions = load_jsonl(qpath)
+        docs = load_documents(dpath)
+    except (OSError, ValueError, KeyError) as exc:
+        raise InputError(f"cannot read FinanceBench data ({qpath}, {dpath}): {exc}") from exc
+    if limit is not None:
+        if limit < 1:
+            raise InputError("--limit must be at least 1")
+        questions = questions[:limit]
+
+    # which questions can be asked: their documents must be described and present
+    skipped: list[dict] = []
+    wanted: list[dict] = []
+    for q in questions:
+        missing = [d for d in question_documents(q) if d not in docs or not (pdfs / f"{d}.pdf").is_file()]
+        if missing:
+            skipped.append({"id": q.get("financebench_id"), "reason": f"documents not available: {missing}"})
+        else:
+            wanted.append(q)
+    if not wanted:
+        raise InputError(f"none of the {len(questions)} questions has its documents in {pdfs}")
+    names = []
+    for q in wanted:
+        names.extend(d for d in question_documents(q) if d not in names)
+
+    # ingest (idempotent: unchanged PDFs are recognised before parsing)
+    index = index if index is not None else open_store()
+    ingest_report = []
+    t0 = time.perf_counter()
+    for n, name in enumerate(names):
+        say("ingest", n, len(names), name)
+        doc = docs[name]
+        meta = {"company": doc.get("company")}
+        if doc.get("doc_period"):
+            meta["fiscal_year"] = int(doc["doc_period"])
+        try:
+            r = ingest_file(pdfs / f"{name}.pdf", store=index, metadata=meta)
+            ingest_report.append({"doc": name, "status": r.status, "seconds": r.seconds, "chunks": r.chunks})
+        except FilingLensError as exc:
+            if type(exc).__name__ == "IndexStoreError":
+                raise
+            ingest_report.append({"doc": name, "status": "failed", "error": str(exc)})
+    say("ingest", len(names), len(names), "done")
+    t_ingest = time.perf_counter() - t0
+
+    results = store if store is not None else Store()
+    run_id = results.start_run("qa_eval", {"questions": str(qpath), "model": model_id, "judge": judge, "k": k,
+                                           "per_document": per_document, "limit": limit,
+                                           "prompt_version": prompt_version})
+    agent = RetrievalAgent(HybridSearcher(index))
+    items: list[QAItem] = []
+    contexts: list[list[str]] = []
+    retrieved_ids: list[list[str]] = []
+    t0 = time.perf_counter()
+    for n, q in enumerate(wanted):
+        say("answer", n, len(wanted), q.get("financebench_id", ""))
+        doc = docs[q["doc_name"]]
+        item = QAItem(
+            id=str(q.get("financebench_id", n)), question=q["question"], reference=str(q.get("answer", "")),
+            company=doc.get("company", ""), doc_name=q["doc_name"],
+            fiscal_year=int(doc["doc_period"]) if doc.get("doc_period") else None,
+            question_type=q.get("question_type", ""),
+        )
+        pages = evidence_pages(q, docs)
+        item.evidence_pages = sorted(_page_id(*p) for p in pages)
+        evidence = []
+        r0 = time.perf_counter()
+        try:
+            if per_document:
+                evidence = agent.retrieve(q["question"], company=doc["company"], year=item.fiscal_year, k=k)
+            else:
+                evidence = agent.retrieve(q["question"], k=k)
+        except FilingLensError as exc:
+            item.error = f"retrieval: {exc}"
+        item.retrieval_ms = (time.perf_counter() - r0) * 1000
+        metas = [e.metadata_dict() for e in evidence]
+        found = hit_pages(metas, pages)
+        item.evidence_recall = len(found) / len(pages) if pages else 0.0
+        item.evidence_hit = bool(found)
+        item.retrieved = [
+            {"chunk_id": e.chunk_id, "citation": e.citation(), "page": e.page,
+             "hit": (e.company, e.fiscal_year, e.page) in pages}
+            for e in evidence
+        ]
+        if item.error is None:
+            try:
+                ans = answer_question(q["question"], evidence, store=results, model_id=model_id, model=model,
+                                      evidence_chars=evidence_chars, prompt_version=prompt_version)
+            except FilingLensError as exc:
+                item.error = str(exc)
+            else:
+                item.answer = ans.answer
+                item.sufficient = ans.sufficient
+                item.error = ans.error
+                item.refused = not ans.sufficient and not ans.error
+                item.citations = [asdict(c) for c in ans.citations]
+                item.unverified_quotes = ans.unverified
+                item.latency_ms = round(ans.latency_ms, 1)
+                item.tokens_in, item.tokens_out, item.cached = ans.tokens_in, ans.tokens_out, ans.cached
+        answered = item.sufficient and not item.error
+        item.match = score_answer(item.reference, item.answer, item.question, answered=answered)
+        if item.error:
+            item.match = {"correct": False, "rule": "error"}
+        item.correct = bool(item.match["correct"])
+        items.append(item)
+        contexts.append([_clean(e.text) for e in evidence])
+        retrieved_ids.append([_page_id(e.company, e.fiscal_year, e.page if e.page is not None else e.chunk_id)
+                              for e in evidence])
+    say("answer", len(wanted), len(wanted), "done")
+    t_answer = time.perf_counter() - t0
+
+    # ragas, without a model
+    t0 = time.perf_counter()
+    say("score", 0, 1, "ragas")
+    samples = []
+    for item, q, ctx, ids in zip(items, wanted, contexts, retrieved_ids):
+        samples.append({
+            "user_input": item.question,
+            "response": item.answer or "",
+            "reference": item.reference,
+            "retrieved_contexts": ctx or [""],
+            "reference_contexts": [_clean(e.get("evidence_text", "")) for e in q["evidence"]] or [""],
+            "retrieved_context_ids": ids or [""],
+            "reference_context_ids": item.evidence_pages or [""],
+        })
+    per_sample, ragas_info = non_llm_scores(samples)
+    for item, scores in zip(items, per_sample):
+        item.metrics.update(scores)
+    say("score", 1, 1, "done")
+    t_score = time.perf_counter() - t0
+
+    # ragas, judged by a model: only questions that were answered
+    t_judge = 0.0
+    judge_info: dict = {}
+    if judge:
+        t0 = time.perf_counter()
+        todo = [i for i, item in enumerate(items) if item.sufficient and not item.error]
+        if todo:
+            scores, errors, judge_info = judge_scores(
+                [{"user_input": samples[i]["user_input"], "response": samples[i]["response"],
+                  "retrieved_contexts": samples[i]["retrieved_contexts"]} for i in todo],
+                judge, judge_model=judge_model, embedder=index.embedder, strictness=judge_strictness,
+                progress=progress,
+            )
+            for i, s, e in zip(todo, scores, errors):
+                items[i].metrics.update(s)
+                items[i].judge_errors.update(e)
+        else:
+            judge_info = {"judge": judge, "metrics": list(JUDGE_METRICS), "errors": {}, "note": "nothing answered"}
+        t_judge = time.perf_counter() - t0
+    results.finish_run(run_id)
+
+    config = {
+        "questions_path": str(qpath), "documents_path": str(dpath), "pdf_dir": str(pdfs), "model": model_id,
+        "judge": judge, "limit": limit, "setting": "per document" if per_document else "shared store", "k": k,
+        "evidence_chars": evidence_chars, "prompt_version": prompt_version, "run_id": run_id,
+        "accuracy_rule": {"relative_tolerance": REL_TOL, "text_recall": TEXT_RECALL},
+    }
+    result = QAEvalResult(
+        config=config, items=items, aggregates=aggregate(items, judged=bool(judge)), skipped=skipped,
+        timings={"ingest_s": round(t_ingest, 1), "answer_s": round(t_answer, 1), "score_s": round(t_score, 1),
+                 "judge_s": round(t_judge, 1), "total_s": round(time.perf_counter() - t_start, 1),
+                 "ingest": ingest_report},
+        ragas={"non_llm": ragas_info, **({"judge": judge_info} if judge else {})},
+    )
+    if out_dir is not None:
+        result.write(out_dir)
+    return result
+
+
+# --------------------------------------------------------------------------- display
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def _val(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def summary_renderable(result: QAEvalResult):
+    """Rich tables: accuracy next to the FinanceBench anchor, then the other measures."""
+    from rich.console import Group
+    from rich.table import Table
+
+    agg = result.aggregates
+    setting = result.config["setting"]
+    head = Table(title=f"FinanceBench QA: {agg['questions']} questions, {setting}, model {result.config['model']}")
+    for col in ("system", "setting", "accuracy", "95% CI", "refusals", "evidence recall@k"):
+        head.add_column(col, justify="left" if col in ("system", "setting") else "right")
+    ci = agg.get("accuracy_ci95")
+    head.add_row(f"FilingLens ({result.config['model']})", setting, _pct(agg["accuracy"]),
+                 f"{_pct(ci[0])}-{_pct(ci[1])}" if ci else "-", _pct(agg["refusal_rate"]),
+                 _val(agg["evidence_recall"]))
+    for name, value in ANCHORS.items():
+        head.add_row(ANCHOR_MODEL, name, f"~{_pct(value)}", "", "", "", style="bold" if name == setting else "dim")
+
+    detail = Table(title="measures (means over questions)")
+    detail.add_column("measure")
+    detail.add_column("value", justify="right")
+    rows = [
+        ("correct", f"{agg['correct']}/{agg['questions']}"),
+        ("accuracy when answered", _pct(agg["accuracy_when_answered"])),
+        ("errors (model/retrieval)", str(agg["errors"])),
+        ("evidence page hit rate", _pct(agg["evidence_hit_rate"])),
+        ("quotes / unverified", f"{agg['quotes']} / {agg['unverified_quotes']}"),
+        ("tokens in / out", f"{agg['tokens_in']:,} / {agg['tokens_out']:,}"),
+        ("answer latency p50 / p95 (s)",
+         "-" if agg["answer_latency_p50_ms"] is None
+         else f"{agg['answer_latency_p50_ms'] / 1000:.1f} / {agg['answer_latency_p95_ms'] / 1000:.1f}"),
+    ]
+    for qtype, entry in sorted(agg["by_question_type"].items()):
+        rows.append((f"accuracy: {qtype}", f"{_pct(entry['accuracy'])} ({entry['correct']}/{entry['n']})"))
+    for name, value in agg["metrics"].items():
+        rows.append((f"ragas {name}", _val(value)))
+    for name, count in (agg.get("judge_errors") or {}).items():
+        rows.append((f"judge errors: {name}", f"{count} of {agg.get('judged', 0)}"))
+    t = result.timings
+    rows.append(("runtime (ingest / answer / score / judge)",
+                 f"{t['total_s']:.0f} s ({t['ingest_s']:.0f} / {t['answer_s']:.0f} / {t['score_s']:.0f} / "
+                 f"{t['judge_s']:.0f})"))
+    if result.skipped:
+        rows.append(("skipped (documents missing)", str(len(result.skipped))))
+    for name, value in rows:
+        detail.add_row(name, value)
+    parts = [head, detail]
+    if result.out_dir:
+        from rich.text import Text
+
+        parts.append(Text(f"results: {result.out_dir}/qa_eval.json, qa_eval.parquet"))
+    return Group(*parts)
+
+
+class RichQAProgress:
+    """A ``progress`` callback for the CLI: one rich bar per stage."""
+
+    LABELS = {"ingest": "ingesting 10-Ks", "answer": "answering", "score": "ragas (no LLM)", "judge": "judging"}
+
+    def __init__(self, console=None) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[label]}"), TimeElapsedColumn(), console=console,
+                                 transient=True)
+        self.tasks: dict[str, int] = {}
+
+    def __enter__(self) -> "RichQAProgress":
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.stop()
+
+    def __call__(self, stage: str, done: int, total: int, label: str) -> None:
+        if stage not in self.tasks:
+            self.tasks[stage] = self.progress.add_task(self.LABELS.get(stage, stage), total=total, label="")
+        self.progress.update(self.tasks[stage], completed=done, total=total, label=label)
