@@ -7,6 +7,7 @@ close the block it is placed in.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -58,9 +59,10 @@ def redact_instructions(text: str) -> tuple[str, int]:
     return _SENTENCE.sub(one, text), count
 
 
-def render_evidence(evidence: Sequence[EvidenceItem], budget_chars: int) -> tuple[str, list[EvidenceItem]]:
-    """Evidence blocks ``[E1] (Item 1A) text`` within ``budget_chars``; returns the text and what was used."""
-    parts, used, total = [], [], 0
+def fit_evidence(evidence: Sequence[EvidenceItem], budget_chars: int) -> list[EvidenceItem]:
+    """The evidence as the model will see it: tags neutralised, instructions removed, cut to the budget."""
+    out: list[EvidenceItem] = []
+    total = 0
     for ev in evidence:
         text = _DELIMITER.sub("[tag removed]", ev.text.strip())  # no way out of the <evidence> block
         text, _ = redact_instructions(text)
@@ -69,11 +71,20 @@ def render_evidence(evidence: Sequence[EvidenceItem], budget_chars: int) -> tupl
             break
         if len(text) > room:
             text = text[:room].rsplit(" ", 1)[0] + " …"
-        block = f"[E{len(used) + 1}] (Item {ev.item}) {text}"
-        parts.append(block)
-        used.append(ev)
-        total += len(block)
-    return "\n\n".join(parts), used
+        out.append(dataclasses.replace(ev, text=text))
+        total += len(_block(len(out), ev.item, text))
+    return out
+
+
+def _block(n: int, item: str, text: str) -> str:
+    return f"[E{n}] (Item {item}) {text}"
+
+
+def render_evidence(evidence: Sequence[EvidenceItem], budget_chars: int) -> tuple[str, list[EvidenceItem]]:
+    """Evidence blocks ``[E1] (Item 1A) text`` within ``budget_chars``; returns the text and what was used."""
+    fitted = fit_evidence(evidence, budget_chars)
+    text = "\n\n".join(_block(n, ev.item, ev.text) for n, ev in enumerate(fitted, start=1))
+    return text, list(evidence[: len(fitted)])
 
 
 def _norm(text: str) -> str:

@@ -90,7 +90,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
-from filinglens.agents.evidence import _DELIMITER, EvidenceItem, redact_instructions
+from filinglens.agents.evidence import _DELIMITER, EvidenceItem, fit_evidence, redact_instructions
 from filinglens.agents.rating import Rating, RatingChain, Target
 from filinglens.prompts.loader import RatingPrompt, categories as prompt_categories, load_prompt
 from filinglens.store import Store
@@ -185,25 +185,8 @@ def _load_same_version(category: str, version: str) -> RatingPrompt:
 # ----------------------------------------------------------------------------- evidence as shown
 
 def shown_evidence(evidence: Sequence[EvidenceItem], budget_chars: int) -> list[EvidenceItem]:
-    """The chunks ``render_evidence`` shows within ``budget_chars``, with the text it shows.
-
-    Mirrors :func:`filinglens.agents.evidence.render_evidence` (delimiters
-    neutralised, instructions redacted, the last chunk cut to the budget), so
-    that rendering the result with a budget large enough for all of it gives
-    the same evidence text as rendering ``evidence`` with ``budget_chars``.
-    """
-    out, total = [], 0
-    for ev in evidence:
-        text = _DELIMITER.sub("[tag removed]", ev.text.strip())
-        text, _ = redact_instructions(text)
-        room = budget_chars - total
-        if room < 200:
-            break
-        if len(text) > room:
-            text = text[:room].rsplit(" ", 1)[0] + " …"
-        out.append(dataclasses.replace(ev, text=text))
-        total += len(f"[E{len(out)}] (Item {ev.item}) {text}")
-    return out
+    """The chunks ``render_evidence`` shows within ``budget_chars``, with the text it shows."""
+    return fit_evidence(evidence, budget_chars)
 
 
 def budget_for(evidence: Sequence[EvidenceItem]) -> int:
