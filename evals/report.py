@@ -538,6 +538,13 @@ def summary_renderable(result):
     from rich.table import Table
     from rich.text import Text
 
+    reasons: dict[str, None] = {}
+
+    def est(value: dict | None) -> str:
+        if value and value.get("estimate") is None and value.get("reason"):
+            reasons[value["reason"]] = None
+        return fmt_est(value, reason=False)
+
     parts: list[Any] = []
     head = Text.assemble(
         ("PASS" if result.ok else "FAIL", "bold green" if result.ok else "bold red"),
@@ -552,7 +559,7 @@ def summary_renderable(result):
         for col in ("rater", "cells", "α interval [95% CI]", "α ordinal [95% CI]", "exact", "within one", "mean spread"):
             table.add_column(col)
         for rater, tr in result.test_retest.items():
-            table.add_row(rater, str(tr["n_units"]), fmt_est(tr["alpha_interval"]), fmt_est(tr["alpha_ordinal"]),
+            table.add_row(rater, str(tr["n_units"]), est(tr["alpha_interval"]), est(tr["alpha_ordinal"]),
                           fmt_share(tr["exact_agreement"]), fmt_share(tr["within_one"]), fmt_num(tr["mean_spread"]))
         parts.append(table)
     pairs = result.cross_prompt + result.cross_model
@@ -562,10 +569,11 @@ def summary_renderable(result):
         for col in ("raters", "cells", "α interval [95% CI]", "κ quadratic", "ICC(2,1)", "mean |Δ|"):
             table.add_column(col)
         for p in pairs + paper_pairs:
-            table.add_row(f"{p['rater_a']} vs {p['rater_b']}", str(p["n_units"]), fmt_est(p["alpha_interval"]),
-                          fmt_est(p["kappa_quadratic"], reason=False), fmt_est(p["icc2"], reason=False),
-                          fmt_est(p["mean_abs_diff"]))
+            table.add_row(f"{p['rater_a']} vs {p['rater_b']}", str(p["n_units"]), est(p["alpha_interval"]),
+                          est(p["kappa_quadratic"]), est(p["icc2"]), est(p["mean_abs_diff"]))
         parts.append(table)
+    for reason in reasons:
+        parts.append(Text(f"n/a: {reason}", style="dim"))
     if result.metamorphic is not None:
         from filinglens.evals.run import metamorphic_pass_rates
 

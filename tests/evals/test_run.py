@@ -355,12 +355,14 @@ def test_smoke_suite_end_to_end_on_the_local_model(tmp_path, monkeypatch):
         for name in ("report.md", "report.html", "results.json", "ratings.parquet", "plots/heatmap.png"):
             assert (out / name).is_file(), name
         data = json.loads((out / "results.json").read_text())
-        assert data["counts"]["ratings"] == 8 and data["counts"]["calls_made"] > 0
+        assert data["counts"]["ratings"] == 4 and data["counts"]["calls_made"] > 0
         for rater in ("local@v1", "local@v2"):
             alpha = data["test_retest"][rater]["alpha_interval"]
             assert (alpha["estimate"] is not None and alpha["ci_low"] is not None) or alpha["reason"]
-        # rich wraps the table at the runner's terminal width: compare with whitespace folded
-        assert "local@v1 vs local@v2" in re.sub(r"\s+", " ", first.output) + json.dumps(data)
+        # rich wraps the table at the runner's 80 columns: the pair itself is checked in the JSON
+        assert "Agreement between raters" in first.output
+        [pair] = data["cross_prompt"]
+        assert (pair["rater_a"], pair["rater_b"]) == ("local@v1", "local@v2") and "estimate" in pair["alpha_interval"]
         calls = len(Store().calls())
         second = runner.invoke(app, ["eval", "run", "smoke", "--out", str(out), "--json"])
         assert second.exit_code == first.exit_code, second.output
