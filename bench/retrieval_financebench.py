@@ -28,8 +28,9 @@ What it does:
 Methods: ``dense`` (Chroma only), ``bm25`` (bm25s only), ``hybrid`` (RRF of
 both, raw question), ``hybrid+rewrite`` (BM25 gets the keyword rewrite of the
 question), ``hybrid+rewrite+mmr`` (the same with MMR, the search default),
-``agent`` (the retrieval agent: planner, several queries, fusion; without
-filter it detects company and year from the question text).
+``agent`` (the retrieval agent: planner, several queries, fusion, MMR; without
+filter it detects company and year from the question text), ``agent-nommr``
+(the same without MMR).
 
 Results: ``bench/results/retrieval_financebench.json`` and a markdown table
 on stdout (copied into ``bench/README.md``).
@@ -136,7 +137,8 @@ def run_method(method: str, searcher: HybridSearcher, agent, q: dict, filters: S
     if method == "hybrid+rewrite+mmr":
         return searcher.search(text, k=k, filters=filters, lexical_query=keyword_rewrite(text),
                                mmr_lambda=DEFAULT_MMR_LAMBDA)
-    if method == "agent":
+    if method in ("agent", "agent-nommr"):
+        agent.mmr_lambda = 1.0 if method == "agent-nommr" else DEFAULT_MMR_LAMBDA
         if filters is not None:
             ev = agent.retrieve(text, company=doc["company"], year=int(doc["doc_period"]), k=k)
         else:
@@ -249,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--home", type=Path, default=ROOT / "bench" / "results" / "home")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "retrieval_financebench.json")
     ap.add_argument("--phase", choices=("all", "ingest", "eval"), default="all")
+    ap.add_argument("--no-latency", action="store_true", help="skip the cold/warm latency pass")
     ap.add_argument("--throughput-docs", type=int, default=3,
                     help="if fewer PDFs than this were indexed from scratch, time this many in a fresh index")
     args = ap.parse_args(argv)
@@ -289,8 +292,9 @@ def main(argv: list[str] | None = None) -> int:
             entry["ingest"] = ingest
             entry["index_chunks"] = store.count()
         if args.phase in ("all", "eval"):
-            entry["latency"] = latency(store, questions, docs, log)
-            entry["eval"] = evaluate(store, questions, docs, methods, log)
+            if not args.no_latency:
+                entry["latency"] = latency(store, questions, docs, log)
+            entry["eval"] = {**entry.get("eval", {}), **evaluate(store, questions, docs, methods, log)}
         args.out.parent.mkdir(parents=True, exist_ok=True)
         with settings.atomic_write(args.out, "w") as handle:
             json.dump(report, handle, indent=1)
