@@ -52,8 +52,7 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 from filinglens import settings  # noqa: E402
 from filinglens.errors import FilingLensError  # noqa: E402
 from filinglens.evals.financebench import evidence_pages, hit_pages, load_jsonl  # noqa: E402  (the hit rule)
-from filinglens.retrieval.chunking import chunk_filing  # noqa: E402
-from filinglens.retrieval.index import ChunkStore, filing_id  # noqa: E402
+from filinglens.retrieval.index import ChunkStore  # noqa: E402
 from filinglens.retrieval.ingest import _apply, chunker_tag, sidecar_metadata, _sha256  # noqa: E402
 from filinglens.retrieval.search import DEFAULT_MMR_LAMBDA, HybridSearcher, SearchFilters  # noqa: E402
 

@@ -23,7 +23,6 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from filinglens.evals import stats
 from filinglens.settings import atomic_write
 
 # --------------------------------------------------------------------------- formatting

@@ -19,7 +19,7 @@ import time
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Iterable, Sequence
 
 from filinglens import settings
 from filinglens.errors import FetchError, FilingLensError, IndexStoreError, InputError

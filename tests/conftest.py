@@ -48,6 +48,30 @@ def parsed(shared):
     return load
 
 
+@pytest.fixture(scope="session")
+def small_filing():
+    """``small_filing(filing, ["1C", "2"], **changes)``: a copy of a real filing reduced to a few items.
+
+    The filing text is rebuilt from the kept items so every offset stays exact.
+    """
+    import copy
+    import dataclasses
+
+    def shrink(filing, items, **changes):
+        text, kept = "", {}
+        for key in items:
+            item = copy.deepcopy(filing.items[key])
+            if text:
+                text += "\n\n"
+            item.start = len(text)
+            text += item.text
+            item.end = len(text)
+            kept[key] = item
+        return dataclasses.replace(filing, text=text, items=kept, page_starts=[], **changes)
+
+    return shrink
+
+
 AAPL_2024 = "aapl-10-k-2024-11-01.html"
 
 

@@ -13,7 +13,6 @@ import re
 
 import pytest
 
-from filinglens.agents.models import get_chat_model
 from filinglens.agents.providers.fake import register_script
 from filinglens.evals.financebench import load_jsonl
 from filinglens.evals.qa_eval import (

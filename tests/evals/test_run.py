@@ -21,7 +21,7 @@ from filinglens.agents.providers.fake import register_script
 from filinglens.agents.rating import Target
 from filinglens.evals import run as run_mod
 from filinglens.evals.run import diff_store_runs, run_id_for, run_suite
-from filinglens.evals.suite import load_suite, parse_suite
+from filinglens.evals.suite import parse_suite
 from filinglens.store import Store
 
 TARGETS = [

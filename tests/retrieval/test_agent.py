@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 
 import pytest
 
@@ -15,27 +13,14 @@ from filinglens.retrieval.agent import (
     RetrievalAgent,
     keyword_rewrite,
 )
-from filinglens.retrieval.filing import Filing
 from filinglens.retrieval.index import ChunkStore
 from filinglens.retrieval.ingest import ingest_filing
 from filinglens.retrieval.search import HybridSearcher
 
 
-def small_filing(filing: Filing, items: list[str]) -> Filing:
-    text, kept = "", {}
-    for key in items:
-        item = copy.deepcopy(filing.items[key])
-        if text:
-            text += "\n\n"
-        item.start = len(text)
-        text += item.text
-        item.end = len(text)
-        kept[key] = item
-    return dataclasses.replace(filing, text=text, items=kept, page_starts=[])
-
 
 @pytest.fixture(scope="module")
-def corpus(parsed, tmp_path_factory):
+def corpus(parsed, small_filing, tmp_path_factory):
     store = ChunkStore(tmp_path_factory.mktemp("agent-home") / "index")
     filings = {
         "AAPL": small_filing(parsed("html/aapl-10-k-2024-11-01.html"), ["1C", "2", "3", "7A"]),

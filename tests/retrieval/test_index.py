@@ -32,9 +32,9 @@ from filinglens.retrieval.embeddings import (
     get_embedder,
     register_embedder,
 )
-from filinglens.retrieval.filing import Filing, Item
+from filinglens.retrieval.filing import Filing
 from filinglens.retrieval.index import ChunkStore, filing_id
-from filinglens.retrieval.ingest import ingest, ingest_filing
+from filinglens.retrieval.ingest import ingest_filing
 from filinglens.retrieval.search import HybridSearcher, SearchFilters
 
 VENV_BIN = Path(sys.executable).parent
@@ -64,22 +64,9 @@ steel prices could reduce our margins.</p>
 """
 
 
-def small_filing(filing: Filing, items: list[str], **changes) -> Filing:
-    """A copy of a real filing reduced to a few items (text rebuilt so offsets stay exact)."""
-    text, kept = "", {}
-    for key in items:
-        item = copy.deepcopy(filing.items[key])
-        if text:
-            text += "\n\n"
-        item.start = len(text)
-        text += item.text
-        item.end = len(text)
-        kept[key] = item
-    return dataclasses.replace(filing, text=text, items=kept, page_starts=[], **changes)
-
 
 @pytest.fixture
-def aapl_small(parsed) -> Filing:
+def aapl_small(parsed, small_filing) -> Filing:
     return small_filing(parsed("html/aapl-10-k-2024-11-01.html"), ["1C", "2", "3"])
 
 
@@ -184,7 +171,7 @@ def test_reingest_unchanged_computes_nothing_and_writes_nothing(store, aapl_smal
     assert set(meta["ids"]) == stored_ids(store, fid) and meta["chunks"] == n
 
 
-def test_changed_filing_replaces_its_chunks_without_orphans(store, aapl_small):
+def test_changed_filing_replaces_its_chunks_without_orphans(store, aapl_small, small_filing):
     ingest_filing(aapl_small, store=store)
     fid = filing_id(aapl_small)
     old_ids = stored_ids(store, fid)

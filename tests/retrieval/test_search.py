@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 
@@ -11,7 +10,6 @@ import pytest
 from typer.testing import CliRunner
 
 from filinglens.errors import InputError, NoMatchError
-from filinglens.retrieval.filing import Filing
 from filinglens.retrieval.index import ChunkStore
 from filinglens.retrieval.ingest import ingest_filing
 from filinglens.retrieval.search import HybridSearcher, SearchFilters, mmr, normalize_item, rrf, tokenize
@@ -19,21 +17,9 @@ from filinglens.retrieval.search import HybridSearcher, SearchFilters, mmr, norm
 HTML = "html/{}"
 
 
-def small_filing(filing: Filing, items: list[str]) -> Filing:
-    text, kept = "", {}
-    for key in items:
-        item = copy.deepcopy(filing.items[key])
-        if text:
-            text += "\n\n"
-        item.start = len(text)
-        text += item.text
-        item.end = len(text)
-        kept[key] = item
-    return dataclasses.replace(filing, text=text, items=kept, page_starts=[])
-
 
 @pytest.fixture(scope="module")
-def corpus(parsed, tmp_path_factory):
+def corpus(parsed, small_filing, tmp_path_factory):
     """A small real index: Apple FY2024 (1C, 2, 3, 5, 7A), NVIDIA FY2023 (2, 5, 7A), NVIDIA FY2025 (1C, 2)."""
     home = tmp_path_factory.mktemp("search-home")
     store = ChunkStore(home / "index")
@@ -114,7 +100,7 @@ def test_bm25_finds_rare_exact_terms_and_hybrid_keeps_them(corpus):
     assert any(rare in tokenize(h.text) for h in hybrid)
 
 
-def test_bm25_cache_follows_the_collection(corpus, parsed):
+def test_bm25_cache_follows_the_collection(corpus, parsed, small_filing):
     s = corpus["searcher"]
     store = corpus["store"]
     before = store.revision()
