@@ -264,14 +264,23 @@ def eval_run(
     suite: str = typer.Argument(..., help="A suite YAML file, or a built-in suite name (smoke, demo, apple-microsoft)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Report folder (default: data home/evals/SUITE-HASH)."),
     as_json: bool = typer.Option(False, "--json", help="Print the results (results.json) to stdout."),
+    models: Optional[list[str]] = typer.Option(None, "--model", "-m", help="Rate with these models instead (repeatable)."),
+    versions: Optional[list[str]] = typer.Option(None, "--prompt-version", "-p",
+                                                 help="Use these prompt versions instead (repeatable)."),
+    categories: Optional[list[str]] = typer.Option(None, "--category", "-c", help="Only these categories (repeatable)."),
+    samples: Optional[int] = typer.Option(None, "--samples", min=1, help="Samples per cell instead of the suite's."),
 ) -> None:
-    """Run an eval suite (cached, resumable) and write its report; exit 1 when a threshold is not met."""
+    """Run an eval suite (cached, resumable) and write its report; exit 1 when a threshold is not met.
+
+    Options override the suite file: a new prompt version on the same filings is `-p v5`.
+    """
     from filinglens.evals.report import summary_renderable
     from filinglens.evals.run import RichSuiteProgress, run_suite
     from filinglens.evals.suite import load_suite
 
+    overrides = {"models": models, "prompt_versions": versions, "categories": categories, "samples": samples}
     with RichSuiteProgress(err_console) as progress:
-        result = run_suite(load_suite(suite), out_dir=out, progress=progress)
+        result = run_suite(load_suite(suite, overrides), out_dir=out, progress=progress)
     if as_json:
         print_json(result.to_dict())
     else:

@@ -342,8 +342,18 @@ def parse_suite(data: Any, path: str | Path | None = None) -> Suite:
     return suite
 
 
-def load_suite(ref: str | Path) -> Suite:
-    """Read and validate a suite file (or a built-in suite by name)."""
+OVERRIDABLE = ("models", "prompt_versions", "categories", "samples", "temperature")
+
+
+def load_suite(ref: str | Path, overrides: dict[str, Any] | None = None) -> Suite:
+    """Read and validate a suite file (or a built-in suite by name).
+
+    ``overrides`` replace top-level keys (``models``, ``prompt_versions``,
+    ``categories``, ``samples``, ``temperature``; ``None`` or empty values are
+    ignored) before validation, so ``eval run SUITE -p v5`` tries a new
+    prompt version on a suite's filings.  The result is a different suite
+    content (new run ids), but identical model calls still come from the cache.
+    """
     path = suite_path(ref)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -351,6 +361,11 @@ def load_suite(ref: str | Path) -> Suite:
         raise SuiteError(f"{path}: not valid YAML ({exc})") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise SuiteError(f"{path}: cannot be read ({exc})") from None
+    for key, value in (overrides or {}).items():
+        if key not in OVERRIDABLE:
+            raise SuiteError(f"cannot override `{key}` (only {', '.join(OVERRIDABLE)})")
+        if value is not None and value != [] and isinstance(data, dict):
+            data[key] = list(value) if isinstance(value, tuple) else value
     return parse_suite(data, path)
 
 

@@ -32,7 +32,7 @@ def test_builtin_suites_load_and_resolve_on_shared_data(shared):
     assert am.paper.enabled and am.category_list == ["confidence", "environment", "innovation", "people"]
     apple, msft = (am.resolve_paths(spec) for spec in am.filings)
     assert [p.name for p in apple] == [f"APPLE_{y}_10K.pdf" for y in range(2015, 2023)]
-    assert [p.name for p in msft] == [f"MICROSOFT_{y}_10K.pdf" for y in range(2015, 2024)]
+    assert [p.name for p in msft] == [f"MICROSOFT_{y}_10K.pdf" for y in range(2020, 2024)]
     assert [spec.ticker for spec in am.filings] == ["AAPL", "MSFT"]
     demo = load_suite("demo")
     assert demo.samples == 2 and len(demo.prompt_versions) == 2
@@ -148,3 +148,23 @@ def test_cli_reports_a_bad_suite_in_one_line(tmp_path):
     result = CliRunner().invoke(app, ["eval", "run", str(path)])
     assert result.exit_code == 2
     assert "filings[0].pathz: unknown field" in result.output and "Traceback" not in result.output
+
+
+def test_overrides_replace_suite_keys_and_are_validated(shared):
+    base = load_suite("apple-microsoft")
+    narrowed = load_suite("apple-microsoft", {"prompt_versions": ["v2"], "categories": ["people"], "models": None})
+    assert narrowed.raters == [("local", "v2")] and narrowed.category_list == ["people"]
+    assert narrowed.filings == base.filings and narrowed.paper.enabled
+    assert narrowed.content_hash() != base.content_hash()
+    assert load_suite("apple-microsoft", {"samples": None, "categories": []}).content_hash() == base.content_hash()
+    with pytest.raises(SuiteError, match="v99"):
+        load_suite("smoke", {"prompt_versions": ["v99"]})
+    with pytest.raises(SuiteError, match="cannot override `filings`"):
+        load_suite("smoke", {"filings": []})
+
+
+def test_cli_overrides_reach_the_suite(tmp_path):
+    from filinglens.cli import app
+
+    result = CliRunner().invoke(app, ["eval", "run", "smoke", "-p", "v1", "-p", "v77", "-c", "people"])
+    assert result.exit_code == 2 and "v77" in result.output and "Traceback" not in result.output
