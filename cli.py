@@ -261,7 +261,7 @@ app.add_typer(eval_app, name="eval")
 @eval_app.command("run")
 @friendly_errors
 def eval_run(
-    suite: str = typer.Argument(..., help="A suite YAML file, or a built-in suite name (smoke, demo, apple-microsoft)."),
+    suite: str = typer.Argument(..., help="A suite YAML file, or a built-in suite name (smoke, demo, validity, apple-microsoft)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Report folder (default: data home/evals/SUITE-HASH)."),
     as_json: bool = typer.Option(False, "--json", help="Print the results (results.json) to stdout."),
     models: Optional[list[str]] = typer.Option(None, "--model", "-m", help="Rate with these models instead (repeatable)."),

@@ -22,7 +22,7 @@ MINIMAL = {"filings": [{"ticker": "AAPL", "years": "2019-2020"}]}
 
 def test_builtin_suites_load_and_resolve_on_shared_data(shared):
     names = {p.stem for p in list_suites()}
-    assert {"smoke", "demo", "apple-microsoft"} <= names
+    assert {"smoke", "demo", "apple-microsoft", "validity"} <= names
     smoke = load_suite("smoke")
     assert smoke.name == "smoke" and smoke.raters == [("local", "v1"), ("local", "v2")]
     assert smoke.samples == 2 and smoke.temperature == 0.7
@@ -36,6 +36,9 @@ def test_builtin_suites_load_and_resolve_on_shared_data(shared):
     assert [spec.ticker for spec in am.filings] == ["AAPL", "MSFT"]
     demo = load_suite("demo")
     assert demo.samples == 2 and len(demo.prompt_versions) == 2
+    validity = load_suite("validity")
+    assert validity.metamorphic is not None and "injection" in validity.metamorphic.checks
+    assert all(path.is_file() for spec in validity.filings for path in validity.resolve_paths(spec))
 
 
 def test_defaults_and_name_from_file(tmp_path):
