@@ -22,6 +22,10 @@ What it does:
    question's recall@k is the fraction of its distinct evidence pages hit by
    at least one of the top-k chunks; the table averages over questions.
    ``hit@k`` (at least one evidence page found) is in the JSON output.
+   ``recall@6000chars``: the same within the leading chunks (of the top 10)
+   whose texts fit in 6,000 characters, the rating chain's default evidence
+   budget -- the fair way to compare chunk sizes, since k small chunks carry
+   less text than k large ones.
 4. Times ingestion (parse, embedding + writes; chunks/s, seconds per 10-K) and
    every query (p50/p95 per method), in the same run.
 
@@ -57,6 +61,20 @@ from filinglens.retrieval.ingest import _apply, chunker_tag, sidecar_metadata, _
 from filinglens.retrieval.search import DEFAULT_MMR_LAMBDA, HybridSearcher, SearchFilters  # noqa: E402
 
 KS = (5, 10)
+#: the rating chain's default evidence budget: recall within the top chunks that fit it
+BUDGET_CHARS = 6000
+
+
+def within_budget(hits: list, budget: int = BUDGET_CHARS) -> list:
+    """The leading hits whose texts fit in ``budget`` characters (at least one)."""
+    out, used = [], 0
+    for h in hits:
+        size = len(h.text) if hasattr(h, "text") else h.get("_chars", 0)
+        if out and used + size > budget:
+            break
+        out.append(h)
+        used += size
+    return out
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -142,7 +160,7 @@ def run_method(method: str, searcher: HybridSearcher, agent, q: dict, filters: S
             ev = agent.retrieve(text, company=doc["company"], year=int(doc["doc_period"]), k=k)
         else:
             ev = agent.retrieve(text, k=k)
-        return [e.metadata_dict() for e in ev]
+        return [{**e.metadata_dict(), "_chars": len(e.text)} for e in ev]
     raise ValueError(method)
 
 
@@ -183,6 +201,7 @@ def evaluate(store: ChunkStore, questions: list[dict], docs: dict, methods: list
         for method in methods:
             recalls = {k: [] for k in KS}
             hits_any = {k: [] for k in KS}
+            budget_recall = []
             latencies = []
             for q in questions:
                 doc = docs[q["doc_name"]]
@@ -196,12 +215,15 @@ def evaluate(store: ChunkStore, questions: list[dict], docs: dict, methods: list
                     found = hit_pages(hits[:k], pages)
                     recalls[k].append(len(found) / len(pages))
                     hits_any[k].append(1.0 if found else 0.0)
+                budget_recall.append(len(hit_pages(within_budget(hits[: max(KS)]), pages)) / len(pages))
             row = {f"recall@{k}": sum(v) / len(v) for k, v in recalls.items()}
             row.update({f"hit@{k}": sum(v) / len(v) for k, v in hits_any.items()})
+            row[f"recall@{BUDGET_CHARS}chars"] = sum(budget_recall) / len(budget_recall)
             row.update({"latency_p50_ms": 1000 * percentile(latencies, 0.5),
                         "latency_p95_ms": 1000 * percentile(latencies, 0.95), "questions": len(questions)})
             results[f"{method} | {scope}"] = row
             log(f"  {method:20s} {scope:9s} R@5 {row['recall@5']:.3f} R@10 {row['recall@10']:.3f} "
+                f"R@{BUDGET_CHARS}ch {row[f'recall@{BUDGET_CHARS}chars']:.3f} "
                 f"p50 {row['latency_p50_ms']:.0f} ms p95 {row['latency_p95_ms']:.0f} ms")
     return results
 

@@ -24,6 +24,7 @@ import hashlib
 import importlib.util
 import json
 import math
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,19 @@ from filinglens import settings
 from filinglens.agents.providers import ModelParams, Provider, has_module, require
 from filinglens.errors import ConfigError
 
-N_THREADS = 2  # llama.cpp's default used 1 thread on this 2-core machine
+THREADS_ENV = "FILINGLENS_THREADS"
+
+
+def n_threads() -> int:
+    """llama.cpp threads: ``FILINGLENS_THREADS``, else every CPU (llama.cpp's own default used 1 of 2 here)."""
+    value = os.environ.get(THREADS_ENV, "").strip()
+    if value:
+        try:
+            return max(1, int(value))
+        except ValueError:
+            raise ConfigError(f"{THREADS_ENV}={value!r} is not a number of threads") from None
+    return max(1, os.cpu_count() or 1)
+
 CHUNK = 8 * 1024 * 1024
 
 
@@ -235,11 +248,12 @@ def _load(path: Path, n_ctx: int) -> Any:
         llama = _llamas.get(key)
         if llama is None:
             llama_cpp = require("llama_cpp", "llama-cpp-python==0.3.36", "local models")
+            threads = n_threads()
             llama = llama_cpp.Llama(
                 model_path=str(path),
                 n_ctx=int(n_ctx),
-                n_threads=N_THREADS,
-                n_threads_batch=N_THREADS,
+                n_threads=threads,
+                n_threads_batch=threads,
                 seed=0,
                 verbose=False,
             )
@@ -337,7 +351,7 @@ def _chat_model(s: GGUFSpec, params: ModelParams):
         "model_path": str(path),
         "client": _load(path, n_ctx),
         "n_ctx": n_ctx,
-        "n_threads": N_THREADS,
+        "n_threads": n_threads(),
         "temperature": params.temperature,
         "seed_per_call": params.seed,
         "streaming": False,  # one create_chat_completion call, with token usage

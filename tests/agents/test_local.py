@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 
 import pytest
@@ -115,3 +116,15 @@ def test_qwen_local_assembles_and_answers(tmp_path, monkeypatch):
         local.unload_all()
         for f in tmp_path.glob("models/*"):
             f.unlink()
+
+
+def test_thread_count_from_the_environment(monkeypatch):
+    from filinglens.agents.providers.local import n_threads
+
+    monkeypatch.delenv("FILINGLENS_THREADS", raising=False)
+    assert n_threads() == max(1, os.cpu_count() or 1)
+    monkeypatch.setenv("FILINGLENS_THREADS", "1")
+    assert n_threads() == 1
+    monkeypatch.setenv("FILINGLENS_THREADS", "many")
+    with pytest.raises(ConfigError, match="FILINGLENS_THREADS"):
+        n_threads()
