@@ -66,3 +66,14 @@ def atomic_write(path: Path, mode: str = "wb") -> Iterator:
         except FileNotFoundError:
             pass
         raise
+
+
+def sha256_file(path: Path, block_size: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes, read in blocks (multi-GB model weights too)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(block_size):
+            digest.update(block)
+    return digest.hexdigest()

@@ -57,7 +57,7 @@ from filinglens import settings  # noqa: E402
 from filinglens.errors import FilingLensError  # noqa: E402
 from filinglens.evals.financebench import evidence_pages, hit_pages, load_jsonl  # noqa: E402  (the hit rule)
 from filinglens.retrieval.index import ChunkStore  # noqa: E402
-from filinglens.retrieval.ingest import _apply, chunker_tag, sidecar_metadata, _sha256  # noqa: E402
+from filinglens.retrieval.ingest import _apply, chunker_tag, sidecar_metadata  # noqa: E402
 from filinglens.retrieval.search import DEFAULT_MMR_LAMBDA, HybridSearcher, SearchFilters  # noqa: E402
 
 KS = (5, 10)
@@ -97,7 +97,7 @@ def ingest_docs(store: ChunkStore, pdfs: list[Path], size: int, log) -> dict:
     for n, pdf in enumerate(pdfs, 1):
         overrides = sidecar_metadata(pdf)
         t0 = time.perf_counter()
-        if store.find_unchanged(_sha256(pdf), chunker_tag(size), overrides):
+        if store.find_unchanged(settings.sha256_file(pdf), chunker_tag(size), overrides):
             per_doc.append({"doc": pdf.stem, "status": "unchanged", "seconds": time.perf_counter() - t0})
             log(f"  [{n}/{len(pdfs)}] {pdf.stem}: unchanged")
             continue

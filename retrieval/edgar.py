@@ -667,14 +667,6 @@ def filing_dir(cik: str, accession: str) -> Path:
     return settings.data_home() / "filings" / normalize_cik(cik) / accession
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _stored(ref: FilingRef) -> Optional[dict]:
     """The metadata of ``ref`` if it is completely stored, else None."""
     folder = filing_dir(ref.cik, ref.accession)
@@ -686,7 +678,7 @@ def _stored(ref: FilingRef) -> Optional[dict]:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if meta.get("primary_document") != ref.primary_document or meta.get("sha256") != _sha256_file(document):
+    if meta.get("primary_document") != ref.primary_document or meta.get("sha256") != settings.sha256_file(document):
         return None
     return meta
 

@@ -13,7 +13,6 @@ FinanceBench ``documents.jsonl`` (company and fiscal year of its PDFs).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass
@@ -150,14 +149,6 @@ def _apply(filing: Filing, overrides: dict) -> Filing:
     return filing
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 # --------------------------------------------------------------------------- ingest
 
 
@@ -219,7 +210,7 @@ def ingest_file(
     if ticker:
         overrides["ticker"] = ticker.upper()
     if path.is_file():
-        manifest = store.find_unchanged(_sha256(path), chunker_tag(chunk_chars), overrides)
+        manifest = store.find_unchanged(settings.sha256_file(path), chunker_tag(chunk_chars), overrides)
         if manifest is not None:
             meta = manifest.get("filing") or {}
             items = manifest.get("present_items")

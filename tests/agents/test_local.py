@@ -26,7 +26,7 @@ def test_smollm2_assembly_verifies_and_stamps(home, monkeypatch):
         raise AssertionError("rehashed a stamped model")
 
     monkeypatch.setattr(local.hashlib, "sha256", no_hashing)
-    monkeypatch.setattr(local, "_hash_file", no_hashing)
+    monkeypatch.setattr(local.settings, "sha256_file", no_hashing)
     assert local.model_path("local-small") == path
 
 
@@ -39,7 +39,7 @@ def test_changed_file_is_rehashed(home):
         handle.write(bytes([byte[0] ^ 0xFF]))
     assert not local._stamp_ok(path, local.SMOLLM2)
     assert local.model_path("local-small") == path  # reassembled from the package
-    assert local._hash_file(path) == local.SMOLLM2.sha256
+    assert local.settings.sha256_file(path) == local.SMOLLM2.sha256
 
 
 def test_sha256_mismatch_keeps_nothing(home, monkeypatch):
