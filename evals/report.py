@@ -458,6 +458,13 @@ def build_blocks(result, images: dict[str, bytes]) -> list[Block]:
                 rows.append([f"`{rater}`", "(result)", json.dumps(got, default=str)[:300]])
         if rows:
             blocks.append(Block("table", rows, ["rater", "check", "pass rate"]))
+        cells = metamorphic_cells(meta)
+        if cells:
+            blocks.append(Block("p", "Every check: expected score E (0–2) of the baseline and of the variant; "
+                                     "*unchanged* checks allow |ΔE| ≤ the tolerance and the same score, "
+                                     "*not up* checks a score that does not rise."))
+            blocks.append(Block("table", cells, ["rater", "filing", "category", "check", "expect", "outcome",
+                                                 "score", "E baseline → variant", "went down"]))
 
     blocks.append(Block("h2", "Thresholds"))
     if result.checks:
@@ -529,6 +536,23 @@ def write_report(result, out_dir: str | Path) -> dict[str, str]:
 
 
 # --------------------------------------------------------------------------- terminal output
+
+
+def metamorphic_cells(meta: dict) -> list[list[str]]:
+    """One report row per metamorphic check result (every rater), for reading why a check failed."""
+    rows = []
+    for rater, got in (meta.get("raters") or {}).items():
+        for r in (got.get("results") or []) if isinstance(got, dict) else []:
+            base, var = r.get("baseline_expected"), r.get("variant_expected")
+            went = r.get("went_down")
+            rows.append([
+                f"`{rater}`", str(r.get("filing") or ""), str(r.get("category") or ""), str(r.get("check") or ""),
+                str(r.get("expect") or ""), f"**{r['outcome']}**" if r.get("outcome") == "fail" else str(r.get("outcome")),
+                f"{fmt_num(r.get('baseline_score'), 0)} → {fmt_num(r.get('variant_score'), 0)}",
+                f"{fmt_num(base)} → {fmt_num(var)}",
+                "" if went is None else ("yes" if went else "no"),
+            ])
+    return rows
 
 
 def summary_renderable(result):

@@ -335,7 +335,11 @@ def test_metamorphic_with_the_real_module(tmp_path, store):
     got = result.metamorphic["raters"]["fake:steady@v1"]
     assert set(run_mod.metamorphic_pass_rates(got)) == {"shuffle", "rename"}
     assert [c.name for c in result.checks] == ["min_metamorphic_pass_rate"] * 2 and result.ok
-    assert "| `fake:steady@v1` | shuffle | 100% |" in (tmp_path / "out" / "report.md").read_text()
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "| `fake:steady@v1` | shuffle | 100% |" in report
+    # one row per check result, with the expected scores that decided it
+    detail = [line for line in report.splitlines() if line.startswith("| `fake:steady@v1` |") and "→" in line]
+    assert len(detail) == len(got["results"]) == 4 and all("| pass |" in line for line in detail)
 
 
 @pytest.mark.timeout(2400)  # ~3 min on a quiet 2-core machine; much longer when other model jobs share the CPU
