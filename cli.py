@@ -235,6 +235,7 @@ def ask(
     year: Optional[int] = typer.Option(None, "--year", "-y", help="Only this fiscal year."),
     model: str = typer.Option("local", "--model", "-m", help="Model id (see `filinglens models`)."),
     k: int = typer.Option(6, "-k", help="Evidence chunks to retrieve."),
+    prompt_version: Optional[str] = typer.Option(None, "--prompt-version", "-p", help="QA prompt version (prompts/qa/; default v2)."),
     as_json: bool = typer.Option(False, "--json", help="Print the answer, citations and evidence as JSON."),
 ) -> None:
     """Answer a question from indexed 10-Ks, citing filing, item and the quoted span."""
@@ -243,7 +244,8 @@ def ask(
     from filinglens.store import Store
 
     evidence = RetrievalAgent().retrieve(question, ticker=ticker, year=year, k=k)
-    answer = answer_question(question, evidence, store=Store(), model_id=model)
+    answer = answer_question(question, evidence, store=Store(), model_id=model,
+                             **({"prompt_version": prompt_version} if prompt_version else {}))
     if as_json:
         print_json(answer.to_dict())
     else:
@@ -369,6 +371,7 @@ def eval_qa(
     limit: Optional[int] = typer.Option(None, "--limit", "-n", help="Only the first N questions."),
     shared_store: bool = typer.Option(False, "--shared-store", help="Search all indexed filings (default: the question's 10-K only)."),
     k: int = typer.Option(6, "-k", help="Evidence chunks per question."),
+    prompt_version: Optional[str] = typer.Option(None, "--prompt-version", "-p", help="QA prompt version (prompts/qa/; default v2)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Results folder (default: data home/evals/qa-TIMESTAMP)."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
 ) -> None:
@@ -381,7 +384,7 @@ def eval_qa(
     out = out or settings.subdir("evals") / time.strftime("qa-%Y%m%d-%H%M%S")
     with RichQAProgress(err_console) as progress:
         result = run_qa_eval(questions, model_id=model, judge=judge, limit=limit, per_document=not shared_store,
-                             k=k, out_dir=out, progress=progress)
+                             k=k, out_dir=out, progress=progress, prompt_version=prompt_version)
     if as_json:
         print_json(result.to_dict())
     else:

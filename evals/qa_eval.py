@@ -591,7 +591,7 @@ def run_qa_eval(
     judge_model: Any = None,
     judge_strictness: int = 3,
     evidence_chars: int = 6000,
-    prompt_version: str = "v1",
+    prompt_version: str | None = None,
     progress: Callable[[str, int, int, str], None] | None = None,
 ) -> QAEvalResult:
     """Answer FinanceBench questions with the QA agent and score them (see the module docstring).
@@ -611,6 +611,9 @@ def run_qa_eval(
     from filinglens.retrieval.search import HybridSearcher
     from filinglens.store import Store
 
+    from filinglens.prompts.loader import DEFAULT_QA_VERSION
+
+    prompt_version = prompt_version or DEFAULT_QA_VERSION
     t_start = time.perf_counter()
     say = progress or (lambda *a: None)
     qpath = Path(questions_path) if questions_path else default_questions_path()

@@ -253,7 +253,11 @@ class QAPrompt(_PromptFile):
         return f"qa@{self.version}"
 
 
-def load_qa_prompt(version: str = "v1", extra_dirs: list[Path] | None = None) -> QAPrompt:
+#: The QA prompt version used when none is given (`ask`, `eval qa`).
+DEFAULT_QA_VERSION = "v2"
+
+
+def load_qa_prompt(version: str = DEFAULT_QA_VERSION, extra_dirs: list[Path] | None = None) -> QAPrompt:
     """Load the QA prompt of ``version`` (user directories first)."""
     for base in prompt_dirs(extra_dirs):
         path = base / "qa" / f"{version}.yaml"

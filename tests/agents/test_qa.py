@@ -53,3 +53,15 @@ def test_garbage_answers_end_in_a_recorded_error(tmp_path):
 def test_empty_question_is_an_input_error(tmp_path):
     with pytest.raises(InputError):
         ask(tmp_path, "{}", question="  ")
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_every_qa_prompt_version_renders_and_is_recorded(tmp_path, version):
+    """v2 is the default (v1's placeholder quote was copied verbatim by small models); v1 stays usable."""
+    model = get_chat_model("fake", responses=[json.dumps({"answer": "164,000", "sufficient": True, "citations": []})])
+    kwargs = {} if version == "v2" else {"prompt_version": version}
+    answer = answer_question("How many employees?", EVIDENCE, store=Store(tmp_path / "r.db"), model_id="fake",
+                             model=model, **kwargs)
+    assert answer.prompt == f"qa@{version}" and answer.answer == "164,000"
+    user = model.calls[-1][-1].content
+    assert "approximately 164,000 full-time equivalent" in user and "{{" not in user and "How many employees?" in user
