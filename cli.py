@@ -244,8 +244,7 @@ def ask(
     from filinglens.store import Store
 
     evidence = RetrievalAgent().retrieve(question, ticker=ticker, year=year, k=k)
-    answer = answer_question(question, evidence, store=Store(), model_id=model,
-                             **({"prompt_version": prompt_version} if prompt_version else {}))
+    answer = answer_question(question, evidence, store=Store(), model_id=model, prompt_version=prompt_version)
     if as_json:
         print_json(answer.to_dict())
     else:

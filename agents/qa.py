@@ -19,7 +19,7 @@ from typing import Any, Sequence
 from filinglens.agents.calls import ModelCallError, invoke_cached
 from filinglens.agents.evidence import EvidenceItem, render_evidence, verify_quotes
 from filinglens.errors import InputError
-from filinglens.prompts.loader import DEFAULT_QA_VERSION, load_qa_prompt
+from filinglens.prompts.loader import load_qa_prompt
 from filinglens.store import Store
 
 INSUFFICIENT = "The indexed filings do not contain enough evidence to answer this question."
@@ -79,7 +79,7 @@ def answer_question(
     model_id: str = "local",
     model: Any = None,
     evidence_chars: int = 6000,
-    prompt_version: str = DEFAULT_QA_VERSION,
+    prompt_version: str | None = None,
     params: dict | None = None,
 ) -> Answer:
     """Answer ``question`` from retrieved ``evidence`` (retrieval ``Evidence`` objects or ``EvidenceItem``s)."""

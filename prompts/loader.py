@@ -257,8 +257,9 @@ class QAPrompt(_PromptFile):
 DEFAULT_QA_VERSION = "v2"
 
 
-def load_qa_prompt(version: str = DEFAULT_QA_VERSION, extra_dirs: list[Path] | None = None) -> QAPrompt:
-    """Load the QA prompt of ``version`` (user directories first)."""
+def load_qa_prompt(version: str | None = None, extra_dirs: list[Path] | None = None) -> QAPrompt:
+    """Load the QA prompt of ``version`` (default ``DEFAULT_QA_VERSION``; user directories first)."""
+    version = version or DEFAULT_QA_VERSION
     for base in prompt_dirs(extra_dirs):
         path = base / "qa" / f"{version}.yaml"
         if path.is_file():
