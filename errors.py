@@ -1,10 +1,55 @@
-"""Errors a user can act on.  The CLI prints their message (no traceback) and exits non-zero."""
+"""Errors a user can act on.  The CLI prints their message (no traceback) and exits non-zero.
+
+Secrets never reach a message: :func:`redact_secrets` removes API keys (the
+values of the key variables in the environment, and anything shaped like a
+bearer token or ``api_key=...``), and every ``FilingLensError`` message goes
+through it, as does every error text the results store records.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+#: Environment variables whose values are secrets, besides any ``*_KEY``/``*_TOKEN``/``*_SECRET``/``*PASSWORD``.
+SECRET_ENV = ("COHERE_API_KEY", "CO_API_KEY", "OPENAI_API_KEY", "SEC_API_KEY", "HF_TOKEN")
+_SECRET_NAME = re.compile(r"(_KEY|_TOKEN|_SECRET|PASSWORD)$", re.IGNORECASE)
+_SECRET_SHAPES = [
+    # Authorization: Bearer abc..., "authorization": "Token abc", x-api-key: abc
+    re.compile(r"(?i)\b(authorization|x-api-key|api[-_]?key|access[-_]?token|token|password)"
+               r"(\s*[\"']?\s*[:=]\s*[\"']?\s*)(bearer\s+|token\s+|basic\s+)?([^\s\"',;}{]{6,})"),
+    re.compile(r"(?i)\b(bearer)(\s+)()([A-Za-z0-9._~+/=-]{8,})"),
+]
+REDACTED = "[REDACTED]"
+
+
+def _secret_values() -> list[str]:
+    values = []
+    for name, value in os.environ.items():
+        if (name in SECRET_ENV or _SECRET_NAME.search(name)) and value and len(value.strip()) >= 6:
+            values.append(value.strip())
+    return sorted(set(values), key=len, reverse=True)
+
+
+def redact_secrets(text: str) -> str:
+    """``text`` with secret values and credential-shaped substrings replaced by ``[REDACTED]``."""
+    if not text:
+        return text
+    for value in _secret_values():
+        text = text.replace(value, REDACTED)
+    for shape in _SECRET_SHAPES:
+        text = shape.sub(lambda m: f"{m.group(1)}{m.group(2)}{m.group(3) or ''}{REDACTED}"
+                         if m.group(4) != REDACTED else m.group(0), text)
+    return text
 
 
 class FilingLensError(Exception):
     """Base class: a clear, user-facing problem with input, configuration or environment."""
 
     exit_code = 2
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(redact_secrets(a) if isinstance(a, str) else a for a in args))
 
 
 class InputError(FilingLensError):

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from filinglens.errors import FilingLensError
+from filinglens.errors import FilingLensError, redact_secrets
 from filinglens.settings import data_home
 
 SECRET_KEYS = {"api_key", "cohere_api_key", "openai_api_key", "token", "authorization", "password"}
@@ -218,7 +218,8 @@ class Store:
         error: str | None = None,
         run_id: str | None = None,
     ) -> int:
-        """Record one model call, successful or failed."""
+        """Record one model call, successful or failed (secrets redacted from the error)."""
+        error = redact_secrets(error) if error else error
         cur = self.db.execute(
             "INSERT INTO model_calls (run_id, cache_key, model_id, params, prompt_ref, prompt_hash, input_hash, "
             "sample_index, response, tokens_in, tokens_out, latency_ms, cost_usd, error, created_at) "
@@ -242,6 +243,8 @@ class Store:
         for key in ("evidence", "quotes"):
             row[key] = json.dumps(row.get(key) or [], ensure_ascii=False)
         row["run_id"] = run_id
+        if row.get("error"):
+            row["error"] = redact_secrets(str(row["error"]))
         row.setdefault("created_at", time.time())
         columns = ", ".join(row)
         marks = ", ".join("?" for _ in row)

@@ -384,6 +384,45 @@ class ChunkStore:
                 return man
         return None
 
+    def verify(self) -> dict:
+        """Check the index and the manifests against each other.
+
+        Returns ``{"ok", "detail", "chunks", "filings", "missing", "mismatched", "unlisted"}``:
+        ``missing`` are filings whose manifest says they are indexed but whose
+        chunks are gone, ``mismatched`` those whose stored chunk ids differ
+        from their manifest, ``unlisted`` filings in the index with no manifest.
+        """
+        manifests = {m["filing_id"]: m for m in self.manifests() if m.get("filing_id")}
+        if not self.exists:
+            self._open_collection(False)
+        if not self.exists:
+            ok = not manifests
+            detail = f"{self.location}: no collection yet"
+            if manifests:
+                detail = (f"{self.location}: the index is missing but {len(manifests)} manifest(s) say filings "
+                          "are indexed; re-run `filinglens ingest` on them to rebuild it")
+            return {"ok": ok, "detail": detail, "chunks": 0, "filings": 0,
+                    "missing": sorted(manifests), "mismatched": [], "unlisted": []}
+        with _store_errors("cannot read the index"):
+            got = self.collection.get(include=["metadatas"])
+        stored: dict[str, set] = {}
+        for cid, meta in zip(got["ids"], got["metadatas"] or []):
+            stored.setdefault((meta or {}).get("filing_id", ""), set()).add(cid)
+        missing = sorted(fid for fid in manifests if fid not in stored)
+        mismatched = sorted(fid for fid, m in manifests.items()
+                            if fid in stored and stored[fid] != set(m.get("ids", [])))
+        unlisted = sorted(fid for fid in stored if fid not in manifests)
+        ok = not (missing or mismatched)
+        detail = f"{self.location}: {len(got['ids'])} chunks, {len(stored)} filings, {len(manifests)} manifests"
+        if missing:
+            detail += f"; {len(missing)} filing(s) in the manifests have no chunks"
+        if mismatched:
+            detail += f"; {len(mismatched)} filing(s) differ from their manifest"
+        if unlisted:
+            detail += f"; {len(unlisted)} filing(s) without a manifest (an interrupted ingest)"
+        return {"ok": ok, "detail": detail, "chunks": len(got["ids"]), "filings": len(stored),
+                "missing": missing, "mismatched": mismatched, "unlisted": unlisted}
+
     def _write_manifest(self, data: dict) -> None:
         with settings.atomic_write(self.manifest_path(data["filing_id"]), "w") as handle:
             json.dump(data, handle, indent=1)

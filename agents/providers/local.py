@@ -477,3 +477,82 @@ def _make_provider(s: GGUFSpec) -> Provider:
 
 provider = _make_provider(QWEN)
 small_provider = _make_provider(SMOLLM2)
+
+
+# ------------------------------------------------------------ runtime health
+
+#: Written by tools/build_llama.py into the venv: how llama-cpp-python was built here.
+RUNTIME_INFO = "filinglens-runtime.json"
+_SIGNALS = {-4: "SIGILL (illegal instruction)", -7: "SIGBUS", -9: "SIGKILL (out of memory?)", -11: "SIGSEGV"}
+
+
+def runtime_build_info() -> dict:
+    """What ``tools/build_llama.py`` recorded about this environment's llama.cpp build ({} if unknown)."""
+    import sys
+
+    try:
+        return json.loads((Path(sys.prefix) / RUNTIME_INFO).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _self_check_child(model_id: str) -> dict:
+    """Runs in the child: load the model, generate one token, report the runtime's features."""
+    import time
+
+    import llama_cpp
+
+    started = time.monotonic()
+    llama = load_llama(model_id, n_ctx=512)
+    out = llama.create_completion("The capital of France is", max_tokens=1, temperature=0.0)
+    info = llama_cpp.llama_print_system_info()
+    return {
+        "model": model_id,
+        "token": out["choices"][0]["text"],
+        "seconds": round(time.monotonic() - started, 2),
+        "system_info": info.decode(errors="replace").strip() if isinstance(info, bytes) else str(info),
+    }
+
+
+def self_check(model_id: str = "local", timeout: float = 600.0) -> dict:
+    """Load the embedded model and generate one token in a child process.
+
+    A build with CPU instructions this machine cannot run kills the process
+    with SIGILL; running it in a child turns that into a clear message.
+    Returns ``{"ok": bool, "message": str, ...}``.
+    """
+    import subprocess
+    import sys
+
+    try:
+        model_path(model_id)  # assembles the weights here, with a clear error if they are missing
+    except ConfigError as exc:
+        return {"ok": False, "model": model_id, "message": str(exc)}
+    code = (
+        "import json, sys; from filinglens.agents.providers import local; "
+        f"print(json.dumps(local._self_check_child({model_id!r})))"
+    )
+    try:
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"ok": False, "model": model_id,
+                "message": f"model '{model_id}' did not generate a token within {timeout:.0f} s"}
+    if proc.returncode == 0:
+        try:
+            result = json.loads(proc.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            result = {}
+        if result.get("token") is not None:
+            result.update(ok=True, message=f"model '{model_id}' loaded and generated a token "
+                                              f"in {result.get('seconds')} s")
+            return result
+    if proc.returncode == -4 or "Illegal instruction" in proc.stderr:
+        fix = ("the llama.cpp runtime was built with CPU instructions this machine cannot run "
+               "(often AMX on a VM that does not enable it, or a wheel built on another CPU); "
+               "rebuild it for this machine: rm -rf .venv && make install "
+               "(tools/build_llama.py compiles without AMX on x86-64 and keys the wheel by CPU)")
+    else:
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        fix = f"{last[:300]}"
+    died = _SIGNALS.get(proc.returncode, f"exit code {proc.returncode}")
+    return {"ok": False, "model": model_id, "message": f"model '{model_id}' failed its self-check ({died}): {fix}"}
