@@ -220,7 +220,7 @@ def rate(
     as_json: bool = typer.Option(False, "--json", help="Print ratings as JSON."),
 ) -> None:
     """Rate 10-K filings on categories from retrieved evidence (cached, recorded)."""
-    from filinglens.agents.jobs import resolve_targets, run_ratings
+    from filinglens.app import resolve_targets, run_ratings
     from filinglens.agents.rating import export_ratings, ratings_table
     from filinglens.prompts.loader import categories as all_categories
     from filinglens.retrieval.ingest import RichIngestProgress

@@ -47,7 +47,7 @@ def main() -> None:
     import llama_cpp
 
     from filinglens.agents.evidence import render_evidence
-    from filinglens.agents.jobs import index_gatherer, resolve_targets
+    from filinglens.app import index_gatherer, resolve_targets
     from filinglens.agents.providers.local import model_path
     from filinglens.agents.rating import DEFAULT_EVIDENCE_CHARS, build_messages
     from filinglens.prompts.loader import categories, load_prompt

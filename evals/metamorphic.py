@@ -546,7 +546,7 @@ def run_metamorphic(
         raise ConfigError(f"unknown metamorphic check(s) {', '.join(unknown)} (known: {', '.join(CHECKS)})")
     store = store or Store()
     if gather is None:
-        from filinglens.agents.jobs import index_gatherer
+        from filinglens.app import index_gatherer
 
         gather = index_gatherer()
     gather = _memo(gather)

@@ -283,7 +283,7 @@ def _jsonable(value: Any) -> Any:
 
 def resolve_suite_targets(suite: Suite, progress: SuiteProgress | None = None) -> list[Target]:
     """The suite's filings as indexed targets (ingested first when needed), filtered to ``years``."""
-    from filinglens.agents.jobs import resolve_targets
+    from filinglens.app import resolve_targets
 
     ingest_progress = getattr(progress, "ingest", None)
     targets: dict[str, Target] = {}
@@ -329,11 +329,11 @@ def run_suite(
     """Rate every cell of ``suite``, compute its statistics and checks, and write the report.
 
     ``gather`` (evidence for a prompt and target) and ``targets`` default to
-    the index (:func:`filinglens.agents.jobs.index_gatherer`,
+    the index (:func:`filinglens.app.index_gatherer`,
     :func:`resolve_suite_targets`); tests pass stubs. The report goes to
     ``out_dir`` (default ``$FILINGLENS_HOME/evals/{suite}-{hash}``).
     """
-    from filinglens.agents.jobs import index_gatherer, run_ratings
+    from filinglens.app import index_gatherer, run_ratings
 
     progress = progress or SuiteProgress()
     store = store or Store()

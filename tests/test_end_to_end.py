@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from filinglens.agents.evidence import EvidenceItem
-from filinglens.agents.jobs import index_gatherer, resolve_targets, run_ratings
+from filinglens.app import index_gatherer, resolve_targets, run_ratings
 from filinglens.agents.qa import answer_question
 from filinglens.retrieval.agent import RetrievalAgent
 from filinglens.store import Store

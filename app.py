@@ -1,4 +1,8 @@
-"""Glue between the index and the agents: which filings to rate or ask about, and their evidence.
+"""The application layer: what the CLI, the eval harness, the app and batch workers call.
+
+It resolves filings (ingesting them on demand), builds the evidence gatherer
+and runs rating batches with their lifecycle in the results store.  Nothing
+here prints: progress goes through callbacks.
 
 ``resolve_targets`` turns paths or ticker/year into indexed filings (ingesting
 them first: ingest is idempotent, so an indexed filing costs nothing);
