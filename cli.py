@@ -180,6 +180,7 @@ def models(
 def doctor(
     self_check: bool = typer.Option(False, "--self-check", help="Also load the embedded model and generate one token."),
     model: str = typer.Option("local", "--model", "-m", help="Local model for --self-check."),
+    runtime_only: bool = typer.Option(False, "--runtime-only", help="Only the runtime, CPU and models (the install check)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """What the runtime was built with, CPU features, model files, index and store health."""
@@ -187,7 +188,7 @@ def doctor(
 
     from filinglens.doctor import as_dicts, diagnose
 
-    checks = diagnose(self_check=self_check, model_id=model)
+    checks = diagnose(self_check=self_check, model_id=model, runtime_only=runtime_only)
     if as_json:
         print_json(as_dicts(checks))
     else:

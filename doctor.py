@@ -148,9 +148,12 @@ def check_index() -> Check:
     return Check("index", report["ok"], report["detail"], report)
 
 
-def diagnose(self_check: bool = False, model_id: str = "local") -> list[Check]:
-    """Every check; with ``self_check`` also load ``model_id`` and generate one token."""
-    checks = [check_cpu(), check_runtime(), *check_models(), check_index(), check_store()]
+def diagnose(self_check: bool = False, model_id: str = "local", runtime_only: bool = False) -> list[Check]:
+    """Every check (``runtime_only``: CPU, runtime and models, not the data home's index and store);
+    with ``self_check`` also load ``model_id`` and generate one token."""
+    checks = [check_cpu(), check_runtime(), *check_models()]
+    if not runtime_only:
+        checks += [check_index(), check_store()]
     if self_check:
         from filinglens.agents.providers.local import self_check as run_self_check
 
