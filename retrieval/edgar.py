@@ -117,10 +117,12 @@ USER_AGENT_HELP = (
 class RateLimiter:
     """Thread-safe limiter: at most ``max_calls`` starts in any ``period`` seconds.
 
-    Each caller reserves the next free slot under a lock and then sleeps until
-    it.  Slots are spaced by ``period / max_calls`` and a sliding window keeps
-    any ``max_calls + 1`` consecutive starts at least ``period + slack`` apart,
-    so the limit holds for any window, also as seen by the server.
+    Callers take turns under a lock: each waits for the next free slot and
+    records the time it actually starts (not the planned slot, which a busy
+    machine may overshoot).  Starts are spaced by ``period / max_calls`` and a
+    sliding window keeps any ``max_calls + 1`` consecutive starts at least
+    ``period + slack`` apart, so the limit holds for any window, also as seen
+    by the server.
     """
 
     def __init__(self, max_calls: int = 10, period: float = 1.0, slack: float = 0.05):
@@ -136,17 +138,17 @@ class RateLimiter:
     def acquire(self) -> float:
         """Block until a request may start; return the seconds waited."""
         with self._lock:
-            now = time.monotonic()
+            began = now = time.monotonic()
             slot = now
             if self._starts:
                 slot = max(slot, self._starts[-1] + self._interval)
             if len(self._starts) == self.max_calls:
                 slot = max(slot, self._starts[0] + self.period + self.slack)
-            self._starts.append(slot)
-        wait = slot - now
-        if wait > 0:
-            time.sleep(wait)
-        return max(wait, 0.0)
+            while now < slot:
+                time.sleep(slot - now)
+                now = time.monotonic()
+            self._starts.append(now)
+        return now - began
 
 
 #: The process-wide limiter every ``EdgarClient`` uses unless given another.

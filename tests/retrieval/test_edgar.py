@@ -302,6 +302,26 @@ def test_rate_limiter_unit():
         assert sum(1 for u in starts[i:] if u - t < 0.2) <= 5
 
 
+def test_rate_limiter_holds_when_a_sleep_overshoots(monkeypatch):
+    """A loaded machine wakes a sleeper late; the limiter used to count the planned slot, so the
+    next starts bunched up (6 in 0.2 s here, and the flaky ``test_rate_limiter_unit``)."""
+    real_sleep, calls = time.sleep, []
+
+    def oversleep(seconds):
+        calls.append(seconds)
+        real_sleep(seconds + (0.1 if len(calls) == 3 else 0))
+
+    monkeypatch.setattr(E.time, "sleep", oversleep)
+    limiter = E.RateLimiter(5, 0.2, slack=0.01)
+    starts = []
+    for _ in range(12):
+        limiter.acquire()
+        starts.append(time.monotonic())
+    assert len(calls) >= 3
+    for i, t in enumerate(starts):
+        assert sum(1 for u in starts[i:] if u - t < 0.2) <= 5
+
+
 def test_rate_limit_seen_by_server(edgar, client):
     """Four threads hammer the server; no 1-second window ever holds more than 10 starts."""
     url = client.tickers_url
