@@ -80,7 +80,7 @@ from collections import deque
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Optional
+from typing import Callable, Iterable, Optional
 
 import httpcore
 import httpx
@@ -425,13 +425,6 @@ def check_document_name(value) -> str:
     return name
 
 
-def _check_cik(value, what: str = "CIK") -> str:
-    found = _cik_digits(value)
-    if found is None:
-        raise InvalidEdgarData(f"{what} {_show(value)} is not a number of 1-10 digits")
-    return found
-
-
 def _check_date(value, what: str, earliest: int) -> str:
     if isinstance(value, str):
         m = _ISO_DATE.fullmatch(value.strip())
@@ -591,7 +584,10 @@ class EdgarClient:
         self.www_url = www.rstrip("/")
         self.data_url = data.rstrip("/")
         self.timeout = timeout if timeout is not None else _env_float("FILINGLENS_EDGAR_TIMEOUT", DEFAULT_TIMEOUT)
-        self.max_tries = max(1, int(max_tries if max_tries is not None else _env_float("FILINGLENS_EDGAR_TRIES", DEFAULT_TRIES)))
+        tries = max_tries if max_tries is not None else _env_float("FILINGLENS_EDGAR_TRIES", DEFAULT_TRIES)
+        if not math.isfinite(tries):
+            raise ConfigError(f"the number of EDGAR tries must be a whole number, not {tries:g}")
+        self.max_tries = max(1, int(tries))
         self.backoff = backoff if backoff is not None else _env_float("FILINGLENS_EDGAR_BACKOFF", DEFAULT_BACKOFF)
         self.max_backoff = (max_backoff if max_backoff is not None
                             else _env_float("FILINGLENS_EDGAR_MAX_BACKOFF", MAX_BACKOFF))
@@ -1021,7 +1017,7 @@ def _refs(client: EdgarClient, cik: str, data: dict, years: Optional[list[int]],
         ticker = first.upper() if isinstance(first, str) and re.fullmatch(r"[A-Za-z0-9.-]{1,12}", first) else None
     filings = data["filings"]
     failures: list[FetchFailure] = []
-    recent = _rows(filings.get("recent") or {}, "filings.recent")
+    recent = _rows(filings.get("recent", {}), "filings.recent")
     rows = list(recent)
     pages = _page_list(filings.get("files"), cik, failures)
     for name in _pages_needed([row for _, row in recent], pages, years):

@@ -496,6 +496,22 @@ def test_deadline_and_max_backoff_settings(monkeypatch):
             E.EdgarClient()
 
 
+def test_tries_that_are_not_a_number_are_a_config_error(monkeypatch):
+    # int(float("nan")) raised ValueError: a traceback from a setting.
+    for bad in ("nan", "inf"):
+        monkeypatch.setenv("FILINGLENS_EDGAR_TRIES", bad)
+        with pytest.raises(ConfigError, match="tries"):
+            E.EdgarClient()
+
+
+def test_recent_as_an_empty_list_is_unusable_not_empty(edgar, client):
+    """``filings.recent: []`` used to read as "no filings" (``[] or {}``)."""
+    edgar.fail("/submissions/CIK0000320193.json",
+               Failure("json", transform=lambda d: {**d, "filings": {**d["filings"], "recent": []}}))
+    with pytest.raises(FetchError, match="filings.recent is list, not an object"):
+        E.list_filings(320193, "2024", client=client)
+
+
 def test_deadline_covers_proxy_transports_too(monkeypatch):
     monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
     with E.EdgarClient() as c:
