@@ -659,8 +659,8 @@ def test_cli_fault_429_retry_after(edgar, env, tmp_path, monkeypatch):
 
 def test_cli_fault_429_forever(edgar, env, tmp_path, monkeypatch):
     result, elapsed = _cli_fault(edgar, env, tmp_path, monkeypatch, "429-forever", max_seconds=4)
-    assert "HTTP 429" in result.stderr and "2 tries" in result.stderr
-    assert edgar.hits["/submissions/CIK0000320193.json"] == 2  # Retry-After: 3600 capped at 0.3 s
+    assert "HTTP 429" in result.stderr and "3 tries" in result.stderr
+    assert edgar.hits["/submissions/CIK0000320193.json"] == 3  # Retry-After: 3600 capped at 0.3 s
 
 
 def test_cli_fault_retry_after_nan(edgar, env, tmp_path, monkeypatch):
@@ -668,14 +668,14 @@ def test_cli_fault_retry_after_nan(edgar, env, tmp_path, monkeypatch):
 
 
 def test_cli_fault_500_then_ok(edgar, env, tmp_path, monkeypatch):
-    _cli_fault(edgar, env, tmp_path, monkeypatch, "500-then-ok", limits={"FILINGLENS_EDGAR_TRIES": "3"})
+    _cli_fault(edgar, env, tmp_path, monkeypatch, "500-then-ok")
     assert edgar.hits["/submissions/CIK0000320193.json"] == 3
 
 
 def test_cli_fault_500_forever(edgar, env, tmp_path, monkeypatch):
     result, _ = _cli_fault(edgar, env, tmp_path, monkeypatch, "500-forever", max_seconds=4)
     assert "HTTP 500" in result.stderr
-    assert edgar.hits["/submissions/CIK0000320193.json"] == 2
+    assert edgar.hits["/submissions/CIK0000320193.json"] == 3
 
 
 def test_cli_fault_read_timeout(edgar, env, tmp_path, monkeypatch):
@@ -685,7 +685,7 @@ def test_cli_fault_read_timeout(edgar, env, tmp_path, monkeypatch):
 
 def test_cli_fault_trickle_json(edgar, env, tmp_path, monkeypatch):
     result, elapsed = _cli_fault(edgar, env, tmp_path, monkeypatch, "trickle-json", max_seconds=6)
-    assert "deadline" in result.stderr and elapsed >= 3.0  # two tries of 1.5 s
+    assert "deadline of 1 s" in result.stderr and elapsed >= 2.9  # three tries of 1 s
     assert not list(env.rglob("company_tickers*"))
 
 
@@ -701,7 +701,7 @@ def test_cli_fault_trickle_document(edgar, env, tmp_path, monkeypatch):
 
 def test_cli_fault_truncated_document(edgar, env, tmp_path, monkeypatch):
     result, _ = _cli_fault(edgar, env, tmp_path, monkeypatch, "truncated-document")
-    assert "2 tries" in result.stderr
+    assert "3 tries" in result.stderr
 
 
 def test_cli_fault_bad_gzip(edgar, env, tmp_path, monkeypatch):
@@ -868,3 +868,12 @@ def test_cli_subprocess_fault(edgar, env, tmp_path, mode):
     assert proc.stderr.count(marker) == 1, proc.stderr
     assert [p.name for p in tmp_path.iterdir()] == ["home"]
     assert not _files_under(env / "filings")
+
+
+@pytest.mark.parametrize("mode", ["accession-path-traversal", "500-forever", "500-then-ok"])
+def test_check_fault_helper_for_the_benchmark(edgar, tmp_path, monkeypatch, mode):
+    monkeypatch.delenv("FILINGLENS_EDGAR_TRIES", raising=False)
+    outcome = fake_edgar.check_fault(mode, tmp_path / "work", edgar)
+    assert outcome.passed, outcome
+    assert outcome.got == FAULT_MODES[mode].expect and outcome.seconds < 5 and outcome.escaped == []
+    assert os.environ.get("FILINGLENS_EDGAR_DEADLINE") is None  # environment restored
