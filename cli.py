@@ -14,6 +14,7 @@ from typing import Callable, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from filinglens.errors import FilingLensError, redact_secrets
 
@@ -35,7 +36,8 @@ def friendly_errors(func: Callable) -> Callable:
         try:
             return func(*args, **kwargs)
         except FilingLensError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            # The message may quote values from files or servers: never read them as rich markup.
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code)
         except KeyboardInterrupt:
             err_console.print("[red]interrupted[/]")
@@ -83,17 +85,26 @@ def fetch(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
-    """Download 10-K filings from SEC EDGAR into the data home (needs SEC_USER_AGENT)."""
+    """Download 10-K filings from SEC EDGAR into the data home (needs SEC_USER_AGENT).
+
+    Exits 1 when EDGAR listed filings whose data failed validation (not fetched; one line each on stderr).
+    """
     from filinglens.retrieval.edgar import RichProgress, fetch_filings, fetch_table
 
     with RichProgress(err_console) as progress:
         report = fetch_filings(ticker, cik, years, amendments, base_url=base_url, progress=progress)
     if as_json:
         print_json(report.to_dict())
-    elif not report.results:
-        err_console.print(f"[yellow]no 10-K filings on EDGAR for {report.company or report.cik} in those years[/]")
-    else:
+    elif report.results:
         console.print(fetch_table(report))
+    elif not report.failed:
+        err_console.print(f"[yellow]no 10-K filings on EDGAR for {escape(report.company or report.cik)} in those years[/]")
+    for note in report.notes:
+        err_console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
+    for failure in report.failed:
+        err_console.print(f"[bold red]not fetched:[/] {escape(failure.line())}", highlight=False, soft_wrap=True)
+    if report.failed:
+        raise typer.Exit(1)
 
 
 # --------------------------------------------------------------------------- index and search
