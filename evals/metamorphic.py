@@ -534,7 +534,7 @@ def run_metamorphic(
 ) -> MetamorphicReport:
     """Rate each target × category × sample, then every check's variant; compare (module docstring).
 
-    ``gather`` defaults to the index gatherer (``agents.jobs.index_gatherer``);
+    ``gather`` defaults to the index gatherer (``app.index_gatherer``);
     ``model`` is a ready chat model (tests) — leave it None for ``local`` so the
     yes/no method reads next-token probabilities. Ratings are saved into
     ``run_id`` (default: a new run of kind ``metamorphic``, finished here).

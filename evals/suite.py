@@ -112,7 +112,7 @@ class FilingSpec(_Strict):
 
     @property
     def year_range(self) -> str | None:
-        """``"2015-2022"`` for :func:`filinglens.agents.jobs.resolve_targets` (None: all years)."""
+        """``"2015-2022"`` for :func:`filinglens.app.resolve_targets` (None: all years)."""
         return f"{self.years[0]}-{self.years[-1]}" if self.years else None
 
 

@@ -223,7 +223,7 @@ def test_thresholds_pass_fail_and_missing(tmp_path, store):
 
 def _targets_and_gather(monkeypatch):
     monkeypatch.setattr(run_mod, "resolve_suite_targets", lambda suite, progress=None: list(TARGETS))
-    monkeypatch.setattr("filinglens.agents.jobs.index_gatherer", lambda searcher=None: gather)
+    monkeypatch.setattr("filinglens.app.index_gatherer", lambda searcher=None: gather)
 
 
 def test_cli_exit_code_follows_thresholds(tmp_path, monkeypatch):
