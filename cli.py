@@ -469,11 +469,25 @@ def main() -> None:
         app()
     except KeyboardInterrupt:
         _report_interrupted()
+        _forget_caught_interrupt()
         raise SystemExit(130)
     except SystemExit as exc:
         if exc.code == 130:  # typer turns a KeyboardInterrupt outside a command body into a silent exit 130
             _report_interrupted()
+            _forget_caught_interrupt()
         raise
+
+
+def _forget_caught_interrupt() -> None:
+    """Let ``python -m filinglens.cli`` exit 130 after a caught Ctrl-C, not die by SIGINT.
+
+    CPython marks a KeyboardInterrupt as unhandled when it leaves code run from
+    a *string* (``exec(str)``: dataclasses, namedtuples build their methods
+    so), even if a caller catches it later; under ``-m`` the interpreter then
+    kills itself with SIGINT at exit (status -2) instead of exiting 130.  Each
+    string eval resets that mark when it starts, so one harmless eval clears it.
+    """
+    exec("None", {})  # noqa: S102 - a constant string, see the docstring
 
 
 if __name__ == "__main__" or Path(sys.argv[0]).name in ("filinglens", "filinglens.exe"):
