@@ -348,7 +348,7 @@ def ingest(
     return results
 
 
-def _one_line(text: str, limit: int = 600) -> str:
+def _one_line(text: str, limit: int = 1000) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -381,7 +381,7 @@ def results_table(results: Sequence[IngestResult]):
         style = {"failed": "red", "unchanged": "dim", "indexed": "green", "updated": "yellow"}.get(r.status, "")
         status = f"[{style}]{r.status}[/]" + (f": {escape(r.error)}" if r.error else "")
         if r.warnings and r.status != "failed":
-            status += f" [yellow](truncated: {escape('; '.join(r.warnings))})[/]"
+            status += f" [yellow](warning: {escape('; '.join(r.warnings))})[/]"
         table.add_row(label, str(r.fiscal_year or ""), status, str(r.items), str(r.chunks), str(r.embedded),
                       str(r.skipped), str(r.deleted), f"{r.seconds:.1f}")
     return table
@@ -437,6 +437,6 @@ class RichIngestProgress(IngestProgress):
                 )
                 if result.warnings:
                     self._progress.console.print(
-                        f"[yellow]warning[/] {escape(name)} looks truncated, indexed anyway: "
-                        f"{escape('; '.join(result.warnings))}", highlight=False, soft_wrap=True,
+                        f"[yellow]warning[/] {escape(name)}: {escape('; '.join(result.warnings))}",
+                        highlight=False, soft_wrap=True,
                     )

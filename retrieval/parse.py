@@ -60,7 +60,7 @@ def parse_bytes(data: bytes, *, source: str, ticker: str | None = None) -> Filin
         source_type = "pdf"
         closing = closing_problems("pdf", data=data)
     else:
-        full = _decode(data, source)
+        full = _decode(data, source, warnings)
         from filinglens.retrieval.sgml import split_submission
 
         text, header = split_submission(full, source)
@@ -100,7 +100,7 @@ def parse_bytes(data: bytes, *, source: str, ticker: str | None = None) -> Filin
         accession=header.get("ACCESSION NUMBER"),
         page_starts=page_starts,
         warnings=warnings,
-        truncated=bool(warnings),  # unreadable PDF pages: text is missing
+        truncated=source_type == "pdf" and bool(warnings),  # unreadable PDF pages: their text is missing
     )
     assess(filing, closing)
     return filing
@@ -109,17 +109,29 @@ def parse_bytes(data: bytes, *, source: str, ticker: str | None = None) -> Filin
 # ----------------------------------------------------------------------------- input checks
 
 
-def _decode(data: bytes, source: str) -> str:
+def _decode(data: bytes, source: str, warnings: list[str]) -> str:
+    """The document's text: UTF-8, else Windows-1252; a few damaged bytes are replaced (and reported)."""
     sample = data[:65536]
     if b"\x00" in sample or _binary_ratio(sample) > 0.10:
         raise InputError(f"{source}: binary data, not an HTML, text or PDF 10-K")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
+        pass
+    limit = max(20, len(data) // 1000)
+    # A UTF-8 document with a few damaged bytes stays UTF-8 (decoding it as Windows-1252 would
+    # garble every curly quote and dash); a legacy Windows-1252 document is mostly not UTF-8.
+    text = data.decode("utf-8", errors="replace")
+    bad = text.count("\ufffd") - data.count("\ufffd".encode())
+    non_ascii = len(text) - len(text.encode("ascii", "ignore")) - bad
+    if non_ascii <= bad:
         text = data.decode("cp1252", errors="replace")
-        if text.count("\ufffd") > max(20, len(text) // 1000):
-            raise InputError(f"{source}: undecodable bytes (neither UTF-8 nor Windows-1252 text)")
-        return text
+        bad = text.count("\ufffd")
+    if bad > limit:
+        raise InputError(f"{source}: undecodable bytes (neither UTF-8 nor Windows-1252 text)")
+    if bad:
+        warnings.append(f"{bad} undecodable byte{'s' if bad > 1 else ''} replaced by \ufffd (a damaged file?)")
+    return text
 
 
 def _document_closed(full: str, document: str) -> bool:
