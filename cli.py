@@ -40,7 +40,6 @@ except ValueError:  # not the main thread: signals cannot be handled here
 
 import functools
 import json
-import sys
 from pathlib import Path
 from typing import Callable, Optional
 
