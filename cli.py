@@ -1,14 +1,45 @@
 """The ``filinglens`` command line.  Thin: parse arguments, call one function, print.
 
 Each command delegates to the package; user-facing errors (``FilingLensError``)
-are printed as one red line and exit non-zero, never as a traceback.
+are printed as one red line and exit non-zero, never as a traceback.  Ctrl-C
+anywhere (even while this module's imports load) prints one line,
+``interrupted``, and exits 130; the console script is :func:`main`.
 """
 
 from __future__ import annotations
 
+import signal
+import sys
+
+_interrupt_reported = False
+
+
+def _report_interrupted() -> None:
+    """Write ``interrupted`` to stderr once per process."""
+    global _interrupt_reported
+    if not _interrupt_reported:
+        _interrupt_reported = True
+        sys.stderr.write("interrupted\n")
+        sys.stderr.flush()
+
+
+def _exit_interrupted(signum, frame) -> None:  # noqa: ARG001 - signal handler signature
+    _report_interrupted()
+    raise SystemExit(130)
+
+
+# Ctrl-C while the imports below load (typer, rich: a noticeable fraction of a
+# second) exits at once with one line instead of a KeyboardInterrupt traceback
+# from inside some library.  Run as the CLI, the handler stays until ``main``
+# takes over; imported as a library, the previous handler is restored at the end.
+try:
+    _previous_sigint = signal.signal(signal.SIGINT, _exit_interrupted) or signal.default_int_handler
+    _sigint_installed = True
+except ValueError:  # not the main thread: signals cannot be handled here
+    _sigint_installed = False
+
 import functools
 import json
-import sys
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -36,11 +67,12 @@ def friendly_errors(func: Callable) -> Callable:
         try:
             return func(*args, **kwargs)
         except FilingLensError as exc:
-            # The message may quote values from files or servers: never read them as rich markup.
-            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            # The message may quote values from files or servers: never read them as rich markup; one line.
+            err_console.print(f"[bold red]error:[/] {escape(' '.join(str(exc).split()))}", highlight=False,
+                              soft_wrap=True)
             raise typer.Exit(exc.exit_code)
         except KeyboardInterrupt:
-            err_console.print("[red]interrupted[/]")
+            _report_interrupted()
             raise typer.Exit(130)
 
     return wrapper
@@ -118,20 +150,32 @@ def ingest(
         None, "--ticker", "-t", help="Label the files with this ticker; without PATHs: ingest its fetched 10-Ks."
     ),
     years: Optional[str] = typer.Option(None, "--years", "-y", help="With --ticker and no PATHs: 2023, 2019-2024."),
-    chunk_chars: Optional[int] = typer.Option(None, "--chunk-chars", help="Chunk target size in characters."),
+    chunk_chars: Optional[int] = typer.Option(
+        None, "--chunk-chars", help="Chunk target size in characters (200-6,000; default 1,000)."
+    ),
+    allow_truncated: bool = typer.Option(
+        False, "--allow-truncated", help="Index filings that look cut off anyway (the warning is kept in their metadata)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print per-filing results as JSON."),
 ) -> None:
-    """Chunk and index 10-K filings (idempotent: unchanged filings compute nothing)."""
+    """Chunk and index 10-K filings (idempotent: unchanged filings compute nothing).
+
+    Every file gets a result; one that fails (unreadable, not a 10-K, truncated)
+    does not stop the others, and the run ends with a summary line.
+    """
     from filinglens.retrieval.chunking import DEFAULT_CHUNK_CHARS
-    from filinglens.retrieval.ingest import RichIngestProgress, ingest as run_ingest, results_table
+    from filinglens.retrieval.ingest import RichIngestProgress, ingest as run_ingest, results_table, summary_line
 
     with RichIngestProgress(err_console) as progress:
         results = run_ingest(paths or [], ticker=ticker, years=years, progress=progress,
-                             chunk_chars=chunk_chars or DEFAULT_CHUNK_CHARS)
+                             chunk_chars=DEFAULT_CHUNK_CHARS if chunk_chars is None else chunk_chars,
+                             allow_truncated=allow_truncated)
     if as_json:
         print_json([r.to_dict() for r in results])
+        err_console.print(summary_line(results), highlight=False, soft_wrap=True)
     else:
         console.print(results_table(results))
+        console.print(summary_line(results), highlight=False, soft_wrap=True)
     if any(r.status == "failed" for r in results):
         raise typer.Exit(1)
 
@@ -428,5 +472,38 @@ def eval_qa(
         console.print(summary_renderable(result))
 
 
+def main() -> None:
+    """Console entry point: the app, with Ctrl-C anywhere reported as one line ``interrupted`` (exit 130)."""
+    try:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # from here on Ctrl-C is a KeyboardInterrupt
+        app()
+    except KeyboardInterrupt:
+        _report_interrupted()
+        _forget_caught_interrupt()
+        raise SystemExit(130)
+    except SystemExit as exc:
+        if exc.code == 130:  # typer turns a KeyboardInterrupt outside a command body into a silent exit 130
+            _report_interrupted()
+            _forget_caught_interrupt()
+        raise
+
+
+def _forget_caught_interrupt() -> None:
+    """Let ``python -m filinglens.cli`` exit 130 after a caught Ctrl-C, not die by SIGINT.
+
+    CPython marks a KeyboardInterrupt as unhandled when it leaves code run from
+    a *string* (``exec(str)``: dataclasses, namedtuples build their methods
+    so), even if a caller catches it later; under ``-m`` the interpreter then
+    kills itself with SIGINT at exit (status -2) instead of exiting 130.  Each
+    string eval resets that mark when it starts, so one harmless eval clears it.
+    """
+    exec("None", {})  # noqa: S102 - a constant string, see the docstring
+
+
+if __name__ == "__main__" or Path(sys.argv[0]).name in ("filinglens", "filinglens.exe"):
+    pass  # the CLI: keep the import-time handler until main() takes over
+elif _sigint_installed:
+    signal.signal(signal.SIGINT, _previous_sigint)
+
 if __name__ == "__main__":  # pragma: no cover
-    app()
+    main()

@@ -60,6 +60,10 @@ class NotA10KError(InputError):
     """The document is a filing of another form (8-K, 10-Q, ...)."""
 
 
+class TruncatedFilingError(InputError):
+    """The document looks cut off (or has unreadable pages); ingest refuses it unless allowed."""
+
+
 class FetchError(FilingLensError):
     """EDGAR could not be reached or answered with an error."""
 

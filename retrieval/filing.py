@@ -83,6 +83,9 @@ class Filing:
     ticker: str | None = None
     accession: str | None = None
     page_starts: list[int] = field(default_factory=list)  # PDFs: offset in ``text`` where each page starts
+    # problems found while reading (``retrieval.truncation``): a cut-off file, unreadable PDF pages
+    warnings: list[str] = field(default_factory=list)
+    truncated: bool = False  # the document is incomplete: ingest refuses it unless told otherwise
 
     def page_of(self, offset: int) -> int | None:
         """0-based page holding ``offset`` of ``text`` (PDFs only)."""
@@ -105,6 +108,8 @@ class Filing:
             "source": self.source,
             "source_type": self.source_type,
             "content_hash": self.content_hash,
+            "truncated": self.truncated,
+            "warnings": list(self.warnings),
         }
 
     def present_items(self) -> list[Item]:

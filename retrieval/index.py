@@ -140,6 +140,9 @@ def chunk_metadata(filing: Filing, fid: str, chunk: Chunk, chunker: str) -> dict
         "page": chunk.page,
     }
     meta.update({k: v for k, v in optional.items() if v is not None})
+    if filing.truncated:  # indexed with --allow-truncated: every chunk says so
+        meta["truncated"] = True
+        meta["warnings"] = "; ".join(filing.warnings)[:2000]
     return meta
 
 

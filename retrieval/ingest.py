@@ -15,14 +15,21 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Sequence
 
 from filinglens import settings
-from filinglens.errors import FetchError, FilingLensError, IndexStoreError, InputError
-from filinglens.retrieval.chunking import CHUNKER_VERSION, DEFAULT_CHUNK_CHARS, INDEXED_TEXT_VERSION, chunk_filing
+from filinglens.errors import FetchError, FilingLensError, IndexStoreError, InputError, TruncatedFilingError
+from filinglens.retrieval.chunking import (
+    CHUNKER_VERSION,
+    DEFAULT_CHUNK_CHARS,
+    INDEXED_TEXT_VERSION,
+    MAX_CHUNK_CHARS,
+    MIN_CHUNK_CHARS,
+    chunk_filing,
+)
 from filinglens.retrieval.filing import Filing
 from filinglens.retrieval.index import ChunkStore, filing_id, open_store
 
@@ -46,7 +53,8 @@ class IngestResult:
     updated: int = 0
     deleted: int = 0
     seconds: float = 0.0
-    error: str | None = None
+    error: str | None = None  # why it failed: one line
+    warnings: list[str] = field(default_factory=list)  # e.g. why an indexed filing looks truncated
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -60,6 +68,26 @@ class IngestProgress:
     def embedding(self, done: int, total: int) -> None: ...
 
     def file_done(self, result: IngestResult) -> None: ...
+
+
+def check_chunk_chars(chunk_chars: int) -> int:
+    """``chunk_chars`` if it is a usable chunk size, else an ``InputError`` that states the range."""
+    if isinstance(chunk_chars, bool) or not isinstance(chunk_chars, int) \
+            or not MIN_CHUNK_CHARS <= chunk_chars <= MAX_CHUNK_CHARS:
+        raise InputError(
+            f"--chunk-chars must be between {MIN_CHUNK_CHARS:,} and {MAX_CHUNK_CHARS:,} characters, not {chunk_chars!r} "
+            f"(default {DEFAULT_CHUNK_CHARS:,}; smaller chunks are sentence fragments, larger ones do not fit "
+            "the evidence budget)"
+        )
+    return chunk_chars
+
+
+def truncation_refusal(filing: Filing) -> TruncatedFilingError:
+    """The one-line error for a filing that looks cut off."""
+    return TruncatedFilingError(
+        f"{filing.source}: looks truncated, not indexed: {'; '.join(filing.warnings) or 'incomplete document'}; "
+        "pass --allow-truncated to index it anyway"
+    )
 
 
 def chunker_tag(chunk_chars: int) -> str:
@@ -158,9 +186,18 @@ def ingest_filing(
     store: ChunkStore | None = None,
     chunk_chars: int = DEFAULT_CHUNK_CHARS,
     progress: IngestProgress | None = None,
+    allow_truncated: bool = False,
 ) -> IngestResult:
-    """Chunk and index one parsed filing (replace semantics, see ``ChunkStore.sync_filing``)."""
+    """Chunk and index one parsed filing (replace semantics, see ``ChunkStore.sync_filing``).
+
+    A filing that looks truncated (``Filing.truncated``) is refused with a
+    ``TruncatedFilingError`` unless ``allow_truncated``; then its warnings are
+    recorded in the chunk metadata and the manifest.
+    """
     t0 = time.perf_counter()
+    check_chunk_chars(chunk_chars)
+    if filing.truncated and not allow_truncated:
+        raise truncation_refusal(filing)
     store = store or open_store()
     chunks = chunk_filing(filing, chunk_chars)
     had_before = store.manifest(filing_id(filing)) is not None
@@ -188,6 +225,7 @@ def ingest_filing(
         updated=stats.updated,
         deleted=stats.deleted,
         seconds=round(time.perf_counter() - t0, 3),
+        warnings=list(filing.warnings),
     )
 
 
@@ -199,11 +237,16 @@ def ingest_file(
     metadata: dict | None = None,
     chunk_chars: int = DEFAULT_CHUNK_CHARS,
     progress: IngestProgress | None = None,
+    allow_truncated: bool = False,
 ) -> IngestResult:
-    """Parse and index one file; unchanged files (same bytes, same chunking) are skipped before parsing."""
+    """Parse and index one file; unchanged files (same bytes, same chunking) are skipped before parsing.
+
+    A file that looks truncated is refused (``TruncatedFilingError``) unless ``allow_truncated``.
+    """
     from filinglens.retrieval.parse import parse_filing
 
     t0 = time.perf_counter()
+    check_chunk_chars(chunk_chars)
     path = Path(path)
     store = store or open_store()
     overrides = {**sidecar_metadata(path), **(metadata or {})}
@@ -220,10 +263,11 @@ def ingest_file(
                 source=str(path), status="unchanged", filing_id=manifest["filing_id"],
                 ticker=meta.get("ticker"), company=meta.get("company"), fiscal_year=meta.get("fiscal_year"),
                 items=int(items), chunks=int(manifest.get("chunks") or 0), skipped=int(manifest.get("chunks") or 0),
-                seconds=round(time.perf_counter() - t0, 3),
+                seconds=round(time.perf_counter() - t0, 3), warnings=list(meta.get("warnings") or []),
             )
     filing = _apply(parse_filing(path, ticker=overrides.get("ticker")), overrides)
-    result = ingest_filing(filing, store=store, chunk_chars=chunk_chars, progress=progress)
+    result = ingest_filing(filing, store=store, chunk_chars=chunk_chars, progress=progress,
+                           allow_truncated=allow_truncated)
     result.source = str(path)
     result.seconds = round(time.perf_counter() - t0, 3)
     return result
@@ -261,13 +305,16 @@ def ingest(
     chunk_chars: int = DEFAULT_CHUNK_CHARS,
     metadata: dict | None = None,
     progress: IngestProgress | None = None,
+    allow_truncated: bool = False,
 ) -> list[IngestResult]:
     """Ingest files/folders, or a ticker's filings for ``years`` when no paths are given.
 
-    ``ticker`` with paths labels the given files.  A file that cannot be
-    parsed is reported as ``failed`` and the others continue; an index that
-    cannot be written stops the run (``IndexStoreError``).
+    ``ticker`` with paths labels the given files.  Every file gets a result:
+    one that cannot be parsed (or looks truncated, unless ``allow_truncated``)
+    is reported as ``failed`` with a one-line reason and the others continue;
+    only an index that cannot be written stops the run (``IndexStoreError``).
     """
+    check_chunk_chars(chunk_chars)
     paths = list(paths)
     if paths:
         jobs = [(p, {}) for p in expand_paths(paths)]
@@ -284,12 +331,16 @@ def ingest(
         try:
             result = ingest_file(
                 path, store=store, ticker=ticker, metadata={**extra, **(metadata or {})},
-                chunk_chars=chunk_chars, progress=progress,
+                chunk_chars=chunk_chars, progress=progress, allow_truncated=allow_truncated,
             )
         except IndexStoreError:
             raise
         except FilingLensError as exc:
-            result = IngestResult(source=str(path), status="failed", error=str(exc),
+            result = IngestResult(source=str(path), status="failed", error=_one_line(str(exc)),
+                                  seconds=round(time.perf_counter() - t0, 3))
+        except Exception as exc:  # noqa: BLE001 - a reader bug on one bad file never stops a batch
+            result = IngestResult(source=str(path), status="failed",
+                                  error=_one_line(f"{path}: cannot be read ({type(exc).__name__}: {exc})"),
                                   seconds=round(time.perf_counter() - t0, 3))
         results.append(result)
         if progress:
@@ -297,8 +348,29 @@ def ingest(
     return results
 
 
+def _one_line(text: str, limit: int = 1000) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def summary_line(results: Sequence[IngestResult]) -> str:
+    """``"3 files: 1 indexed, 1 unchanged, 1 failed"`` (statuses in a fixed order, zero counts left out)."""
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    order = ("indexed", "updated", "unchanged", "failed")
+    parts = [f"{counts[s]} {s}" for s in order if counts.get(s)]
+    parts += [f"{n} {s}" for s, n in counts.items() if s not in order]
+    warned = sum(1 for r in results if r.warnings and r.status != "failed")
+    if warned:
+        parts.append(f"{warned} with warnings")
+    n = len(results)
+    return f"{n} file{'s' if n != 1 else ''}: " + (", ".join(parts) if parts else "nothing to do")
+
+
 def results_table(results: Sequence[IngestResult]):
     """A rich table of ingest results for the CLI."""
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title="ingest")
@@ -307,7 +379,9 @@ def results_table(results: Sequence[IngestResult]):
     for r in results:
         label = r.ticker or r.company or Path(r.source).name
         style = {"failed": "red", "unchanged": "dim", "indexed": "green", "updated": "yellow"}.get(r.status, "")
-        status = f"[{style}]{r.status}[/]" + (f": {r.error}" if r.error else "")
+        status = f"[{style}]{r.status}[/]" + (f": {escape(r.error)}" if r.error else "")
+        if r.warnings and r.status != "failed":
+            status += f" [yellow](warning: {escape('; '.join(r.warnings))})[/]"
         table.add_row(label, str(r.fiscal_year or ""), status, str(r.items), str(r.chunks), str(r.embedded),
                       str(r.skipped), str(r.deleted), f"{r.seconds:.1f}")
     return table
@@ -346,15 +420,23 @@ class RichIngestProgress(IngestProgress):
             self._progress.update(self._embed, description="  embedding chunks", completed=done, total=total)
 
     def file_done(self, result: IngestResult) -> None:
+        from rich.markup import escape
+
         if self._files is not None:
             self._progress.advance(self._files)
         if self._console is not None:
             name = Path(result.source).name
             if result.status == "failed":
-                self._progress.console.print(f"[red]failed[/] {name}: {result.error}", highlight=False)
+                self._progress.console.print(f"[red]failed[/] {escape(name)}: {escape(result.error or '')}",
+                                             highlight=False, soft_wrap=True)
             else:
                 self._progress.console.print(
-                    f"{result.status:9s} {name}: {result.items} items, {result.chunks} chunks, "
+                    f"{result.status:9s} {escape(name)}: {result.items} items, {result.chunks} chunks, "
                     f"{result.embedded} embedded, {result.skipped} skipped, {result.seconds:.1f}s",
-                    highlight=False,
+                    highlight=False, soft_wrap=True,
                 )
+                if result.warnings:
+                    self._progress.console.print(
+                        f"[yellow]warning[/] {escape(name)}: {escape('; '.join(result.warnings))}",
+                        highlight=False, soft_wrap=True,
+                    )

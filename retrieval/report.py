@@ -13,7 +13,7 @@ def approx_tokens(text: str) -> int:
 
 
 def sections_table(filing: Filing) -> Table:
-    """A table of the filing's items: item, title, status, characters, tokens."""
+    """A table of the filing's items: item, title, status, characters, tokens; warnings (truncation) below it."""
     meta = filing.metadata()
     caption = " · ".join(
         str(v)
@@ -22,6 +22,11 @@ def sections_table(filing: Filing) -> Table:
         if v
     )
     table = Table(title=caption, title_justify="left")
+    if filing.warnings:
+        what = "looks truncated" if filing.truncated else "warning"
+        table.caption = f"{what}: " + "; ".join(filing.warnings)
+        table.caption_style = "yellow"
+        table.caption_justify = "left"
     table.add_column("item", style="bold")
     table.add_column("title")
     table.add_column("status")
