@@ -26,6 +26,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
+from filinglens import settings
 from filinglens.errors import ConfigError
 
 BUILTIN_DIR = Path(__file__).parent
@@ -121,7 +122,7 @@ class _Probe(dict):
 def prompt_dirs(extra_dirs: list[Path] | None = None) -> list[Path]:
     """Directories searched for prompts, user ones first."""
     dirs = [Path(p) for p in (extra_dirs or [])]
-    env = os.environ.get("FILINGLENS_PROMPTS")
+    env = settings.get().prompts
     if env:
         dirs += [Path(p) for p in env.split(os.pathsep) if p]
     return dirs + [BUILTIN_DIR]

@@ -34,18 +34,11 @@ from filinglens import settings
 from filinglens.agents.providers import ModelParams, Provider, has_module, require
 from filinglens.errors import ConfigError
 
-THREADS_ENV = "FILINGLENS_THREADS"
 
 
 def n_threads() -> int:
     """llama.cpp threads: ``FILINGLENS_THREADS``, else every CPU (llama.cpp's own default used 1 of 2 here)."""
-    value = os.environ.get(THREADS_ENV, "").strip()
-    if value:
-        try:
-            return max(1, int(value))
-        except ValueError:
-            raise ConfigError(f"{THREADS_ENV}={value!r} is not a number of threads") from None
-    return max(1, os.cpu_count() or 1)
+    return settings.get().threads or max(1, os.cpu_count() or 1)
 
 CHUNK = 8 * 1024 * 1024
 
