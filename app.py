@@ -13,7 +13,6 @@ saving each rating as it finishes so an interrupted batch resumes.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -21,17 +20,8 @@ from filinglens.agents.evidence import EvidenceItem
 from filinglens.agents.rating import Rating, RatingChain, Target, rate_many
 from filinglens.errors import InputError
 from filinglens.prompts.loader import RatingPrompt
+from filinglens.retrieval.filing import parse_years
 from filinglens.store import Store
-
-
-def parse_year_range(text: str | None) -> tuple[int | None, int | None]:
-    """``"2019-2022"`` -> (2019, 2022); ``"2023"`` -> (2023, 2023); None -> (None, None)."""
-    if not text:
-        return None, None
-    m = re.fullmatch(r"\s*(\d{4})\s*(?:-\s*(\d{4})\s*)?", str(text))
-    if not m:
-        raise InputError(f"year must be a year or a range like 2019-2022, not `{text}`")
-    return int(m.group(1)), int(m.group(2) or m.group(1))
 
 
 def _target(record: dict) -> Target:
@@ -52,7 +42,7 @@ def resolve_targets(
     from filinglens.retrieval.index import open_store
     from filinglens.retrieval.ingest import ingest
 
-    year_from, year_to = parse_year_range(year)
+    years = parse_years(year)
     store = open_store()
     if paths:
         results = ingest(paths, ticker=ticker, store=store, progress=progress)
@@ -66,8 +56,7 @@ def resolve_targets(
             return [
                 f for f in store.filings()
                 if (f.get("ticker") or "").upper() == ticker.upper()
-                and (year_from is None or (f.get("fiscal_year") or 0) >= year_from)
-                and (year_to is None or (f.get("fiscal_year") or 0) <= year_to)
+                and (years is None or f.get("fiscal_year") in years)
             ]
 
         records = indexed()

@@ -193,17 +193,11 @@ def search(
     as_json: bool = typer.Option(False, "--json", help="Print hits (score, metadata, exact text) as JSON."),
 ) -> None:
     """Hybrid (dense + BM25) search of the indexed filings."""
-    import re
-
-    from filinglens.errors import InputError
+    from filinglens.retrieval.filing import parse_years
     from filinglens.retrieval.search import HybridSearcher, SearchFilters, hits_table
 
-    year_from = year_to = None
-    if year:
-        m = re.fullmatch(r"\s*(\d{4})\s*(?:-\s*(\d{4})\s*)?", year)
-        if not m:
-            raise InputError(f"--year must be a year or a range like 2019-2022, not `{year}`")
-        year_from, year_to = int(m.group(1)), int(m.group(2) or m.group(1))
+    years = parse_years(year)
+    year_from, year_to = (years[0], years[-1]) if years else (None, None)
     filters = SearchFilters(ticker=ticker, year_from=year_from, year_to=year_to, items=item or None, kind=kind)
     hits = HybridSearcher().search(query, k=k, filters=filters, mode=mode)
     if as_json:

@@ -60,25 +60,14 @@ class _Strict(BaseModel):
 
 
 def parse_years(value: Any) -> list[int] | None:
-    """``2019`` / ``"2019"`` / ``"2015-2022"`` / ``"2019,2021"`` / ``[2019, "2020-2021"]`` → sorted years."""
-    if value is None:
-        return None
-    parts = value if isinstance(value, list) else [value]
-    years: set[int] = set()
-    for part in parts:
-        for piece in str(part).split(","):
-            piece = piece.strip()
-            m = re.fullmatch(r"(\d{4})(?:\s*-\s*(\d{4}))?", piece)
-            if not m:
-                raise ValueError(f"`{piece}` is not a year or a range like 2015-2022")
-            low, high = int(m.group(1)), int(m.group(2) or m.group(1))
-            if high < low:
-                raise ValueError(f"`{piece}`: the range ends before it starts")
-            years.update(range(low, high + 1))
-    if not years:
-        raise ValueError("no years given")
-    return sorted(years)
+    """Suite ``years:`` values, parsed by the one year parser (``ValueError`` for pydantic)."""
+    from filinglens.errors import InputError
+    from filinglens.retrieval.filing import parse_years as parse
 
+    try:
+        return parse(value)
+    except InputError as exc:
+        raise ValueError(str(exc)) from None
 
 class FilingSpec(_Strict):
     """Filings to rate: ``paths`` (files, globs, ``{year}`` templates) and/or ``ticker`` + ``years``."""

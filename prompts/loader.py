@@ -30,7 +30,6 @@ from filinglens import settings
 from filinglens.errors import ConfigError
 
 BUILTIN_DIR = Path(__file__).parent
-METHODS = ("direct", "yesno", "cot")
 
 
 class Questions(BaseModel):

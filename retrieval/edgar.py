@@ -87,12 +87,14 @@ import httpx
 
 from filinglens import settings
 from filinglens.errors import ConfigError, FetchError, InputError
+from filinglens.retrieval.structure import annual_forms
+from filinglens.retrieval.filing import parse_years  # noqa: F401 - the one year parser, used here and re-exported
 
 DEFAULT_WWW_URL = "https://www.sec.gov"
 DEFAULT_DATA_URL = "https://data.sec.gov"
 
 #: Annual-report forms fetched by default (see module docstring for 10-KSB).
-ANNUAL_FORMS = ("10-K", "10-K405", "10-KT", "10-KT405")
+ANNUAL_FORMS = annual_forms(fetched_only=True)  # from form10k.yaml
 #: HTTP statuses worth retrying.
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 #: How long the cached ``company_tickers.json`` is trusted.
@@ -275,39 +277,6 @@ class StoredFiling:
 
 
 # --------------------------------------------------------------------------- input parsing
-
-
-def parse_years(years: str | int | Iterable[int] | None) -> Optional[list[int]]:
-    """``"2019-2024"``, ``"2023"``, ``"2019,2021-2022"`` or ints -> sorted years (None = all)."""
-    if years is None:
-        return None
-    if isinstance(years, int):
-        values = {years}
-    elif isinstance(years, str):
-        text = years.strip()
-        if not text:
-            return None
-        values = set()
-        for part in text.split(","):
-            part = part.strip()
-            m = re.fullmatch(r"(\d{4})\s*(?:-|\.\.|–)\s*(\d{4})", part)
-            if m:
-                lo, hi = int(m.group(1)), int(m.group(2))
-                if lo > hi:
-                    raise InputError(f"bad --years range {part!r}: {lo} is after {hi}")
-                values.update(range(lo, hi + 1))
-            elif re.fullmatch(r"\d{4}", part):
-                values.add(int(part))
-            else:
-                raise InputError(
-                    f"bad --years {years!r}: use a year (2023), a range (2019-2024) or a list (2019,2021)"
-                )
-    else:
-        values = {int(y) for y in years}
-    for y in values:
-        if not 1993 <= y <= 2100:
-            raise InputError(f"bad fiscal year {y}: EDGAR filings start in 1993")
-    return sorted(values)
 
 
 def _cik_digits(value) -> Optional[str]:

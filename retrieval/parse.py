@@ -18,10 +18,10 @@ from filinglens.errors import InputError, NotA10KError
 from filinglens.retrieval.blocks import DocBlock
 from filinglens.retrieval.filing import Filing
 from filinglens.retrieval.items import build_items
+from filinglens.retrieval.structure import is_annual_form
 from filinglens.retrieval.truncation import assess, closing_problems
 
 MAX_BYTES = 80 * 1024 * 1024  # the largest real 10-K documents are ~40 MB
-TEN_K_FORMS = ("10-K", "10-K405", "10-KT", "10-KSB", "10-K/A", "10-K405/A", "10-KT/A", "10-KSB/A")
 
 _MONTHS = "january|february|march|april|may|june|july|august|september|october|november|december"
 _FY_END = re.compile(
@@ -155,7 +155,7 @@ def _form(facts: dict, header: dict, blocks: list[DocBlock], source: str) -> str
         cover = " ".join(b.text for b in blocks[:80])[:8000]
         m = _FORM_ON_COVER.search(cover)
         form = (m.group(0).replace(" ", "").replace("FORM", "") if m else "10-K").upper()
-    if not form.startswith("10-K"):
+    if not is_annual_form(form):
         raise NotA10KError(f"{source}: this is a Form {form} filing, not a 10-K")
     return form
 
