@@ -11,7 +11,7 @@ DEMO_FILING ?= $(SHARED)/data/filings/html/aapl-10-k-2024-11-01.html
 export RAGAS_DO_NOT_TRACK = true
 export ANONYMIZED_TELEMETRY = False
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test test-fast bench clean
 
 # The stamp depends on pyproject.toml and this Makefile, so edits reinstall.
 $(VENV)/.installed: pyproject.toml Makefile tools/build_llama.py
@@ -41,6 +41,10 @@ demo: install
 
 test: install
 	$(PY) -m pytest
+
+# The fast suite: everything but the tests that run an embedded model (marker `model`).
+test-fast: install
+	$(PY) -m pytest -m "not model"
 
 bench: install
 	$(PIP) install --quiet -e '.[bench]'

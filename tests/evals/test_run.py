@@ -343,6 +343,7 @@ def test_metamorphic_with_the_real_module(tmp_path, store):
 
 
 @pytest.mark.timeout(2400)  # ~3 min on a quiet 2-core machine; much longer when other model jobs share the CPU
+@pytest.mark.model
 def test_smoke_suite_end_to_end_on_the_local_model(tmp_path, monkeypatch):
     """The real `smoke` suite: ingest, rate with Qwen 1.5B, report; a second run makes zero model calls."""
     from filinglens.agents.providers import local
