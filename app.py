@@ -120,3 +120,48 @@ def run_ratings(
         raise
     store.finish_run(run_id, "finished" if all(r.status == "ok" for r in ratings) else "finished-with-failures")
     return run_id, ratings
+
+
+def rate(
+    paths: Sequence[Path | str] = (),
+    *,
+    ticker: str | None = None,
+    year: str | int | None = None,
+    categories: Sequence[str] | None = None,
+    model_id: str | None = None,
+    prompt_version: str | None = None,
+    samples: int = 1,
+    progress: Callable[[Rating], None] | None = None,
+) -> list[Rating]:
+    """Rate 10-Ks (files/folders, or a ticker and years) on categories; ingests them first if needed.
+
+    >>> ratings = rate(["aapl-10-k.html"], categories=["environment"], model_id="fake")
+    """
+    from filinglens.agents.models import DEFAULT_MODEL
+    from filinglens.prompts.loader import DEFAULT_RATING_VERSION, categories as all_categories
+
+    targets = resolve_targets([Path(p) for p in paths], ticker, None if year is None else str(year))
+    _, ratings = run_ratings(
+        targets, list(categories or all_categories()), model_id=model_id or DEFAULT_MODEL,
+        prompt_version=prompt_version or DEFAULT_RATING_VERSION, samples=samples, progress=progress,
+    )
+    return ratings
+
+
+def ask(
+    question: str,
+    *,
+    ticker: str | None = None,
+    year: int | None = None,
+    model_id: str | None = None,
+    k: int = 6,
+    prompt_version: str | None = None,
+):
+    """Answer a question from the indexed 10-Ks with citations (an ``agents.qa.Answer``)."""
+    from filinglens.agents.models import DEFAULT_MODEL
+    from filinglens.agents.qa import answer_question
+    from filinglens.retrieval.agent import RetrievalAgent
+
+    evidence = RetrievalAgent().retrieve(question, ticker=ticker, year=year, k=k)
+    return answer_question(question, evidence, store=Store(), model_id=model_id or DEFAULT_MODEL,
+                           prompt_version=prompt_version)

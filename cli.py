@@ -315,12 +315,10 @@ def ask(
     as_json: bool = typer.Option(False, "--json", help="Print the answer, citations and evidence as JSON."),
 ) -> None:
     """Answer a question from indexed 10-Ks, citing filing, item and the quoted span."""
-    from filinglens.agents.qa import answer_question, answer_panel
-    from filinglens.retrieval.agent import RetrievalAgent
-    from filinglens.store import Store
+    from filinglens.agents.qa import answer_panel
+    from filinglens.app import ask as ask_question
 
-    evidence = RetrievalAgent().retrieve(question, ticker=ticker, year=year, k=k)
-    answer = answer_question(question, evidence, store=Store(), model_id=model, prompt_version=prompt_version)
+    answer = ask_question(question, ticker=ticker, year=year, model_id=model, k=k, prompt_version=prompt_version)
     if as_json:
         print_json(answer.to_dict())
     else:

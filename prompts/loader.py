@@ -253,6 +253,9 @@ class QAPrompt(_PromptFile):
         return f"qa@{self.version}"
 
 
+#: The rating prompt version used when none is given (`rate`, suites, the app).
+DEFAULT_RATING_VERSION = "v2"
+
 #: The QA prompt version used when none is given (`ask`, `eval qa`).
 DEFAULT_QA_VERSION = "v2"
 
