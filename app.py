@@ -341,6 +341,7 @@ def save_upload(name: str, data: bytes) -> Path:
 # a resumed job only does what is missing.
 
 JOB_STALE_S = 600.0
+JOB_KINDS = ("rate", "compare", "eval")
 _JOBS: dict = {}  # run id -> thread, in this process
 
 
@@ -358,8 +359,8 @@ def _config(run: dict | None) -> dict:
 
 
 def create_job(kind: str, request: dict, *, store: Store | None = None, label: str | None = None) -> str:
-    """Record a queued job (``kind`` rate or compare) with its request; returns its run id."""
-    if kind not in ("rate", "compare"):
+    """Record a queued job (``kind`` rate, compare or eval) with its request; returns its run id."""
+    if kind not in JOB_KINDS:
         raise InputError(f"unknown job kind {kind!r}")
     store = store or Store()
     config = {**request, "job": {"phase": "queued", "created": _now()}}
@@ -437,8 +438,10 @@ def execute_job(run_id: str, *, store: Store | None = None, gather=None) -> str:
     try:
         if run["kind"] == "rate":
             status = _execute_rating(run_id, config, store, recorder, gather)
-        else:
+        elif run["kind"] == "compare":
             status = _execute_comparison(run_id, config, store, recorder, gather)
+        else:
+            status = _execute_eval(run_id, config, store, recorder, gather)
         recorder.save(phase="done", message=status)
     except JobCancelled:
         status = "cancelled"
@@ -518,6 +521,33 @@ def _execute_comparison(run_id: str, config: dict, store: Store, recorder: _JobR
         samples=int(config.get("samples") or 1), store=store, gather=gather, run_id=run_id, progress=progress,
     )
     return "finished" if result["counts"]["failed"] == 0 else "finished-with-failures"
+
+
+def _execute_eval(run_id: str, config: dict, store: Store, recorder: _JobRecorder, gather) -> str:
+    from filinglens.evals.run import SuiteProgress, run_suite
+    from filinglens.evals.suite import load_suite
+
+    class Progress(SuiteProgress):
+        ingest = _IngestRecorder(recorder)
+        done = 0
+
+        def stage(self, text: str) -> None:
+            recorder.check()
+            recorder.save(phase="eval", message=text)
+
+        def start(self, total: int) -> None:
+            recorder.save(total=total)
+
+        def rated(self, rating, rater: str) -> None:
+            Progress.done += 1
+            recorder.save(done=Progress.done, message=f"{rater}: {rating.target.label} · {rating.category}")
+            recorder.check()
+
+    overrides = {k: config.get(k) for k in ("models", "prompt_versions", "categories", "samples") if config.get(k)}
+    result = run_suite(load_suite(config["suite"], overrides), progress=Progress(), store=store, gather=gather)
+    store.update_run(run_id, config={"out_dir": str(result.out_dir) if result.out_dir else None,
+                                     "eval_runs": result.runs, "ok": result.ok})
+    return "finished" if result.ok else "finished-with-failures"
 
 
 def start_job(run_id: str, *, store_path: Path | None = None, gather=None):

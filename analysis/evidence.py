@@ -40,15 +40,13 @@ def _normalised(text: str) -> tuple[str, list[int]]:
 
 def locate(text: str, quote: str) -> tuple[int, int] | None:
     """``(start, end)`` of ``quote`` in ``text``, ignoring case, quote style and whitespace; None if absent."""
-    needle, _ = _normalised(quote)
-    needle = needle.strip(" .\"'…")
-    if not needle:
-        return None
     hay, where = _normalised(text)
-    pos = hay.find(needle)
-    if pos < 0:
-        return None
-    return where[pos], where[pos + len(needle) - 1] + 1
+    needle, _ = _normalised(quote)
+    for candidate in (needle.strip(), needle.strip(" .\"'…")):  # as quoted, then without end punctuation
+        pos = hay.find(candidate) if candidate else -1
+        if pos >= 0:
+            return where[pos], where[pos + len(candidate) - 1] + 1
+    return None
 
 
 @dataclass

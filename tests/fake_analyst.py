@@ -2,10 +2,11 @@
 
 Importing this module registers (see ``filinglens.agents.providers.fake``):
 
-* ``fake:analyst`` — rates by counting topic words in the evidence: a direct
-  rating quotes the first sentence of excerpt E1 verbatim; a yes/no question
-  is answered "yes" when the evidence has two topic words or more; a pair
-  comparison picks the company whose excerpts have more topic words;
+* ``fake:analyst`` — rates by counting the category's topic words in the
+  evidence: a direct rating quotes the first sentence of excerpt E1 verbatim;
+  a yes/no question is answered "yes" when the evidence has three topic words
+  or more; a pair comparison picks the company whose excerpts have more; a
+  question is answered with E1's first sentence, cited;
 * ``fake:first`` — a comparison judge with total position bias (always "A");
 * ``fake:boom`` — a model whose every call fails (a provider error).
 
@@ -58,6 +59,13 @@ def analyst(messages) -> str:
         winner = "A" if a > b else "B" if b > a else "tie"
         return json.dumps({"winner": winner, "rationale": f"A shows {a} {category} words, B {b}."})
     evidence = blocks[0] if blocks else ""
+    if '"citations"' in user:  # question answering: answer with excerpt E1's first sentence, cited
+        first = _FIRST.search(evidence)
+        if not first:
+            return json.dumps({"answer": "", "sufficient": False, "citations": []})
+        sentence = re.sub(r"\s+", " ", first.group(1)).strip()
+        return json.dumps({"answer": sentence, "sufficient": True,
+                           "citations": [{"evidence": 1, "quote": " ".join(sentence.split()[:20])}]})
     count = topic_words(evidence, category)
     if '"score"' in user:
         first = _FIRST.search(evidence)
