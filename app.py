@@ -19,7 +19,7 @@ from typing import Callable, Sequence
 
 from filinglens.agents.evidence import EvidenceItem
 from filinglens.agents.rating import Rating, RatingChain, Target, rate_many
-from filinglens.errors import InputError
+from filinglens.errors import FilingLensError, InputError
 from filinglens.prompts.loader import RatingPrompt
 from filinglens.store import Store
 
@@ -206,7 +206,7 @@ def compare_targets(tickers: Sequence[str], year: int, progress=None) -> list[Ta
         seen.add(key)
         try:
             found = [t for t in resolve_targets((), key, str(year), progress=progress) if t.fiscal_year == year]
-        except InputError as exc:
+        except FilingLensError as exc:  # not indexed and not fetchable (unknown, no SEC_USER_AGENT, EDGAR down)
             missing.append(f"{key} ({exc})")
             continue
         if not found:
@@ -425,8 +425,6 @@ def execute_job(run_id: str, *, store: Store | None = None, gather=None) -> str:
     Statuses: ``finished``, ``finished-with-failures``, ``failed`` (the error is
     in the job's ``error``), ``cancelled``.
     """
-    from filinglens.errors import FilingLensError
-
     store = store or Store()
     run = store.run(run_id)
     if run is None:
@@ -465,14 +463,14 @@ def _resolve_request(config: dict, recorder: _JobRecorder) -> list[Target]:
         try:
             for t in resolve_targets(paths, progress=progress):
                 targets.setdefault(t.filing_id, t)
-        except InputError as exc:
+        except FilingLensError as exc:
             errors.append(str(exc))
     for ticker in config.get("tickers") or []:
         recorder.check()
         try:
             for t in resolve_targets((), ticker, config.get("years"), progress=progress):
                 targets.setdefault(t.filing_id, t)
-        except InputError as exc:
+        except FilingLensError as exc:
             errors.append(f"{ticker}: {exc}" if ticker.upper() not in str(exc).upper() else str(exc))
     if errors:
         recorder.save(errors=errors)

@@ -90,6 +90,23 @@ def parse_verdict(text: str) -> tuple[str, str]:
     return _norm(m.group(1)), ""
 
 
+# Sentences that address a pairwise judge ("answer A", "company B wins", "prefer the first company"): removed
+# from each company's evidence on top of the rating chain's filter (agents/evidence.py), which knows scores only.
+_PAIR_INSTRUCTION = re.compile(
+    r"\b(?:answer|respond|reply|choose|pick|select|prefer|vote(?:\s+for)?)\s+(?:with\s+)?(?:company\s+)?[\"']?(?-i:[AB])\b"
+    r"|\bcompany\s+(?-i:[AB])\s+(?:wins|is\s+(?:better|stronger|the\s+winner))"
+    r"|\b(?:the\s+)?(?:first|second)\s+company\s+(?:wins|is\s+(?:better|stronger))",
+    re.I,
+)
+_SENTENCE = re.compile(r"(?:[^.!?\n]|[.](?=\d))*[.!?]?")
+
+
+def redact_pair_instructions(text: str) -> str:
+    """``text`` with sentences that tell a pairwise judge what to answer replaced by ``[instruction removed]``."""
+    return _SENTENCE.sub(lambda m: " [instruction removed]" if m.group(0).strip() and
+                         _PAIR_INSTRUCTION.search(m.group(0)) else m.group(0), text)
+
+
 def _norm(word: str) -> str:
     return "tie" if word.lower() == "tie" else word.upper()
 
@@ -126,7 +143,8 @@ class PairJudge:
             items = self.gather(self.rating_prompt, target) if self.gather else []
             if not items:
                 raise InputError(f"{target.label}: no evidence for {self.category} in the filing")
-            self._evidence[target.filing_id] = render_evidence(items, self.prompt.evidence_chars)
+            text, used = render_evidence(items, self.prompt.evidence_chars)
+            self._evidence[target.filing_id] = (redact_pair_instructions(text), used)
         return self._evidence[target.filing_id]
 
     def messages(self, first: Target, second: Target) -> list[tuple[str, str]]:
