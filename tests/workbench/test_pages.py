@@ -136,7 +136,7 @@ def test_a_running_job_can_be_cancelled_from_the_page(wb_home):
     from filinglens.agents.providers.fake import register_script
 
     def slow(messages):
-        time.sleep(0.4)
+        time.sleep(0.6)
         return '{"score": 1, "rationale": "slow", "quotes": []}'
 
     register_script("slow", func=slow)

@@ -96,13 +96,16 @@ with tab_heat:
     heat = table.dropna(subset=["expected"]).assign(
         filing=lambda d: d["company"] + " FY" + d["fiscal_year"].astype(str),
         label=lambda d: d["expected"].map(lambda v: f"{v:.1f}"))
-    base = alt.Chart(heat).encode(x=alt.X("category:N", title=None), y=alt.Y("filing:N", title=None))
+    base = alt.Chart(heat).encode(x=alt.X("category:N", title=None, axis=alt.Axis(labelAngle=-30)),
+                                  y=alt.Y("filing:N", title=None))
     rects = base.mark_rect().encode(
         color=alt.Color("expected:Q", scale=alt.Scale(domain=[0, 2], scheme="viridis"), title="score"),
         tooltip=["filing", "category", "rater", alt.Tooltip("expected:Q", format=".2f"), "low", "high", "band", "n"])
     text = base.mark_text(fontSize=11).encode(text="label:N", color=alt.condition(
         alt.datum.expected > 1.2, alt.value("black"), alt.value("white")))
-    st.altair_chart((rects + text).facet(column=alt.Column("rater:N", title=None)), width="content")
+    size = {"width": max(180, 80 * len(categories)), "height": max(120, 30 * heat["filing"].nunique())}
+    st.altair_chart((rects + text).properties(**size).facet(column=alt.Column("rater:N", title=None)),
+                    width="content")
 
 with tab_trends:
     years_rated = table["fiscal_year"].dropna().nunique()
@@ -112,14 +115,16 @@ with tab_trends:
     columns = st.columns(2)
     for n, category in enumerate(categories):
         part = data[data["category"] == category]
-        base = alt.Chart(part).encode(x=alt.X("fiscal_year:O", title="fiscal year"),
-                                      color=alt.Color("company:N"))
-        band = base.mark_area(opacity=0.15).encode(y=alt.Y("low:Q", scale=alt.Scale(domain=[0, 2]), title="score"),
-                                                   y2="high:Q", detail="rater:N")
+        base = alt.Chart(part).encode(x=alt.X("fiscal_year:O", title="fiscal year"))
+        colour = alt.Scale(scheme="category10", domain=companies)
+        band = base.mark_area(opacity=0.15).encode(
+            y=alt.Y("low:Q", scale=alt.Scale(domain=[0, 2]), title="expected score"), y2="high:Q",
+            color=alt.Color("company:N", scale=colour, legend=alt.Legend(symbolOpacity=1)), detail="rater:N")
         line = base.mark_line(point=True).encode(
-            y="expected:Q", strokeDash=alt.StrokeDash("rater:N", title="rater"),
+            y="expected:Q", color=alt.Color("company:N", scale=colour, legend=alt.Legend(symbolOpacity=1)),
+            strokeDash=alt.StrokeDash("rater:N", title="rater"),
             tooltip=["company", "fiscal_year", "rater", alt.Tooltip("expected:Q", format=".2f"), "low", "high", "n"])
-        columns[n % 2].altair_chart((band + line).properties(title=category, height=240), width="stretch")
+        columns[n % 2].altair_chart((band + line).properties(title=category, height=300), width="stretch")
 
 with tab_avg:
     st.caption("Mean expected score over the selected fiscal years.")
