@@ -147,11 +147,12 @@ def test_a_running_job_can_be_cancelled_from_the_page(wb_home):
     while not Store().ratings(run["id"]) and time.monotonic() < deadline:
         time.sleep(0.1)
     at = open_page("filings")
+    before = len(Store().ratings(run["id"]))
     at.button(key=f"cancel-{run['id']}").click().run()
     final = wait_for_job(run["id"])
-    assert final["status"] == "cancelled"
     saved = Store().ratings(run["id"])
-    assert 1 <= len(saved) < 16 and all(r["status"] == "ok" for r in saved)  # nothing half-written
+    assert final["status"] == "cancelled", (final, app.job_view(final), before, len(saved))
+    assert 1 <= len(saved) < 16 and all(r["status"] == "ok" for r in saved), saved  # nothing half-written
     assert "cancelled" in markdown(open_page("filings"))
 
 
