@@ -332,8 +332,11 @@ def compare(
     from rich.progress import Progress
 
     from filinglens.app import compare_targets, run_comparison
+    from filinglens.prompts.loader import load_compare_prompt, load_prompt
     from filinglens.retrieval.ingest import RichIngestProgress
 
+    load_prompt(f"{category}@{prompt_version}")  # bad category or version: say so before fetching anything
+    load_compare_prompt(compare_version)
     with RichIngestProgress(err_console) as ingest_progress:
         targets = compare_targets(tickers, year, progress=ingest_progress)
     with Progress(console=err_console, transient=True) as bar:
@@ -385,7 +388,7 @@ def workbench(
 
     command = streamlit_command(port=port, host=host)
     err_console.print(f"FilingLens workbench: http://{host}:{port}  (Ctrl-C stops it)", highlight=False)
-    raise typer.Exit(subprocess.call(command, env=streamlit_env()))
+    raise typer.Exit(subprocess.call(command, env=streamlit_env(host=host)))
 
 
 # --------------------------------------------------------------------------- eval

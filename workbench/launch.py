@@ -38,10 +38,20 @@ def streamlit_command(port: int = 8501, host: str = "127.0.0.1", python: str | N
     return command
 
 
-def streamlit_env(extra: dict | None = None) -> dict:
-    """The environment for the app: ours, plus Streamlit's no-telemetry switch."""
+LOCAL_PATHS_ENV = "FILINGLENS_WORKBENCH_LOCAL_PATHS"
+LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
+
+
+def streamlit_env(extra: dict | None = None, host: str = "127.0.0.1") -> dict:
+    """The environment for the app: ours, plus Streamlit's no-telemetry switch.
+
+    Served beyond loopback, the Filings page does not read paths of this
+    machine (uploads and tickers only): anyone who can reach the page could
+    otherwise have any local file indexed.
+    """
     env = dict(os.environ)
     env["STREAMLIT_BROWSER_GATHER_USAGE_STATS"] = "false"
     env["STREAMLIT_SERVER_HEADLESS"] = "true"
+    env[LOCAL_PATHS_ENV] = "1" if host in LOOPBACK else "0"
     env.update(extra or {})
     return env

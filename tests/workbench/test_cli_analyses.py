@@ -89,6 +89,8 @@ def test_compare_with_a_failing_model_records_the_failures_and_exits_1(wb_home, 
     (["AAPL", "--year", "2022"], "at least two different companies"),
     (["AAPL", "ZZZZ", "--year", "2022"], "ZZZZ"),
     (["AAPL", "MSFT", "--year", "2019"], "without a FY2019 10-K of: AAPL"),
+    (["AAPL", "MSFT", "--year", "2022", "--prompt-version", "v99"], "no prompt innovation@v99"),
+    (["AAPL", "MSFT", "--year", "2022", "--compare-prompt", "v7"], "no comparison prompt v7"),
 ])
 def test_compare_bad_input_is_one_clear_line(wb_home, monkeypatch, args, message):
     monkeypatch.delenv("SEC_USER_AGENT", raising=False)
@@ -115,6 +117,15 @@ def test_app_starts_streamlit_on_loopback_headless_without_telemetry(monkeypatch
     assert flags["--server.address"] == "127.0.0.1" and flags["--server.port"] == "8999"
     assert flags["--server.headless"] == "true" and flags["--browser.gatherUsageStats"] == "false"
     assert seen["env"]["STREAMLIT_BROWSER_GATHER_USAGE_STATS"] == "false"
+
+
+def test_app_served_beyond_loopback_does_not_read_local_paths(monkeypatch):
+    seen = {}
+    monkeypatch.setattr("subprocess.call", lambda command, env=None: seen.update(env=env) or 0)
+    assert runner.invoke(cli, ["app", "--host", "0.0.0.0"]).exit_code == 0
+    assert seen["env"]["FILINGLENS_WORKBENCH_LOCAL_PATHS"] == "0"
+    assert runner.invoke(cli, ["app"]).exit_code == 0
+    assert seen["env"]["FILINGLENS_WORKBENCH_LOCAL_PATHS"] == "1"
 
 
 def test_app_refuses_a_malformed_host(monkeypatch):

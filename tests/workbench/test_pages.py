@@ -188,6 +188,12 @@ def test_unknown_ticker_on_edgar_fails_the_job_with_its_reason(wb_home, monkeypa
     assert any("ZZZZ" in e for e in errors(open_page("filings")))
 
 
+def test_local_paths_are_not_offered_when_served_beyond_loopback(wb_home, monkeypatch):
+    assert [t.label for t in open_page("filings").text_area] == ["Local files or folders (one per line)"]
+    monkeypatch.setenv("FILINGLENS_WORKBENCH_LOCAL_PATHS", "0")
+    assert not open_page("filings").text_area
+
+
 def test_a_non_10k_upload_is_refused_with_a_message(wb_home):
     eight_k = (b"<html><body><p>UNITED STATES SECURITIES AND EXCHANGE COMMISSION</p><p>FORM 8-K</p>"
                b"<p>CURRENT REPORT</p><p>Item 2.02 Results of Operations and Financial Condition.</p></body></html>")

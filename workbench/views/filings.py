@@ -10,6 +10,7 @@ import streamlit as st
 from filinglens import app
 from filinglens.errors import FilingLensError, InputError
 from filinglens.prompts.loader import categories as all_categories
+from filinglens.workbench.launch import LOCAL_PATHS_ENV
 from filinglens.workbench.common import (
     ITEMS, guarded, indexed_filings, jobs_panel, model_problem, parse_tickers, pick_model, prompt_versions,
 )
@@ -34,7 +35,9 @@ with st.form("rate-form"):
                                      help="Indexed 10-Ks are used as they are; others are fetched from EDGAR "
                                           "when SEC_USER_AGENT is set.")
         years = st.text_input("Fiscal years", placeholder="2019-2024", key="years")
-        paths_text = st.text_area("Local files or folders (one per line)", key="paths", height=80)
+        paths_text = ""
+        if os.environ.get(LOCAL_PATHS_ENV, "1") == "1":
+            paths_text = st.text_area("Local files or folders (one per line)", key="paths", height=80)
         uploads = st.file_uploader("…or upload 10-K documents (HTML, text or PDF)", accept_multiple_files=True,
                                    key="uploads")
     with right:
