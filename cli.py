@@ -382,13 +382,14 @@ def workbench(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (default loopback only)."),
 ) -> None:
     """Start the analyst's workbench (a Streamlit web app) on the same data home and results store."""
-    import subprocess
+    import os
 
     from filinglens.workbench.launch import streamlit_command, streamlit_env
 
     command = streamlit_command(port=port, host=host)
     err_console.print(f"FilingLens workbench: http://{host}:{port}  (Ctrl-C stops it)", highlight=False)
-    raise typer.Exit(subprocess.call(command, env=streamlit_env(host=host)))
+    sys.stderr.flush()
+    os.execve(command[0], command, streamlit_env(host=host))  # the app replaces this process: signals reach it
 
 
 # --------------------------------------------------------------------------- eval

@@ -104,11 +104,11 @@ def test_compare_bad_input_is_one_clear_line(wb_home, monkeypatch, args, message
 def test_app_starts_streamlit_on_loopback_headless_without_telemetry(monkeypatch):
     seen = {}
 
-    def call(command, env=None):
+    def execve(path, command, env):
         seen["command"], seen["env"] = command, env
-        return 0
+        assert path == command[0]
 
-    monkeypatch.setattr("subprocess.call", call)
+    monkeypatch.setattr("os.execve", execve)
     result = runner.invoke(cli, ["app", "--port", "8999"])
     assert result.exit_code == 0, result.output
     command = seen["command"]
@@ -121,7 +121,7 @@ def test_app_starts_streamlit_on_loopback_headless_without_telemetry(monkeypatch
 
 def test_app_served_beyond_loopback_does_not_read_local_paths(monkeypatch):
     seen = {}
-    monkeypatch.setattr("subprocess.call", lambda command, env=None: seen.update(env=env) or 0)
+    monkeypatch.setattr("os.execve", lambda path, command, env: seen.update(env=env))
     assert runner.invoke(cli, ["app", "--host", "0.0.0.0"]).exit_code == 0
     assert seen["env"]["FILINGLENS_WORKBENCH_LOCAL_PATHS"] == "0"
     assert runner.invoke(cli, ["app"]).exit_code == 0
@@ -129,6 +129,6 @@ def test_app_served_beyond_loopback_does_not_read_local_paths(monkeypatch):
 
 
 def test_app_refuses_a_malformed_host(monkeypatch):
-    monkeypatch.setattr("subprocess.call", lambda *a, **k: pytest.fail("must not start"))
+    monkeypatch.setattr("os.execve", lambda *a, **k: pytest.fail("must not start"))
     result = runner.invoke(cli, ["app", "--host", "0.0.0.0; rm -rf /"])
     assert result.exit_code == 2 and "--host must be an address" in " ".join(result.output.split())
