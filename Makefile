@@ -38,6 +38,9 @@ demo: install
 	$(VENV)/bin/filinglens ask "How many full-time equivalent employees did Apple have?" --ticker AAPL --year 2024
 	@echo "--- a short eval: two prompt versions x two samples; Krippendorff's alpha with its bootstrap interval ---"
 	$(VENV)/bin/filinglens eval run evals/suites/demo.yaml $(if $(DEMO_OUT),--out $(DEMO_OUT))
+	@echo "--- the workbench: these ratings, their evidence, trends and comparisons, without code ---"
+	@echo "  $(VENV)/bin/filinglens app            # then open http://127.0.0.1:8501 (Ratings: the demo filing's panel)"
+	@echo "  (same data home as above: $${FILINGLENS_HOME:-~/.filinglens}; --port N to change the port)"
 
 test: install
 	$(PY) -m pytest

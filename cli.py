@@ -327,6 +327,119 @@ def ask(
         raise typer.Exit(1)
 
 
+# --------------------------------------------------------------------------- analyses and the workbench
+
+
+@app.command()
+@friendly_errors
+def trends(
+    ticker: Optional[list[str]] = typer.Option(None, "--ticker", "-t", help="Companies (repeatable); default all rated."),
+    years: Optional[str] = typer.Option(None, "--years", "-y", help="Fiscal years: 2023 or 2015-2024."),
+    category: Optional[list[str]] = typer.Option(None, "--category", "-c", help="Categories (repeatable); default all."),
+    rater: Optional[list[str]] = typer.Option(None, "--rater", "-r", help="Raters MODEL@VERSION (repeatable); default all."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: data home/analyses/trends-TICKERS)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the cells and averages as JSON."),
+) -> None:
+    """Ratings over fiscal years from the results store: plot (PNG, HTML) and tables (JSON, CSV)."""
+    from filinglens.analysis.outputs import table_records
+    from filinglens.app import trends as run_trends
+
+    result = run_trends(ticker or [], years, category, rater, out_dir=out)
+    if as_json:
+        print_json({"cells": table_records(result["trends"]), "averages": table_records(result["averages"]),
+                    "files": result["files"]})
+        return
+    from rich.table import Table
+
+    table = Table(title="Averages over fiscal years (expected score)")
+    for col in ("company", "category", "rater", "years", "mean", "range"):
+        table.add_column(col)
+    for r in table_records(result["averages"]):
+        table.add_row(r["company"], r["category"], r["rater"], str(r["years"]), f"{r['mean']:.2f}",
+                      f"{r['min']:.2f}–{r['max']:.2f}")
+    console.print(table)
+    for kind, path in result["files"].items():
+        console.print(f"{kind}: {path}", highlight=False)
+
+
+@app.command()
+@friendly_errors
+def compare(
+    tickers: list[str] = typer.Argument(..., help="Two or more tickers, e.g. AAPL MSFT MMM."),
+    year: int = typer.Option(..., "--year", "-y", help="Fiscal year of the 10-Ks compared."),
+    category: str = typer.Option(..., "--category", "-c", help="Rating category, e.g. innovation."),
+    model: str = typer.Option("local", "--model", "-m", help="Model id that judges (see `filinglens models`)."),
+    prompt_version: str = typer.Option("v2", "--prompt-version", "-p", help="Rating prompt whose rubric and retrieval are used."),
+    compare_version: Optional[str] = typer.Option(None, "--compare-prompt", help="Comparison prompt version (prompts/compare/; default v1)."),
+    samples: int = typer.Option(1, "--samples", "-n", min=1, help="Judgments per ordered pair."),
+    boot: int = typer.Option(1000, "--boot", min=0, help="Bootstrap resamples for the intervals."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: data home/analyses/compare-RUN)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result (compare.json) as JSON."),
+) -> None:
+    """Rank companies on a category by pairwise judgments in both orders (Bradley–Terry, position bias)."""
+    from rich.progress import Progress
+
+    from filinglens.app import compare_targets, run_comparison
+    from filinglens.prompts.loader import load_compare_prompt, load_prompt
+    from filinglens.retrieval.ingest import RichIngestProgress
+
+    load_prompt(f"{category}@{prompt_version}")  # bad category or version: say so before fetching anything
+    load_compare_prompt(compare_version)
+    with RichIngestProgress(err_console) as ingest_progress:
+        targets = compare_targets(tickers, year, progress=ingest_progress)
+    with Progress(console=err_console, transient=True) as bar:
+        task = bar.add_task("judging pairs", total=len(targets) * (len(targets) - 1) * samples)
+        run_id, result = run_comparison(
+            targets, category, model_id=model, prompt_version=prompt_version, compare_version=compare_version,
+            samples=samples, n_boot=boot, out_dir=out, progress=lambda j, done, total: bar.advance(task),
+        )
+    if as_json:
+        print_json(result)
+    else:
+        from rich.table import Table
+
+        table = Table(title=f"{category} · FY{year}: Bradley–Terry ranking ({model})")
+        for col in ("rank", "company", "strength [95% CI]", "rank 95%", "won/lost/tied"):
+            table.add_column(col)
+        for r in result["ranking"]:
+            ci = r["strength_ci"]
+            shown = f"{r['strength']:+.2f}" + (f" [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci[0] is not None else "")
+            table.add_row(str(r["rank"]), r["company"], shown, f"{r['rank_ci'][0]}–{r['rank_ci'][1]}",
+                          f"{r['wins']}/{r['losses']}/{r['ties']}")
+        console.print(table)
+        bias = result["position_bias"]
+        p = bias["p_first_wins"]
+        flip = bias["flip_rate"]
+        console.print(
+            f"position bias: P(first shown wins) = {'n/a' if p is None else f'{p:.2f}'} over {bias['decided']} decided "
+            f"judgments; verdict flipped with the order in {bias['flipped']}/{bias['pairs_both_orders']} pairs"
+            + ("" if flip is None else f" ({100 * flip:.0f}%)"), highlight=False)
+        counts = result["counts"]
+        console.print(f"run {run_id}: {counts['judgments']} judgments ({counts['failed']} failed), "
+                      f"{counts['model_calls']} model calls ({counts['cached_calls']} from cache)", highlight=False)
+        for kind, path in result["files"].items():
+            console.print(f"{kind}: {path}", highlight=False)
+    if result["counts"]["failed"]:
+        raise typer.Exit(1)
+
+
+@app.command("app")
+@friendly_errors
+def workbench(
+    port: int = typer.Option(8501, "--port", min=1, max=65535, help="Port of the web app."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (default loopback only)."),
+) -> None:
+    """Start the analyst's workbench (a Streamlit web app) on the same data home and results store."""
+    import os
+
+    from filinglens.workbench.launch import streamlit_command, streamlit_env
+
+    command = streamlit_command(port=port, host=host)
+    err_console.print(f"FilingLens workbench: http://{host}:{port}  (Ctrl-C stops it)", highlight=False)
+    sys.stderr.flush()
+    os.execve(command[0], command, streamlit_env(host=host))  # the app replaces this process: signals reach it
+
+
 # --------------------------------------------------------------------------- eval
 
 eval_app = typer.Typer(help="Evaluate rating stability and validity, and QA quality.", no_args_is_help=True)

@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     edgar_backoff: Optional[float] = Field(None, ge=0, description="EDGAR first retry delay in seconds (doubles)")
     edgar_max_backoff: Optional[float] = Field(None, ge=0, description="cap on EDGAR backoff and `Retry-After`, seconds")
     edgar_deadline: Optional[float] = Field(None, gt=0, description="EDGAR whole-transfer deadline per attempt, seconds")
+    workbench_plugins: Optional[str] = Field(None, description="modules the workbench imports at start (comma-separated), e.g. to register models")
+    workbench_local_paths: Optional[bool] = Field(None, description="whether the workbench accepts local paths (set by `filinglens app`: only when bound to loopback)")
     wheel_cache: Optional[Path] = Field(None, description="where `tools/build_llama.py` keeps llama.cpp wheels keyed by CPU and flags")
     sec_user_agent: Optional[str] = Field(None, description="required by `fetch`: \"Your Name you@example.com\"",
                                           **_no_prefix("SEC_USER_AGENT"))

@@ -181,6 +181,24 @@ class Store:
     def finish_run(self, run_id: str, status: str = "finished") -> None:
         self.db.execute("UPDATE runs SET status=?, finished_at=? WHERE id=?", (status, time.time(), run_id))
 
+    def update_run(self, run_id: str, *, status: str | None = None, config: dict | None = None) -> dict:
+        """Set a run's status and/or merge keys into its config, atomically; returns the updated run.
+
+        Background jobs record their plan, progress, heartbeat and errors in the
+        config this way, so any process (a reloaded page, the CLI) can read them.
+        """
+        with self.transaction():
+            row = self.db.execute("SELECT config FROM runs WHERE id=?", (run_id,)).fetchone()
+            if row is None:
+                raise StoreError(f"no run {run_id} in {self.path}")
+            if config:
+                merged = {**json.loads(row[0] or "{}"), **config}
+                self.db.execute("UPDATE runs SET config=? WHERE id=?",
+                                (json.dumps(merged, sort_keys=True, default=str), run_id))
+            if status:
+                self.db.execute("UPDATE runs SET status=? WHERE id=?", (status, run_id))
+        return self.run(run_id)
+
     def run(self, run_id: str) -> dict | None:
         row = self.db.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
         return dict(row) if row else None

@@ -274,3 +274,51 @@ def load_qa_prompt(version: str | None = None, extra_dirs: list[Path] | None = N
             except ValidationError as exc:
                 raise ConfigError(f"{path}: invalid QA prompt ({exc.errors()[0]['msg']})") from exc
     raise ConfigError(f"no QA prompt {version} (expected qa/{version}.yaml in a prompts directory)")
+
+
+class ComparePrompt(_PromptFile):
+    """The pairwise company-comparison prompt (``prompts/compare/<version>.yaml``)."""
+
+    version: str
+    system: str
+    user: str
+    evidence_chars: int = Field(default=3000, ge=500, le=20000)  # per company
+
+    @model_validator(mode="after")
+    def _formats(self) -> "ComparePrompt":
+        for field_name in ("system", "user"):
+            try:
+                getattr(self, field_name).format_map(_Probe())
+            except (ValueError, IndexError) as exc:
+                raise ValueError(f"{field_name} template does not format: {exc}") from exc
+        if "{evidence_a}" not in self.user or "{evidence_b}" not in self.user:
+            raise ValueError("user must contain {evidence_a} and {evidence_b}")
+        return self
+
+    @property
+    def ref(self) -> str:
+        return f"compare@{self.version}"
+
+
+#: The comparison prompt version used when none is given (`compare`, the workbench).
+DEFAULT_COMPARE_VERSION = "v1"
+
+
+def load_compare_prompt(version: str | None = None, extra_dirs: list[Path] | None = None) -> ComparePrompt:
+    """Load the pairwise comparison prompt of ``version`` (default ``DEFAULT_COMPARE_VERSION``; user dirs first)."""
+    version = version or DEFAULT_COMPARE_VERSION
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,40}", version):
+        raise ConfigError(f"invalid comparison prompt version {version!r}")
+    for base in prompt_dirs(extra_dirs):
+        path = base / "compare" / f"{version}.yaml"
+        if path.is_file():
+            data = _read(path)
+            data["version"] = version
+            data["path"] = str(path)
+            try:
+                return ComparePrompt.model_validate(data)
+            except ValidationError as exc:
+                problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+                raise ConfigError(f"{path}: invalid comparison prompt ({problems})") from exc
+    known = sorted({p.stem for base in prompt_dirs(extra_dirs) for p in (base / "compare").glob("*.yaml")})
+    raise ConfigError(f"no comparison prompt {version} (versions: {', '.join(known) or 'none'})")

@@ -11,7 +11,7 @@ from filinglens import settings
 from filinglens.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGE_DIRS = ("agents", "retrieval", "evals", "prompts")
+PACKAGE_DIRS = ("agents", "retrieval", "evals", "prompts", "analysis", "workbench")
 
 
 def _source_files():
