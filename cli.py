@@ -94,7 +94,7 @@ def sections(
 ) -> None:
     """Split a 10-K into its Items and show them."""
     from filinglens.retrieval.parse import parse_filing
-    from filinglens.retrieval.report import sections_table
+    from filinglens.display import sections_table
 
     filing = parse_filing(path)
     if as_json:
@@ -121,7 +121,8 @@ def fetch(
 
     Exits 1 when EDGAR listed filings whose data failed validation (not fetched; one line each on stderr).
     """
-    from filinglens.retrieval.edgar import RichProgress, fetch_filings, fetch_table
+    from filinglens.display import RichProgress, fetch_table
+    from filinglens.retrieval.edgar import fetch_filings
 
     with RichProgress(err_console) as progress:
         report = fetch_filings(ticker, cik, years, amendments, base_url=base_url, progress=progress)
@@ -164,7 +165,8 @@ def ingest(
     does not stop the others, and the run ends with a summary line.
     """
     from filinglens.retrieval.chunking import DEFAULT_CHUNK_CHARS
-    from filinglens.retrieval.ingest import RichIngestProgress, ingest as run_ingest, results_table, summary_line
+    from filinglens.display import RichIngestProgress, results_table
+    from filinglens.retrieval.ingest import ingest as run_ingest, summary_line
 
     with RichIngestProgress(err_console) as progress:
         results = run_ingest(paths or [], ticker=ticker, years=years, progress=progress,
@@ -215,7 +217,8 @@ def models(
     as_json: bool = typer.Option(False, "--json", help="Print the list as JSON."),
 ) -> None:
     """List chat-model ids, whether each can be used here and, if not, the fix."""
-    from filinglens.agents.models import list_models, models_table
+    from filinglens.agents.models import list_models
+    from filinglens.display import models_table
 
     rows = list_models()
     if as_json:
@@ -273,7 +276,7 @@ def rate(
     from filinglens.app import resolve_targets, run_ratings
     from filinglens.agents.rating import export_ratings, ratings_table
     from filinglens.prompts.loader import categories as all_categories
-    from filinglens.retrieval.ingest import RichIngestProgress
+    from filinglens.display import RichIngestProgress
     from rich.progress import Progress
 
     with RichIngestProgress(err_console) as ingest_progress:
@@ -315,7 +318,7 @@ def ask(
     as_json: bool = typer.Option(False, "--json", help="Print the answer, citations and evidence as JSON."),
 ) -> None:
     """Answer a question from indexed 10-Ks, citing filing, item and the quoted span."""
-    from filinglens.agents.qa import answer_panel
+    from filinglens.display import answer_panel
     from filinglens.app import ask as ask_question
 
     answer = ask_question(question, ticker=ticker, year=year, model_id=model, k=k, prompt_version=prompt_version)
@@ -381,7 +384,7 @@ def compare(
 
     from filinglens.app import compare_targets, run_comparison
     from filinglens.prompts.loader import load_compare_prompt, load_prompt
-    from filinglens.retrieval.ingest import RichIngestProgress
+    from filinglens.display import RichIngestProgress
 
     load_prompt(f"{category}@{prompt_version}")  # bad category or version: say so before fetching anything
     load_compare_prompt(compare_version)
@@ -510,7 +513,8 @@ def prompts_list(
     as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
 ) -> None:
     """All prompt versions by category, with method and content hash."""
-    from filinglens.prompts.loader import list_prompts, prompts_table
+    from filinglens.display import prompts_table
+    from filinglens.prompts.loader import list_prompts
 
     prompts = list_prompts(prompts_dir)
     if as_json:

@@ -94,7 +94,7 @@ class RichSuiteProgress(SuiteProgress):
     def __init__(self, console=None) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-        from filinglens.retrieval.ingest import RichIngestProgress
+        from filinglens.display import RichIngestProgress
 
         self.console = console
         self.ingest = RichIngestProgress(console)

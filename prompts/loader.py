@@ -229,18 +229,6 @@ def diff_prompts(ref_a: str, ref_b: str, extra_dirs: list[Path] | None = None) -
     )
 
 
-def prompts_table(prompts: list[RatingPrompt]):
-    """A rich table of prompts: ref, method, hash, note."""
-    from rich.table import Table
-
-    table = Table(title="Rating prompts")
-    for col in ("prompt", "method", "hash", "note"):
-        table.add_column(col)
-    for p in prompts:
-        table.add_row(p.ref, p.method, p.hash, (p.note or "")[:70])
-    return table
-
-
 class QAPrompt(_PromptFile):
     """The question-answering prompt (``prompts/qa/<version>.yaml``)."""
 
