@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from filinglens.agents.providers import messages_payload  # noqa: F401 - re-exported
 from filinglens.errors import FilingLensError
 from filinglens.store import Store, call_cache_key, json_hash
 
@@ -28,20 +29,6 @@ class CallResult:
     tokens_out: int
     latency_ms: float
     cached: bool
-
-
-def messages_payload(messages: Sequence[Any]) -> list[dict]:
-    """``[{"role", "content"}]`` for LangChain messages or ``(role, content)`` pairs."""
-    out = []
-    for m in messages:
-        if isinstance(m, tuple):
-            out.append({"role": m[0], "content": m[1]})
-        elif isinstance(m, dict):
-            out.append({"role": m["role"], "content": m["content"]})
-        else:
-            role = {"human": "user", "ai": "assistant"}.get(m.type, m.type)
-            out.append({"role": role, "content": m.content})
-    return out
 
 
 def _usage(message: Any, messages: list[dict], text: str) -> tuple[int, int]:

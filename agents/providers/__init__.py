@@ -60,6 +60,22 @@ class Provider:
     note: Optional[Callable[[str], str]] = None
 
 
+def messages_payload(messages: Any) -> list[dict]:
+    """``[{"role", "content"}]`` for LangChain messages, ``(role, content)`` pairs or role dicts
+    (roles normalised: ``human`` -> ``user``, ``ai`` -> ``assistant``)."""
+    roles = {"human": "user", "ai": "assistant"}
+    out = []
+    for m in messages:
+        if isinstance(m, (tuple, list)):
+            role, content = m[0], m[1]
+        elif isinstance(m, dict):
+            role, content = m["role"], m["content"]
+        else:  # a LangChain BaseMessage
+            role, content = m.type, m.content
+        out.append({"role": roles.get(role, role), "content": content})
+    return out
+
+
 def has_module(module: str) -> bool:
     """True when ``module`` can be imported, checked without importing it."""
     try:

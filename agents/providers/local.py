@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
 from filinglens import settings
-from filinglens.agents.providers import ModelParams, Provider, has_module, require
+from filinglens.agents.providers import ModelParams, Provider, has_module, messages_payload, require
 from filinglens.errors import ConfigError
 
 
@@ -350,20 +350,6 @@ def _chat_model(s: GGUFSpec, params: ModelParams):
 # ------------------------------------------------------ next-token probabilities
 
 
-def _as_dicts(messages: Sequence[Any]) -> list[dict]:
-    roles = {"human": "user", "ai": "assistant", "system": "system", "user": "user",
-             "assistant": "assistant"}
-    out = []
-    for m in messages:
-        if isinstance(m, dict):
-            out.append({"role": m["role"], "content": m["content"]})
-        elif isinstance(m, (tuple, list)):
-            out.append({"role": roles.get(m[0], m[0]), "content": m[1]})
-        else:  # a LangChain BaseMessage
-            out.append({"role": roles.get(m.type, m.type), "content": m.content})
-    return out
-
-
 def _chat_prompt(llama: Any, messages: list[dict]) -> str:
     """The prompt text ``create_chat_completion`` would build (the GGUF's own template)."""
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
@@ -416,7 +402,7 @@ def next_token_probs(
     renormalised: divide by their sum to compare candidates only.
     """
     llama = load_llama(model_id, n_ctx)
-    prompt = _chat_prompt(llama, _as_dicts(prompt_messages))
+    prompt = _chat_prompt(llama, messages_payload(prompt_messages))
     tokens = llama.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
     if len(tokens) >= llama.n_ctx():
         raise ConfigError(
