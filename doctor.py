@@ -96,7 +96,7 @@ def check_runtime() -> Check:
 
 
 def check_models() -> list[Check]:
-    from filinglens.agents.providers.local import SPECS, _stamp_ok, gguf_target, part_paths
+    from filinglens.agents.providers.local import SPECS, weights_verified, gguf_target, part_paths
     from filinglens.errors import ConfigError
 
     checks = []
@@ -107,7 +107,7 @@ def check_models() -> list[Check]:
         except ConfigError as exc:
             checks.append(Check(f"model {s.id}", False, str(exc)))
             continue
-        if _stamp_ok(target, s):
+        if weights_verified(target, s):
             detail = f"{target} (sha256 {s.sha256[:12]}… verified)"
         elif target.is_file():
             detail = f"{target} present but not verified: it is re-checked on first use"

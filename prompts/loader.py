@@ -127,7 +127,8 @@ def prompt_dirs(extra_dirs: list[Path] | None = None) -> list[Path]:
     return dirs + [BUILTIN_DIR]
 
 
-def _version_key(version: str) -> tuple:
+def version_key(version: str) -> tuple:
+    """Sort key for prompt versions: ``v2`` < ``v10``."""
     return tuple(int(n) if n.isdigit() else n for n in re.findall(r"\d+|\D+", version))
 
 
@@ -188,7 +189,7 @@ def load_prompt(ref: str, extra_dirs: list[Path] | None = None) -> RatingPrompt:
     dirs = prompt_dirs(extra_dirs)
     files = _files(dirs)
     if not version:
-        versions = sorted((v for c, v in files if c == category), key=_version_key)
+        versions = sorted((v for c, v in files if c == category), key=version_key)
         if not versions:
             raise ConfigError(f"no prompt category {category!r} (known: {', '.join(sorted({c for c, _ in files}))})")
         version = "v1" if "v1" in versions else versions[0]
@@ -207,7 +208,7 @@ def list_prompts(extra_dirs: list[Path] | None = None) -> list[RatingPrompt]:
     """All valid prompts, by category and version."""
     dirs = prompt_dirs(extra_dirs)
     files = _files(dirs)
-    keys = sorted(files, key=lambda cv: (cv[0], _version_key(cv[1])))
+    keys = sorted(files, key=lambda cv: (cv[0], version_key(cv[1])))
     return [load_prompt(f"{c}@{v}", extra_dirs) for c, v in keys]
 
 

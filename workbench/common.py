@@ -101,13 +101,13 @@ def pick_model(key: str, default: str = "local") -> str:
 
 def prompt_versions() -> list[str]:
     """Rating prompt versions present for every category."""
-    from filinglens.prompts.loader import _version_key, list_prompts
+    from filinglens.prompts.loader import version_key, list_prompts
 
     by_category: dict[str, set[str]] = {}
     for p in list_prompts():
         by_category.setdefault(p.category, set()).add(p.version)
     common = set.intersection(*by_category.values()) if by_category else set()
-    return sorted(common, key=_version_key)
+    return sorted(common, key=version_key)
 
 
 def status_badge(status: str) -> str:

@@ -143,7 +143,8 @@ def _read_stamp(path: Path) -> Optional[dict]:
         return None
 
 
-def _stamp_ok(path: Path, s: GGUFSpec) -> bool:
+def weights_verified(path: Path, s: GGUFSpec) -> bool:
+    """Whether ``path`` holds the verified weights of ``s`` (its sha256 stamp matches size and mtime)."""
     stamp = _read_stamp(path)
     if not stamp or not path.is_file():
         return False
@@ -189,10 +190,10 @@ def model_path(model_id: str) -> Path:
     """The verified GGUF file of a local model, assembled on first use."""
     s = spec(model_id)
     target = gguf_target(s)
-    if _stamp_ok(target, s):
+    if weights_verified(target, s):
         return target
     with _assemble_lock:
-        if _stamp_ok(target, s):
+        if weights_verified(target, s):
             return target
         if target.is_file() and settings.sha256_file(target) == s.sha256:
             _write_stamp(target, s.sha256)  # e.g. copied in by hand
@@ -206,7 +207,7 @@ def unavailable(model_id: str, params: Optional[ModelParams] = None) -> Optional
     s = spec(model_id)
     if not has_module("llama_cpp"):
         return "pip install llama-cpp-python==0.3.36"
-    if _stamp_ok(gguf_target(s), s):
+    if weights_verified(gguf_target(s), s):
         return None
     try:
         part_paths(s)
@@ -219,7 +220,7 @@ def note(model_id: str) -> str:
     """Remark for an available local model: whether its weights are assembled yet."""
     s = spec(model_id)
     target = gguf_target(s)
-    if _stamp_ok(target, s):
+    if weights_verified(target, s):
         return f"ready: {target}"
     return f"weights are assembled and verified into {target.parent} on first use"
 

@@ -37,7 +37,7 @@ def test_changed_file_is_rehashed(home):
         byte = handle.read(1)
         handle.seek(1000)
         handle.write(bytes([byte[0] ^ 0xFF]))
-    assert not local._stamp_ok(path, local.SMOLLM2)
+    assert not local.weights_verified(path, local.SMOLLM2)
     assert local.model_path("local-small") == path  # reassembled from the package
     assert local.settings.sha256_file(path) == local.SMOLLM2.sha256
 
