@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 
 import pytest
 
-from filinglens.store import MIGRATIONS, Store, StoreError, call_cache_key
+from filinglens.store import MIGRATIONS, Store, StoreDamagedError, StoreError, StoreLockedError, call_cache_key
 
 
 def test_migrations_apply_once_and_reopen(tmp_path):
@@ -70,5 +71,109 @@ def test_ratings_resume_and_transaction_rollback(tmp_path):
 def test_a_damaged_database_is_a_clear_error(tmp_path):
     path = tmp_path / "r.db"
     path.write_bytes(b"this is not a database" * 100)
-    with pytest.raises(StoreError, match="cannot be used"):
+    with pytest.raises(StoreError, match="damaged"):
         Store(path)
+
+
+# --------------------------------------------------------------------------- damage, locks, concurrency
+
+
+def _filled_store(path, rows: int = 400) -> None:
+    """A results database with enough ratings and calls to span many pages."""
+    store = Store(path)
+    run = store.start_run("rate", {"model": "fake"})
+    with store.transaction():  # the writes below join this one transaction
+        for n in range(rows):
+            store.record_call(cache_key=f"k{n}", model_id="fake", params={}, input_hash=f"i{n}", response="x" * 300)
+            store.save_rating(run, dict(cell_key=f"c{n}", filing_hash="h", category="people", prompt_version="v1",
+                                        prompt_hash="ph", method="direct", model_id="fake", status="ok", score=1.0,
+                                        rationale="because " * 40))
+    store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    store.close()
+
+
+def _overwrite_pages(path, pages=(3, 5, 8, 13), page_size: int = 4096) -> bytes:
+    """Header page intact, some later pages overwritten with random bytes (a disk or copy fault)."""
+    import random
+
+    data = bytearray(path.read_bytes())
+    rng = random.Random(7)
+    for page in pages:
+        start = (page - 1) * page_size
+        data[start:start + page_size] = bytes(rng.randrange(256) for _ in range(page_size))
+    path.write_bytes(bytes(data))
+    return bytes(data)
+
+
+def test_store_with_overwritten_pages_is_a_damaged_error_and_keeps_the_file(tmp_path):
+    path = tmp_path / "results.db"
+    _filled_store(path)
+    damaged = _overwrite_pages(path)
+    with pytest.raises(StoreDamagedError) as info:
+        Store(path)
+    message = str(info.value)
+    assert "damaged" in message and str(path) in message and "filinglens doctor" in message and "\n" not in message
+    assert path.read_bytes() == damaged  # never deleted nor rewritten
+
+
+def test_damage_met_after_open_is_a_store_error_not_a_traceback(tmp_path):
+    path = tmp_path / "results.db"
+    _filled_store(path)
+    _overwrite_pages(path)
+    store = Store(path, check=False)  # as if the pages were damaged after the open-time check
+    with pytest.raises(StoreDamagedError, match="damaged"):
+        store.ratings()
+        store.save_rating("x", dict(cell_key="new", filing_hash="h", category="people", prompt_version="v1",
+                                    prompt_hash="ph", method="direct", model_id="fake", status="ok"))
+
+
+def test_locked_store_waits_the_bounded_timeout_then_says_locked(tmp_path, monkeypatch):
+    import sqlite3
+    import time
+
+    path = tmp_path / "results.db"
+    Store(path).close()
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # another process in the middle of a long write
+    try:
+        monkeypatch.setenv("FILINGLENS_DB_TIMEOUT", "0.5")
+        store = Store(path, check=False)
+        t0 = time.monotonic()
+        with pytest.raises(StoreLockedError) as info:
+            store.start_run("rate", {})
+        waited = time.monotonic() - t0
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert 0.4 <= waited < 5
+    assert "locked by another process" in str(info.value) and "FILINGLENS_DB_TIMEOUT" in str(info.value)
+    assert store.start_run("rate", {}, run_id="after") == "after"  # usable once the lock is gone
+
+
+def _writer(path: str, worker: int, rows: int) -> None:
+    store = Store(Path(path))
+    run = store.start_run("rate", {"worker": worker}, run_id=f"run-{worker}")
+    for n in range(rows):
+        key = f"w{worker}-{n}"
+        store.record_call(cache_key=key, model_id="fake", params={}, input_hash=key, response="ok")
+        store.save_rating(run, dict(cell_key=key, filing_hash="h", category="people", prompt_version="v1",
+                                    prompt_hash="ph", method="direct", model_id="fake", status="ok", score=1.0))
+    store.finish_run(run)
+
+
+def test_concurrent_writers_on_a_new_database_wait_instead_of_failing(tmp_path):
+    """Four processes create, migrate and write one new database at once: nothing lost, nothing locked."""
+    import multiprocessing as mp
+
+    path = tmp_path / "results.db"
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(str(path), w, 60)) for w in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0, 0, 0]
+    store = Store(path)
+    assert store.db.execute("SELECT COUNT(*) FROM schema_migrations").fetchone()[0] == len(MIGRATIONS)
+    assert len(store.ratings()) == 240 and len(store.calls()) == 240
+    assert {r["status"] for r in store.runs()} == {"finished"}
