@@ -109,14 +109,17 @@ def ingest(
     years: Optional[str] = typer.Option(None, "--years", "-y", help="With --ticker and no PATHs: 2023, 2019-2024."),
     chunk_chars: Optional[int] = typer.Option(None, "--chunk-chars", help="Chunk target size in characters."),
     as_json: bool = typer.Option(False, "--json", help="Print per-filing results as JSON."),
+    repair: bool = typer.Option(
+        False, "--repair", help="Check the index deeply and rebuild what was lost or damaged (no PATH needed)."
+    ),
 ) -> None:
-    """Chunk and index 10-K filings (idempotent: unchanged filings compute nothing)."""
+    """Chunk and index 10-K filings (idempotent: unchanged filings compute nothing; lost ones are rebuilt)."""
     from filinglens.retrieval.chunking import DEFAULT_CHUNK_CHARS
     from filinglens.retrieval.ingest import RichIngestProgress, ingest as run_ingest, results_table
 
     with RichIngestProgress(err_console) as progress:
         results = run_ingest(paths or [], ticker=ticker, years=years, progress=progress,
-                             chunk_chars=chunk_chars or DEFAULT_CHUNK_CHARS)
+                             chunk_chars=chunk_chars or DEFAULT_CHUNK_CHARS, repair=repair)
     if as_json:
         print_json([r.to_dict() for r in results])
     else:
@@ -150,7 +153,9 @@ def search(
             raise InputError(f"--year must be a year or a range like 2019-2022, not `{year}`")
         year_from, year_to = int(m.group(1)), int(m.group(2) or m.group(1))
     filters = SearchFilters(ticker=ticker, year_from=year_from, year_to=year_to, items=item or None, kind=kind)
-    hits = HybridSearcher().search(query, k=k, filters=filters, mode=mode)
+    searcher = HybridSearcher()
+    searcher.on_notice = lambda message: err_console.print(f"[yellow]note:[/] {message}", highlight=False)
+    hits = searcher.search(query, k=k, filters=filters, mode=mode)
     if as_json:
         print_json({"query": query, "filters": filters.describe(), "hits": [h.to_dict() for h in hits]})
     else:
