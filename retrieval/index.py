@@ -896,9 +896,29 @@ def _persistent_client(path: Path):
     """A new embedded Chroma client for ``path`` (damage is checked by ``inspect_local_index`` before)."""
     import chromadb
 
-    with _store_errors(f"cannot open the index at {path} (corrupted or locked?)"):
-        path.mkdir(parents=True, exist_ok=True)
-        return chromadb.PersistentClient(path=str(path), settings=_chroma_settings())
+    try:
+        with _store_errors(f"cannot open the index at {path} (corrupted or locked?)"):
+            path.mkdir(parents=True, exist_ok=True)
+            return chromadb.PersistentClient(path=str(path), settings=_chroma_settings())
+    except IndexStoreError:
+        _forget_system(path)  # Chroma caches a system that failed to start; the next open must start afresh
+        raise
+
+
+def _forget_system(path: Path) -> None:
+    """Drop (and stop) Chroma's per-process shared system for ``path``."""
+    try:
+        from chromadb.api.shared_system_client import SharedSystemClient
+
+        system = SharedSystemClient._identifier_to_system.pop(str(path), None)
+        SharedSystemClient._identifier_to_refcount.pop(str(path), None)
+        if system is not None:
+            try:
+                system.stop()
+            except Exception:  # noqa: BLE001 - a system that never started cannot stop cleanly
+                pass
+    except Exception:  # noqa: BLE001 - best effort: Chroma internals may change
+        pass
 
 
 _HELD_LOCKS: dict[str, dict] = {}  # write locks this process holds: lock path -> {"depth", "dirty"}
@@ -938,6 +958,9 @@ class _LocalClient:
             except Exception:  # noqa: BLE001 - closing a broken client must not hide the real problem
                 pass
             self.client = None
+        # Chroma shares one system per folder among all clients of a process; a client
+        # made outside this holder would keep the stale one alive: stop it for real
+        _forget_system(self.path)
 
     def refresh(self) -> bool:
         """Reopen if the token moved since the client was loaded; True if it did."""
@@ -958,6 +981,14 @@ class _LocalClient:
 
 
 _LOCAL_CLIENTS: dict[str, _LocalClient] = {}
+
+
+def close_local_clients() -> None:
+    """Close every embedded Chroma client of this process (and forget cached stores)."""
+    for holder in list(_LOCAL_CLIENTS.values()):
+        holder.close()
+    _LOCAL_CLIENTS.clear()
+    _STORES.clear()
 
 
 def _local_client(path: Path) -> _LocalClient:
