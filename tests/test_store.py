@@ -177,3 +177,113 @@ def test_concurrent_writers_on_a_new_database_wait_instead_of_failing(tmp_path):
     assert store.db.execute("SELECT COUNT(*) FROM schema_migrations").fetchone()[0] == len(MIGRATIONS)
     assert len(store.ratings()) == 240 and len(store.calls()) == 240
     assert {r["status"] for r in store.runs()} == {"finished"}
+
+
+# --------------------------------------------------------------------------- through `filinglens rate`
+
+
+def _small_10k(path):
+    path.write_text(
+        "<html><body><p>FORM 10-K</p><p>For the fiscal year ended December 31, 2023</p>"
+        "<p>Acme Widgets Corporation</p><p>PART I</p><p>Item 1. Business</p>"
+        "<p>Acme Widgets designs and sells industrial widgets; it employs about 1,200 people and invests in "
+        "training, safety and new products, and reports its energy use and emissions.</p>"
+        "<p>Item 1A. Risk Factors</p><p>Our business depends on the supply of steel.</p>"
+        "<p>SIGNATURES</p></body></html>"
+    )
+    return path
+
+
+def _rate(*args):
+    """``filinglens rate ARGS --model fake``: the fake model's stock answer is no yes/no, so every
+    rating is recorded as a failure (exit code 1): what matters here is the store."""
+    from typer.testing import CliRunner
+
+    from filinglens.cli import app
+
+    result = CliRunner().invoke(app, ["rate", *map(str, args), "--model", "fake"])
+    return result, " ".join(result.output.split())
+
+
+def test_rate_on_a_damaged_results_database_is_one_line_and_keeps_the_file(tmp_path):
+    from filinglens.settings import data_home
+
+    doc = _small_10k(tmp_path / "acme-10-k-2023.html")
+    first, output = _rate(doc)
+    assert first.exit_code == 1 and "error:" not in output, output
+    path = data_home() / "results.db"
+    Store(path).db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    _filled_store(path)  # enough pages to damage some without touching the header
+    damaged = _overwrite_pages(path)
+    result, output = _rate(doc)
+    assert result.exit_code == 2 and "Traceback" not in output
+    assert "is damaged" in output and "filinglens doctor" in output and "move it aside" in output
+    assert path.read_bytes() == damaged
+
+
+def test_rate_on_a_locked_results_database_waits_then_says_locked(tmp_path, monkeypatch):
+    import sqlite3
+
+    from filinglens.settings import data_home
+
+    doc = _small_10k(tmp_path / "acme-10-k-2023.html")
+    assert _rate(doc)[0].exit_code == 1
+    holder = sqlite3.connect(data_home() / "results.db", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    monkeypatch.setenv("FILINGLENS_DB_TIMEOUT", "1")
+    try:
+        result, output = _rate(doc)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert result.exit_code == 2 and "Traceback" not in output and "locked by another process" in output
+    assert _rate(doc)[0].exit_code == 1  # and usable once the other writer is done
+
+
+def test_rating_batch_killed_with_sigkill_loses_and_duplicates_nothing_after_a_rerun(tmp_path):
+    """kill -9 once the first ratings are saved, then re-run: every cell rated exactly once in the
+    finished run, each model call recorded once (the re-run is served from the cache)."""
+    import os
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+    import time
+
+    from filinglens.retrieval.ingest import ingest
+    from filinglens.settings import data_home
+
+    doc = _small_10k(tmp_path / "acme-10-k-2023.html")
+    ingest([doc])  # indexing is not what this test kills
+    db = data_home() / "results.db"
+    cmd = [sys.executable, "-m", "filinglens.cli", "rate", str(doc), "--model", "fake", "--samples", "3", "--json"]
+    proc = subprocess.Popen(cmd, env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    saved = 0
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None and saved < 2:
+        try:
+            con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)
+            saved = con.execute("SELECT COUNT(*) FROM ratings").fetchone()[0]
+            con.close()
+        except sqlite3.Error:
+            pass
+        time.sleep(0.02)
+    assert proc.poll() is None, "the batch finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    rerun = subprocess.run(cmd, env=dict(os.environ), capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 1 and "error:" not in rerun.stderr, rerun.stderr[-800:]  # ratings failed, store fine
+    store = Store(db)
+    assert store.check() == ["ok"]
+    runs = store.runs("rate")
+    killed = [r for r in runs if r["status"] == "running"]
+    finished = [r for r in runs if r["status"] == "finished-with-failures"]
+    assert len(killed) == 1 and len(finished) == 1
+    cells = [r["cell_key"] for r in store.ratings(finished[0]["id"])]
+    assert len(cells) == len(set(cells)) == 12  # 4 categories x 3 samples, each once
+    assert store.db.execute("SELECT COUNT(*) FROM model_calls WHERE run_id=?", (finished[0]["id"],)).fetchone()[0] \
+        < store.db.execute("SELECT COUNT(*) FROM model_calls").fetchone()[0]  # the re-run used the cache
+    assert 2 <= len(store.ratings(killed[0]["id"])) < 12
+    dup = store.db.execute("SELECT COUNT(*) FROM (SELECT cache_key FROM model_calls WHERE error IS NULL "
+                           "GROUP BY cache_key HAVING COUNT(*) > 1)").fetchone()[0]
+    assert dup == 0

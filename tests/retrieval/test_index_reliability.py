@@ -28,7 +28,7 @@ from filinglens.errors import IndexDamagedError
 from filinglens.retrieval import index as index_mod
 from filinglens.retrieval.chunking import chunk_filing, chunk_id
 from filinglens.retrieval.index import ChunkStore, filing_id, filing_key, open_store
-from filinglens.retrieval.ingest import IngestProgress, ingest
+from filinglens.retrieval.ingest import IngestProgress, ingest, ingest_file
 from filinglens.retrieval.search import HybridSearcher
 
 MEDICIS = "medicis-10-k-fy1999-0000950153-99-001234.html"
@@ -306,12 +306,12 @@ def test_a_writer_with_a_stale_client_does_not_overwrite_another_processes_vecto
     monkeypatch.setenv("FILINGLENS_EMBEDDINGS", "test-hash32")
     docs = [small_10k(tmp_path / f"{name}-10-k-2023.html", name, paragraphs=8000) for name in ("Xray", "Yankee", "Zulu")]
     store = open_store()
-    ingest([docs[0]], store=store)  # this process has the index loaded
+    ingest_file(docs[0], store=store)  # this process has the index loaded
     script = tmp_path / "other_writer.py"
     script.write_text(_HASH_EMBEDDER + f"from filinglens.retrieval.ingest import ingest\ningest([{str(docs[1])!r}])\n")
     env = child_env(home) | {"FILINGLENS_EMBEDDINGS": "test-hash32"}
     subprocess.run([sys.executable, str(script)], env=env, check=True, timeout=300)
-    ingest([docs[2]], store=store)  # writes after the other process did
+    ingest_file(docs[2], store=store)  # writes after the other process did, without reading first
     index_mod.close_local_clients()
     fresh = open_store(create=False)
     report = fresh.verify()
