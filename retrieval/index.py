@@ -564,7 +564,14 @@ class ChunkStore:
                 if not self.exists:
                     self._open_collection(False)
                 if self.exists:
-                    for rec in self.get(documents=False):
+                    owner = {cid: fid for fid, m in manifests.items() for cid in m.get("ids", [])}
+                    unknown = []
+                    for cid in self._all_ids():
+                        if cid in owner:
+                            stored.setdefault(owner[cid], set()).add(cid)
+                        else:
+                            unknown.append(cid)
+                    for rec in self.get(ids=unknown, documents=False) if unknown else []:
                         stored.setdefault(rec.metadata.get("filing_id", ""), set()).add(rec.id)
                     report["damaged"] = self._probe(sorted(stored))
             except IndexStoreError as exc:
@@ -598,6 +605,16 @@ class ChunkStore:
             detail += f"; {REPAIR_HINT}"
         report["detail"] = detail
         return report
+
+    def _all_ids(self, page_size: int = 20000) -> list[str]:
+        """Every stored chunk id (no documents, no metadata: cheap)."""
+        out: list[str] = []
+        with _store_errors("cannot read the index"):
+            while True:
+                page = self.collection.get(include=[], limit=page_size, offset=len(out))["ids"]
+                out.extend(page)
+                if len(page) < page_size:
+                    return out
 
     def _probe(self, filing_ids: Sequence[str]) -> str | None:
         """Why a filtered nearest-neighbour query fails for some filing (vector index damage), else None."""

@@ -319,7 +319,7 @@ class HybridSearcher:
         self._lock = threading.Lock()
         self._revision: str | None = None
         self._revision_checked = 0.0
-        self._verified: str | None = None  # the revision last checked against the manifests
+        self._verified: tuple | None = None  # (revision, manifests) last checked against each other
         self.notices: list[str] = []  # repairs made (e.g. a damaged BM25 cache entry rebuilt)
         self.on_notice = None  # optional callback(message)
 
@@ -333,35 +333,27 @@ class HybridSearcher:
     def check_index(self) -> None:
         """Raise ``IndexDamagedError`` when filings the manifests list have lost their chunks.
 
-        Checked once per revision of the collection; cheap when the chunk
-        count covers the manifests.
+        Checked once per revision of the collection and of the manifests;
+        cheap when the chunk count covers the manifests.
         """
-        manifests = self.store.manifests()
+        signature = _manifest_signature(self.store.manifest_dir)
         if not self.store.exists:
-            if manifests:
+            if signature:
                 raise IndexDamagedError(
-                    f"the index at {self.store.location} has no collection but {len(manifests)} indexed "
+                    f"the index at {self.store.location} has no collection but {len(signature)} indexed "
                     f"filing(s) are listed in its manifests: {REPAIR_HINT}"
                 )
             return
-        revision = self.store.revision()
+        revision = (self.store.revision(), signature)
         if revision == self._verified:
             return
+        manifests = self.store.manifests()
         expected = sum(int(m.get("chunks") or 0) for m in manifests)
         if manifests and self.store.count() < expected:
-            with _store_errors("cannot read the index"):
-                stored = set()
-                offset = 0
-                while True:
-                    page = self.store.collection.get(include=[], limit=10000, offset=offset)["ids"]
-                    stored.update(page)
-                    if len(page) < 10000:
-                        break
-                    offset += len(page)
+            stored = set(self.store._all_ids())
             lost = [m for m in manifests if m.get("ids") and not stored.intersection(m["ids"])]
             if lost:
-                names = sorted({f"{(m.get('filing') or {}).get('ticker') or (m.get('filing') or {}).get('company') or m['filing_id']}"
-                                f" {(m.get('filing') or {}).get('fiscal_year') or ''}".strip() for m in lost})
+                names = sorted({_filing_label(m) for m in lost})
                 raise IndexDamagedError(
                     f"the index at {self.store.location} has lost the chunks of {len(lost)} indexed filing(s) "
                     f"({', '.join(names[:5])}{' …' if len(names) > 5 else ''}): {REPAIR_HINT}"
@@ -530,6 +522,22 @@ def search(
         searcher = _SEARCHERS[id(store)] = HybridSearcher(store)
     filters = SearchFilters(ticker=ticker, year=year, year_from=year_from, year_to=year_to, items=items, kind=kind)
     return searcher.search(query, k=k, filters=filters, mode=mode)
+
+
+def _filing_label(manifest: dict) -> str:
+    meta = manifest.get("filing") or {}
+    who = meta.get("ticker") or meta.get("company") or manifest.get("filing_id", "?")
+    return f"{who} {meta.get('fiscal_year') or ''}".strip()
+
+
+def _manifest_signature(directory: Path) -> tuple:
+    """(name, size, mtime) of every manifest: changes whenever one is written or removed."""
+    try:
+        with os.scandir(directory) as entries:
+            return tuple(sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in entries
+                                if e.name.endswith(".json") and e.is_file()))
+    except OSError:
+        return ()
 
 
 def _sha256(path: Path) -> str:
