@@ -17,7 +17,10 @@ processes on one data home) wait for each other for at most
 SQLite failure surfaces as :class:`StoreError` with one line: a damaged file
 (``quick_check`` at open, or a malformed page met later) names the file and
 says to run ``filinglens doctor`` and move it aside — user data is never
-deleted automatically; a database locked past the timeout says so.
+deleted automatically; a database locked past the timeout says so.  Each
+database gets a random SQLite ``application_id`` when created, recorded
+beside it (``results.db.id``): a database file that was emptied (0 bytes)
+or replaced by an empty one is reported instead of silently restarted.
 """
 
 from __future__ import annotations
@@ -216,6 +219,7 @@ class Store:
         self._lock = threading.RLock()
         if self.path.is_dir():
             raise StoreError(f"the results database {self.path} is a directory, not a file")
+        existed = self.path.exists()
         try:
             self.db = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
@@ -225,9 +229,11 @@ class Store:
             self.db.execute(f"PRAGMA busy_timeout={int(self.timeout * 1000)}")
             if check:
                 self._quick_check()
+            self._check_identity(existed)  # before anything writes into an emptied file
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA foreign_keys=ON")
             self._migrate()
+            self._record_identity()
         except sqlite3.Error as exc:
             self.db.close()
             raise _store_error(exc, self.path, self.timeout) from exc
@@ -236,6 +242,61 @@ class Store:
             raise
 
     # ------------------------------------------------------------------ schema
+
+    @property
+    def id_path(self) -> Path:
+        """Where the database's ``application_id`` is recorded (beside it)."""
+        return self.path.with_name(self.path.name + ".id")
+
+    def _check_identity(self, existed: bool) -> None:
+        """Refuse a database file that was emptied or replaced by an empty one behind our back."""
+        try:
+            recorded = int(self.id_path.read_text().strip())
+        except (OSError, ValueError):
+            return  # no record: a new data home (or one from before the record existed)
+        if not existed:
+            return  # the file was removed on purpose (e.g. moved aside): start a new database
+        current = self.db.execute("PRAGMA application_id").fetchone()[0]
+        if current == recorded:
+            return
+        has_tables = self.db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]
+        if current == 0 and not has_tables:
+            size = self.path.stat().st_size
+            if size == 0 and self._being_created():
+                return
+            raise StoreDamagedError(damaged_message(
+                self.path, f"it is empty ({size} bytes) but held results before (id {recorded} in {self.id_path.name})"
+            ))
+
+    def _being_created(self, wait: float = 2.0) -> bool:
+        """A 0-byte file may be another process creating the database right now: watch it a moment
+        (without writing: a write would initialise the emptied file)."""
+        deadline = time.monotonic() + min(wait, self.timeout)
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+            if self.path.stat().st_size > 0 and self.db.execute("PRAGMA application_id").fetchone()[0] != 0:
+                return True
+        return False
+
+    def _record_identity(self) -> None:
+        current = self.db.execute("PRAGMA application_id").fetchone()[0]
+        if current == 0:
+            with self.transaction():
+                current = self.db.execute("PRAGMA application_id").fetchone()[0]
+                if current == 0:
+                    current = int.from_bytes(os.urandom(4), "big") >> 1 or 1
+                    self.db.execute(f"PRAGMA application_id={current}")
+        try:
+            if self.id_path.read_text().strip() == str(current):
+                return
+        except OSError:
+            pass
+        try:
+            tmp = self.id_path.with_name(f".{self.id_path.name}.{os.getpid()}.part")
+            tmp.write_text(str(current))
+            os.replace(tmp, self.id_path)
+        except OSError:
+            pass  # a read-only folder: the record is a safeguard, not a requirement
 
     def _quick_check(self) -> None:
         rows = [r[0] for r in self.db.execute("PRAGMA quick_check(3)")]

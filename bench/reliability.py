@@ -8,8 +8,8 @@ shared filings (``../shared/data/filings``):
    write window (every fourth trial kills the first re-run too), then re-run
    to completion; the index must equal a clean ingest chunk for chunk (same
    ids, texts and vectors), the other filing untouched, ``verify(deep)`` ok.
-2. **kill -9 during a rating batch**: ``filinglens rate A B --model fake:bench
-   --samples 3`` (24 ratings) killed at a random moment, then re-run: the
+2. **kill -9 during a rating batch**: ``filinglens rate FILING --model fake:bench
+   --samples 2`` (8 ratings) killed at a random moment, then re-run: the
    finished run must hold every cell exactly once with the scores of a clean
    run, and no successful model call may be recorded twice.
 3. **concurrent writers**: two ``ingest`` and two ``rate`` processes started
@@ -29,7 +29,7 @@ kill mostly lands while chunks are being embedded.  The fake model
 ``fake:bench`` answers yes/no from a hash of the question, so ratings are
 deterministic and succeed.
 
-    .venv/bin/python bench/reliability.py [--ingest-trials 24] [--rate-trials 20] [--rounds 3] [--real-trials 4]
+    .venv/bin/python bench/reliability.py [--ingest-trials 20] [--rate-trials 20] [--rounds 3] [--real-trials 2]
 
 Prints a table and writes ``bench/results/reliability.json``.
 """
@@ -112,7 +112,9 @@ class Run:
 
     @property
     def traceback(self) -> bool:
-        return "Traceback (most recent call last)" in self.output
+        """A Python traceback, or a crash by a signal (SIGSEGV in native code) that was not our SIGKILL."""
+        crashed = self.rc is not None and self.rc < 0 and not self.killed
+        return crashed or "Traceback (most recent call last)" in self.output
 
     @property
     def error(self) -> str | None:
@@ -247,9 +249,17 @@ def read_index(home: Path, embedder: str = HASH_EMBEDDER) -> dict:
         chunks = {c.id: (c.text, c.embedding) for c in store.get(embeddings=True)} if store.exists else {}
         report = store.verify(deep=True)
         manifests = {m["filing_id"]: m for m in store.manifests()}
-        return {"chunks": chunks, "verify": report, "manifests": manifests, "error": None}
+        reachable = None
+        if chunks and not report.get("damaged"):  # every vector reachable by a dense query
+            import numpy as np
+
+            dim = len(next(iter(chunks.values()))[1])
+            probe = np.full(dim, dim ** -0.5, dtype=np.float32)
+            got = store.collection.query(query_embeddings=[probe], n_results=len(chunks), include=[])
+            reachable = len(set(got["ids"][0]))
+        return {"chunks": chunks, "verify": report, "manifests": manifests, "error": None, "reachable": reachable}
     except FilingLensError as exc:
-        return {"chunks": {}, "verify": None, "manifests": {}, "error": str(exc)}
+        return {"chunks": {}, "verify": None, "manifests": {}, "error": str(exc), "reachable": None}
     finally:
         close_local_clients()
 
@@ -274,11 +284,14 @@ def compare(state: dict, expected: dict[str, str], exact_vectors: bool) -> dict:
     report = state["verify"] or {}
     ok_manifests = all(set(m["ids"]) == {c for c in expected if c in set(m["ids"])} for m in state["manifests"].values())
     listed = set().union(*(set(m["ids"]) for m in state["manifests"].values())) if state["manifests"] else set()
+    unreachable = len(stored) - state["reachable"] if state.get("reachable") is not None else len(stored)
     return {
         "lost": len(lost), "extra": len(extra), "text_mismatch": len(texts), "vector_mismatch": vectors,
+        "unreachable_by_dense_search": unreachable,
         "manifests_cover": listed == set(expected) and ok_manifests,
         "verify_ok": bool(report.get("ok")), "verify": report.get("detail") if report else state["error"],
-        "equal": not (lost or extra or texts or vectors) and listed == set(expected) and bool(report.get("ok")),
+        "equal": not (lost or extra or texts or vectors or unreachable) and listed == set(expected)
+        and bool(report.get("ok")),
     }
 
 
@@ -394,7 +407,7 @@ def rate_state(home: Path) -> dict:
     return {"runs": runs, "ratings": ratings, "dup_calls": dup_calls, "calls": calls, "quick_check": check}
 
 
-def kill_rate(work: Path, filings: list[Path], trials: int, rng: random.Random, samples: int = 3) -> dict:
+def kill_rate(work: Path, filings: list[Path], trials: int, rng: random.Random, samples: int = 2) -> dict:
     """kill -9 at a random moment between the first and the last rating saved (a few after the end), re-run."""
     base = work / "rate-base"
     base.mkdir(parents=True)
@@ -503,13 +516,15 @@ def _pages(path: Path, mode: str, rng: random.Random) -> None:
     path.write_bytes(bytes(data))
 
 
-def damage_cases(home: Path) -> list[tuple[str, str, str]]:
-    """(target, mode, relative path) for every damage case; paths are found in the base home."""
+def damage_cases(home: Path, bm25: Path) -> list[tuple[str, str, str]]:
+    """(target, mode, relative path) for every damage case; paths are found in the base home.
+
+    ``bm25`` is the cache entry the base's unfiltered search wrote (the one a later search reads).
+    """
     index = home / "index"
     segments = [p for p in (index / "chroma").iterdir() if p.is_dir()]
     seg_files = sorted(p for s in segments for p in s.iterdir() if p.is_file())
     manifest = sorted((index / "manifests").glob("*/*.json"))[0]
-    bm25 = sorted(p for p in (index / "bm25").glob("*/*") if p.is_dir())[0]
     npy = max((p for p in bm25.iterdir() if p.suffix == ".npy"), key=lambda p: p.stat().st_size)
     rel = lambda p: str(p.relative_to(home))  # noqa: E731
     cases = [("index db", m, rel(index / "chroma" / "chroma.sqlite3"))
@@ -519,22 +534,23 @@ def damage_cases(home: Path) -> list[tuple[str, str, str]]:
                        ("length.bin", "delete")):
         if name in by_name:
             cases.append(("vector segment", mode, rel(by_name[name])))
-    if segments:
-        cases.append(("vector segment", "delete-dir", rel(segments[0])))
-    cases += [("manifest", m, rel(manifest)) for m in ("truncate", "empty", "random-bytes", "delete")]
+    cases += [("manifest", m, rel(manifest)) for m in ("truncate", "random-bytes", "delete")]
     cases += [("bm25 cache", "random-bytes", rel(npy)), ("bm25 cache", "truncate", rel(bm25 / "chunk_ids.json")),
               ("bm25 cache", "delete", rel(bm25 / "checksums.json"))]
-    cases += [("results.db", m, "results.db") for m in ("truncate", "empty", "zero", "random-pages", "header")]
+    cases += [("results.db", m, "results.db") for m in ("truncate", "empty", "random-pages", "header")]
     return cases
 
 
 def damage(work: Path, filings: list[Path], rate_filing: Path, rng: random.Random) -> dict:
     base = work / "damage-base"
     base.mkdir(parents=True)
+    bm25_dir = base / "index" / "bm25"
     for args in (["ingest", *map(str, filings), "--json"], ["search", "revenue growth", "--json"],
                  ["rate", str(rate_filing), "--model", FAKE, "--json"]):
         r = run(base, args)
         assert r.rc == 0, (args, r.output[-2000:])
+        if args[0] == "search":
+            [search_entry] = [p for p in bm25_dir.glob("*/*") if p.is_dir()]
     con = sqlite3.connect(base / "results.db")
     con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     base_ratings = con.execute("SELECT COUNT(*) FROM ratings").fetchone()[0]
@@ -545,7 +561,7 @@ def damage(work: Path, filings: list[Path], rate_filing: Path, rng: random.Rando
     index_steps = [["search", "revenue growth", "--json"], ["ingest", str(filings[0]), "--json"]]
     store_steps = [["rate", str(rate_filing), "--model", FAKE, "--json"]]
     rows = []
-    for n, (target, mode, relative) in enumerate(damage_cases(base)):
+    for n, (target, mode, relative) in enumerate(damage_cases(base, search_entry)):
         steps = store_steps if target == "results.db" else index_steps
         home = copy_home(base, work / f"damage-{n}")
         path = home / relative
@@ -559,6 +575,8 @@ def damage(work: Path, filings: list[Path], rate_filing: Path, rng: random.Rando
         for args in steps:
             r = run(home, args)
             entry = {"cmd": args[0], "rc": r.rc, "error": r.error, "notes": r.notes, "traceback": r.traceback}
+            if r.rc and r.rc < 0:
+                entry["signal"] = -r.rc
             if r.rc == 0 and args[0] == "ingest":
                 entry["rebuilt"] = sum(1 for row in r.json() if row.get("status") == "rebuilt")
             log.append(entry)
@@ -593,7 +611,7 @@ def damage(work: Path, filings: list[Path], rate_filing: Path, rng: random.Rando
         reported = any(e.get("notes") or e.get("rebuilt") for e in log)
         final_ok = cmp["equal"] and results_ok and log[-1]["rc"] == 0
         if crash:
-            outcome = "traceback"
+            outcome = "crash" if any(e.get("signal") for e in log) else "traceback"
         elif not final_ok:
             outcome = "loss (reported)" if (errors or reported) else "silent loss"
         elif errors:
@@ -657,11 +675,13 @@ def summarize(result: dict) -> list[tuple[str, str]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--ingest-trials", type=int, default=24)
+    parser.add_argument("--ingest-trials", type=int, default=20)
     parser.add_argument("--rate-trials", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--real-trials", type=int, default=4)
+    parser.add_argument("--real-trials", type=int, default=2)
     parser.add_argument("--no-damage", action="store_true")
+    parser.add_argument("--only", nargs="*", help="run only these stages (ingest_kill rate_kill concurrency damage "
+                                                  "ingest_kill_real)")
     parser.add_argument("--seed", type=int, default=8)
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
@@ -692,6 +712,8 @@ def main() -> None:
              if args.real_trials else {"trials": []}),
         ]
         for name, stage in stages:
+            if args.only and name not in args.only:
+                continue
             t0 = time.perf_counter()
             print(f"[{time.strftime('%H:%M:%S')}] {name} ...", file=sys.stderr, flush=True)
             result[name] = stage()

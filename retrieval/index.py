@@ -554,9 +554,12 @@ class ChunkStore:
         manifests, unreadable = self.read_manifests()
         stale = [m.get("filing_id") for m in self.stale_manifests()]
         report = {"ok": False, "detail": "", "chunks": 0, "filings": 0, "missing": [], "mismatched": [],
-                  "unlisted": [], "unreadable": [str(p) for p in unreadable], "stale": stale, "damaged": None}
-        if deep and self._local is not None:
-            report["damaged"] = sqlite_verdict(Path(self.location) / SQLITE_NAME)
+                  "unlisted": [], "in_progress": [], "unreadable": [str(p) for p in unreadable], "stale": stale,
+                  "damaged": None}
+        if self._local is not None:
+            report["damaged"] = sqlite_verdict(Path(self.location) / SQLITE_NAME) if deep else None
+            if not report["damaged"]:
+                report["damaged"] = check_segments(self.root, force=deep)
         stored: dict[str, set] = {}
         if not report["damaged"]:
             try:
@@ -582,7 +585,10 @@ class ChunkStore:
         report["mismatched"] = sorted(fid for fid, m in manifests.items()
                                       if fid in stored and stored[fid] != set(m.get("ids", [])))
         report["unlisted"] = sorted(fid for fid in stored if fid not in manifests)
-        report["ok"] = not (report["missing"] or report["mismatched"] or report["damaged"] or unreadable or stale)
+        report["in_progress"] = [fid for fid in report["unlisted"] if self.in_progress(fid)]
+        interrupted = [fid for fid in report["unlisted"] if fid not in report["in_progress"]]
+        report["ok"] = not (report["missing"] or report["mismatched"] or report["damaged"] or unreadable or stale
+                            or interrupted)
         if report["damaged"]:
             detail = f"{self.location}: damaged ({report['damaged']})"
         elif not self.exists:
@@ -596,12 +602,15 @@ class ChunkStore:
             detail += f"; {len(report['mismatched'])} filing(s) differ from their manifest"
         if unreadable:
             detail += f"; {len(unreadable)} manifest(s) unreadable"
-        if report["unlisted"]:
-            detail += f"; {len(report['unlisted'])} filing(s) without a manifest (an interrupted ingest)"
+        if interrupted:
+            detail += (f"; {len(interrupted)} filing(s) half-written or without a manifest (an interrupted ingest: "
+                       "the next ingest completes it)")
+        if report["in_progress"]:
+            detail += f"; {len(report['in_progress'])} filing(s) being written by another process"
         if stale:
             detail += (f"; {len(stale)} filing(s) were lost and their sources are gone: re-ingest them "
                        f"(their manifests are in {self.stale_dir})")
-        if report["damaged"] or report["missing"] or report["mismatched"] or unreadable:
+        if report["damaged"] or report["missing"] or report["mismatched"] or unreadable or interrupted:
             detail += f"; {REPAIR_HINT}"
         report["detail"] = detail
         return report
@@ -635,6 +644,37 @@ class ChunkStore:
                     raise
                 return f"search fails for filing {fid}: {_describe(exc)}"
         return None
+
+    def pending_path(self, fid: str) -> Path:
+        """The marker of a filing being written (removed when its manifest is written)."""
+        return self.manifest_dir / f"{fid}.pending"
+
+    def _mark_pending(self, fid: str, filing: Filing) -> None:
+        path = self.pending_path(fid)
+        if path.exists():
+            try:
+                if json.loads(path.read_text(encoding="utf-8")).get("pid") == os.getpid():
+                    return
+            except (OSError, ValueError):
+                pass
+        with settings.atomic_write(path, "w") as handle:
+            json.dump({"pid": os.getpid(), "source": str(filing.source), "started": time.time()}, handle)
+
+    def in_progress(self, fid: str) -> bool:
+        """Whether a live process is writing filing ``fid`` right now (its pending marker names a live pid)."""
+        try:
+            pid = int(json.loads(self.pending_path(fid).read_text(encoding="utf-8")).get("pid"))
+        except (OSError, ValueError, TypeError):
+            return False
+        if pid == os.getpid():
+            return (str(self.root), fid) in _SYNCING
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
 
     def _write_manifest(self, data: dict) -> None:
         with settings.atomic_write(self.manifest_path(data["filing_id"]), "w") as handle:
@@ -696,6 +736,7 @@ class ChunkStore:
                 _HELD_LOCKS.pop(lock_path, None)
                 self._lock_state = None
                 if state["dirty"] and self._local is not None:
+                    _write_segment_record(self.root, {"state": "clean", "files": _segment_sums(self.root)})
                     self._local.stamp()  # readers and the next writer reload what was written
         finally:
             try:
@@ -711,6 +752,7 @@ class ChunkStore:
         if state is not None and not state["dirty"]:
             state["dirty"] = True
             if self._local is not None:
+                _write_segment_record(self.root, {"state": "writing", "pid": os.getpid()})
                 self._local.stamp()
 
     def sync_filing(
@@ -738,6 +780,17 @@ class ChunkStore:
             meta = chunk_metadata(filing, fid, chunk, chunker)
             cid = chunk_id(key, chunk)
             wanted[cid] = (chunk, meta)
+        _SYNCING.add((str(self.root), fid))
+        try:
+            self._sync(filing, fid, key, wanted, chunker, stats, progress)
+        finally:
+            _SYNCING.discard((str(self.root), fid))
+        stats.skipped = len(wanted) - stats.embedded - stats.updated
+        stats.seconds = time.perf_counter() - t0
+        return stats
+
+    def _sync(self, filing: Filing, fid: str, key: str, wanted: dict, chunker: str, stats: SyncStats,
+              progress: Callable[[int, int], None] | None) -> None:
         with _store_errors(f"cannot write to the index at {self.location}"):
             for _attempt in range(5):
                 self._fresh()
@@ -754,6 +807,7 @@ class ChunkStore:
                         todo = [n for n, c in enumerate(ids) if c not in present]
                         if todo:
                             self._before_write()
+                            self._mark_pending(fid, filing)
                             self.collection.add(
                                 ids=[ids[n] for n in todo], embeddings=vectors[todo],
                                 documents=[texts[n] for n in todo], metadatas=[wanted[ids[n]][1] for n in todo],
@@ -769,9 +823,6 @@ class ChunkStore:
                 raise IndexStoreError(
                     f"the index at {self.location} kept changing while `{filing.source}` was written; retry"
                 )
-        stats.skipped = len(wanted) - stats.embedded - stats.updated
-        stats.seconds = time.perf_counter() - t0
-        return stats
 
     def _finish_filing(self, filing: Filing, fid: str, key: str, wanted: dict, chunker: str,
                        stats: SyncStats) -> bool:
@@ -825,6 +876,7 @@ class ChunkStore:
         previous = self.manifest(fid) or {}
         if wrote or any(previous.get(k) != manifest[k] for k in manifest if k != "indexed_at"):
             self._write_manifest(manifest)
+        self.pending_path(fid).unlink(missing_ok=True)
         for twin_fid in {fid2 for fid2 in self._twin_manifests(filing.content_hash, fid)}:
             self.manifest_path(twin_fid).unlink(missing_ok=True)  # its chunks were just deleted as orphans
         return True
@@ -845,6 +897,7 @@ class ChunkStore:
                     self._before_write()
                     self._bump_revision()
                 self.manifest_path(fid).unlink(missing_ok=True)
+                self.pending_path(fid).unlink(missing_ok=True)
         return len(ids)
 
     def quarantine(self, reason: str) -> Path | None:
@@ -913,13 +966,63 @@ def _persistent_client(path: Path):
     """A new embedded Chroma client for ``path`` (damage is checked by ``inspect_local_index`` before)."""
     import chromadb
 
+    path.mkdir(parents=True, exist_ok=True)
+    sqlite = path / SQLITE_NAME
+    new = not sqlite.exists() or sqlite.stat().st_size == 0
+    for attempt in range(3):
+        try:
+            with _store_errors(f"cannot open the index at {path} (corrupted or locked?)"):
+                if not new:
+                    with _native_stderr_kept_on_success():
+                        return chromadb.PersistentClient(path=str(path), settings=_chroma_settings())
+                # a new index: Chroma creates its tables on open; two processes doing it at
+                # once collide ("table collections already exists"), so one at a time
+                with open(path.parent / ".init.lock", "a+") as handle:
+                    fcntl.flock(handle, fcntl.LOCK_EX)
+                    try:
+                        with _native_stderr_kept_on_success():
+                            return chromadb.PersistentClient(path=str(path), settings=_chroma_settings())
+                    finally:
+                        fcntl.flock(handle, fcntl.LOCK_UN)
+        except IndexStoreError as exc:
+            _forget_system(path)  # Chroma caches a system that failed to start; the next open must start afresh
+            if "already exists" not in str(exc) or attempt == 2:
+                raise
+            time.sleep(0.2 * (attempt + 1))  # another process created the tables meanwhile: open again
+    raise AssertionError("unreachable")
+
+
+@contextmanager
+def _native_stderr_kept_on_success() -> Iterator[None]:
+    """Hold back what native code writes to stderr (a Rust panic on a damaged database prints a
+    multi-line report) and pass it on only if the block succeeds: on failure the one-line
+    ``IndexDamagedError`` says what matters."""
+    import sys
+    import tempfile
+
     try:
-        with _store_errors(f"cannot open the index at {path} (corrupted or locked?)"):
-            path.mkdir(parents=True, exist_ok=True)
-            return chromadb.PersistentClient(path=str(path), settings=_chroma_settings())
-    except IndexStoreError:
-        _forget_system(path)  # Chroma caches a system that failed to start; the next open must start afresh
-        raise
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        yield
+        return
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        ok = False
+        try:
+            yield
+            ok = True
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            if ok:
+                held.seek(0)
+                data = held.read()
+                if data:
+                    try:
+                        os.write(2, data)
+                    except OSError:
+                        pass
 
 
 def _forget_system(path: Path) -> None:
@@ -939,6 +1042,7 @@ def _forget_system(path: Path) -> None:
 
 
 _HELD_LOCKS: dict[str, dict] = {}  # write locks this process holds: lock path -> {"depth", "dirty"}
+_SYNCING: set[tuple[str, str]] = set()  # (index root, filing id) being written by this process
 
 
 class _LocalClient:
@@ -964,6 +1068,9 @@ class _LocalClient:
 
     def open(self) -> None:
         token = self.read_token()  # read before loading: a later stamp triggers another reload
+        damage = check_segments(self.path.parent)
+        if damage:  # checked before Chroma loads the files: damaged ones can crash it
+            raise IndexDamagedError(f"the index at {self.path} is damaged or lost ({damage}): {REPAIR_HINT}")
         self.client = _persistent_client(self.path)
         self.seen = token
         self.generation += 1
@@ -1077,13 +1184,126 @@ def inspect_local_index(root: Path) -> str | None:
         return f"{SQLITE_NAME} cannot be read: {exc.strerror or exc}"
     if head != b"SQLite format 3\x00":
         return f"{SQLITE_NAME} is corrupted: not a SQLite database"
+    return check_segments(root)
+
+
+SEGMENTS_RECORD = ".segments.json"
+
+
+def _segment_sums(root: Path) -> dict[str, list]:
+    """size and sha256 of every file of the vector segments (``chroma/<segment>/*``)."""
+    import hashlib
+
+    out: dict[str, list] = {}
+    chroma_dir = root / "chroma"
+    if not chroma_dir.is_dir():
+        return out
+    for seg in sorted(p for p in chroma_dir.iterdir() if p.is_dir()):
+        for f in sorted(p for p in seg.iterdir() if p.is_file()):
+            digest = hashlib.sha256()
+            with open(f, "rb") as handle:
+                while block := handle.read(1 << 20):
+                    digest.update(block)
+            out[f"{seg.name}/{f.name}"] = [f.stat().st_size, digest.hexdigest()]
+    return out
+
+
+def _read_segment_record(root: Path) -> dict | None:
+    try:
+        data = json.loads((root / SEGMENTS_RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _write_segment_record(root: Path, data: dict) -> None:
+    with settings.atomic_write(root / SEGMENTS_RECORD, "w") as handle:
+        json.dump(data, handle)
+
+
+def check_segments(root: Path, *, force: bool = False) -> str | None:
+    """Why Chroma cannot safely load the vector segments under ``root``, or None.
+
+    Chroma's vector files are loaded by native code: a damaged one crashes
+    the process (SIGSEGV) or gives wrong answers, so they are checked before
+    this process loads them.  The size and sha256 of every file are compared
+    with the record the last write (or the last successful check) left; if
+    they differ, a child process loads the index and queries it (the
+    canary: a crash there is reported here, not suffered).  Chroma may also
+    rewrite the files itself (it flushes its log into them), so a difference
+    is judged by the canary, never by the checksum alone; a passing canary
+    records the new files as good.  ``force`` runs the canary regardless.
+    """
+    record = _read_segment_record(root)
+    if not force:
+        if not record or record.get("state") != "clean" or not isinstance(record.get("files"), dict):
+            return None  # nothing recorded yet, or a write in progress / interrupted (Chroma recovers it)
+        if _segment_sums(root) == record["files"]:
+            return None
+    problem = run_canary(root / "chroma")
+    if problem:
+        return problem
+    if _read_segment_record(root) == record:  # no writer started meanwhile: remember these files as good
+        try:
+            _write_segment_record(root, {"state": "clean", "files": _segment_sums(root)})
+        except OSError:
+            pass
     return None
+
+
+_CANARY = r"""
+import sys
+import numpy as np
+import chromadb
+from chromadb.config import Settings
+import filinglens.retrieval.embeddings  # registers the collection's embedding function (loads no model)
+client = chromadb.PersistentClient(path=sys.argv[1], settings=Settings(anonymized_telemetry=False, allow_reset=False))
+for c in client.list_collections():
+    col = client.get_collection(c if isinstance(c, str) else c.name)
+    n = col.count()
+    if not n:
+        continue
+    emb = col.get(limit=1, include=["embeddings"])["embeddings"]
+    dim = len(emb[0])
+    v = np.full(dim, dim ** -0.5, dtype=np.float32)
+    col.query(query_embeddings=[v], n_results=min(n, 100), include=[])
+    fids = {(m or {}).get("filing_id") for m in col.get(where={"seq": 0}, include=["metadatas"])["metadatas"]}
+    for fid in sorted(f for f in fids if f):
+        col.query(query_embeddings=[v], n_results=1, where={"filing_id": fid}, include=[])
+print("ok")
+"""
+
+
+def run_canary(chroma_dir: Path, timeout: float = 300) -> str | None:
+    """Load and query the index in a child process; why that failed (crash, error), or None."""
+    import signal as _signal
+    import subprocess
+    import sys
+
+    if not (chroma_dir / SQLITE_NAME).is_file():
+        return None
+    try:
+        proc = subprocess.run([sys.executable, "-c", _CANARY, str(chroma_dir)], capture_output=True, text=True,
+                              timeout=timeout, env={**os.environ, "ANONYMIZED_TELEMETRY": "False"})
+    except subprocess.TimeoutExpired:
+        return f"loading the vector index did not finish in {timeout:g} s"
+    if proc.returncode == 0:
+        return None
+    if proc.returncode < 0:
+        try:
+            name = _signal.Signals(-proc.returncode).name
+        except ValueError:
+            name = f"signal {-proc.returncode}"
+        return f"loading the vector index crashes Chroma ({name})"
+    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+    return f"loading the vector index fails: {(lines[-1] if lines else 'exit ' + str(proc.returncode))[:200]}"
 
 
 def _move_aside(chroma_dir: Path, holder: _LocalClient | None) -> Path | None:
     """Rename a damaged index folder to ``chroma.damaged-<time>`` and reopen an empty one; returns the new name."""
     if holder is not None:
         holder.close()
+    (chroma_dir.parent / SEGMENTS_RECORD).unlink(missing_ok=True)  # it described the old files
     moved = None
     if chroma_dir.exists() and any(chroma_dir.iterdir()):
         moved = chroma_dir.with_name(f"chroma.damaged-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")

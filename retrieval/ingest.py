@@ -249,7 +249,11 @@ _IDENTITY = ("ticker", "cik", "company", "fiscal_year", "accession")
 
 
 def repair_index(
-    store: ChunkStore | None = None, *, deep: bool = False, progress: IngestProgress | None = None
+    store: ChunkStore | None = None,
+    *,
+    deep: bool = False,
+    progress: IngestProgress | None = None,
+    skip: Iterable[str | Path] = (),
 ) -> list[IngestResult]:
     """Check the index against its manifests and rebuild what was lost; returns one result per rebuilt filing.
 
@@ -259,10 +263,14 @@ def repair_index(
     - filings whose manifest lists chunks the index lacks (or whose stored
       chunks differ from the manifest) are re-ingested from the source the
       manifest records (status ``rebuilt``);
-    - a damaged manifest whose filing is still in the index is rewritten by
-      re-ingesting the source recorded in the chunks;
+    - a filing in the index without a manifest (an ingest killed half-way, or
+      a damaged or deleted manifest) is completed by re-ingesting the source
+      recorded in its chunks, unless a live process is writing it;
     - when the source is gone, the manifest is set aside (``stale/``) and the
       filing reported ``failed``: the user must re-ingest it.
+
+    Sources in ``skip`` (files the caller is about to ingest anyway) are left
+    to the caller.
     """
     store = store or open_store()
     notice = progress.notice if progress else (lambda message: None)
@@ -282,21 +290,35 @@ def repair_index(
         man = manifests.get(fid) or {}
         ident = {k: v for k, v in (man.get("filing") or {}).items() if k in _IDENTITY and v is not None}
         todo.append((fid, str(man.get("source") or ""), ident, man.get("chunker")))
-    damaged_stems = {p.stem for p in unreadable}
-    for fid in report["unlisted"]:
-        if fid in damaged_stems:
-            first = store.get(where={"filing_id": fid}, documents=False)[:1]
-            meta = first[0].metadata if first else {}
-            ident = {k: meta.get(k) for k in _IDENTITY if meta.get(k) not in (None, "")}
-            todo.append((fid, str(meta.get("source") or ""), ident, meta.get("chunker")))
+    for fid in report["unlisted"]:  # half-written by a killed ingest, or its manifest was lost
+        if fid in report.get("in_progress", []):
+            continue  # another process is writing it right now
+        first = store.get(where={"filing_id": fid}, documents=False)[:1]
+        meta = first[0].metadata if first else {}
+        ident = {k: meta.get(k) for k in _IDENTITY if meta.get(k) not in (None, "")}
+        todo.append((fid, str(meta.get("source") or ""), ident, meta.get("chunker")))
+    skipped = {_resolved(p) for p in skip}
+    todo = [t for t in todo if not t[1] or _resolved(t[1]) not in skipped]
     results: list[IngestResult] = []
     if todo:
-        notice(f"{len(todo)} indexed filing(s) are missing from the index or differ from their manifests; "
-               "rebuilding them from their sources")
+        notice(f"{len(todo)} indexed filing(s) are missing from the index, half-written or differ from their "
+               "manifests; rebuilding them from their sources")
     for fid, source, ident, chunker in todo:
         path = Path(source) if source else None
         t0 = time.perf_counter()
-        if path is None or not path.is_file():
+        if (path is None or not path.is_file()) and fid in report["unlisted"]:
+            interrupted = store.pending_path(fid).exists()
+            if interrupted:  # known to be half-written: its chunks must not be searched
+                removed = store.delete_filing(fid)
+                store.pending_path(fid).unlink(missing_ok=True)
+                error = (f"an interrupted ingest left {removed} chunks of this filing and its source "
+                         f"{source or '(unknown)'} is gone: removed them; ingest the filing again")
+            else:
+                error = (f"indexed without a manifest and its source {source or '(unknown)'} is gone: its chunks "
+                         "were kept; ingest the filing again to confirm them")
+            result = IngestResult(source=source or fid, status="failed", filing_id=fid, ticker=ident.get("ticker"),
+                                  company=ident.get("company"), fiscal_year=ident.get("fiscal_year"), error=error)
+        elif path is None or not path.is_file():
             store.mark_stale(fid, f"lost from the index; source {source or '?'} is gone")
             result = IngestResult(
                 source=source or fid, status="failed", filing_id=fid, ticker=ident.get("ticker"),
@@ -327,6 +349,13 @@ def repair_index(
             notice(f"the manifest {path} was unreadable and its filing is not in the index; set it aside in "
                    f"{store.stale_dir}: ingest that filing again")
     return results
+
+
+def _resolved(path: str | Path) -> str:
+    try:
+        return str(Path(path).resolve())
+    except OSError:
+        return str(path)
 
 
 def ticker_documents(ticker: str, years: str | Sequence[int] | None = None) -> list[tuple[Path, dict]]:
@@ -381,13 +410,14 @@ def ingest(
     else:
         raise InputError("give one or more files/folders, or --ticker (with --years)")
     store = store or open_store()
+    own = [p for p, _ in jobs]
     try:
-        results = repair_index(store, deep=repair, progress=progress)
+        results = repair_index(store, deep=repair, progress=progress, skip=own)
     except IndexDamagedError as exc:  # damage met while checking: move aside and rebuild
         store.quarantine(str(exc))
         if progress:
             progress.notice(f"{exc}".split(": run `filinglens ingest --repair`")[0] + "; moved it aside")
-        results = repair_index(store, deep=repair, progress=progress)
+        results = repair_index(store, deep=repair, progress=progress, skip=own)
     for n, (path, extra) in enumerate(jobs):
         if progress:
             progress.file_started(Path(path), n, len(jobs))

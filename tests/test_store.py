@@ -287,3 +287,15 @@ def test_rating_batch_killed_with_sigkill_loses_and_duplicates_nothing_after_a_r
     dup = store.db.execute("SELECT COUNT(*) FROM (SELECT cache_key FROM model_calls WHERE error IS NULL "
                            "GROUP BY cache_key HAVING COUNT(*) > 1)").fetchone()[0]
     assert dup == 0
+
+
+def test_emptied_results_database_is_reported_not_silently_restarted(tmp_path):
+    path = tmp_path / "results.db"
+    _filled_store(path, rows=5)
+    path.write_bytes(b"")  # truncated to nothing: every rating gone
+    with pytest.raises(StoreDamagedError, match="is empty .* held results before"):
+        Store(path)
+    assert path.stat().st_size == 0
+    path.rename(tmp_path / "results.db.damaged")  # what the message advises: move it aside
+    fresh = Store(path)
+    assert fresh.ratings() == [] and fresh.schema_version == len(MIGRATIONS)

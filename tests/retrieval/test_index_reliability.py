@@ -230,6 +230,52 @@ def test_unreadable_manifest_is_reported_and_rewritten_from_the_index(home, tmp_
     assert store.verify()["ok"]
 
 
+def _interrupt_ingest(doc: Path, monkeypatch) -> str:
+    """Ingest ``doc`` but stop it (Ctrl-C) after its first batch of chunks is stored; returns its filing id."""
+    monkeypatch.setattr(index_mod, "WRITE_BATCH", 4)
+    store = open_store()
+    original = store.embedder._embed
+    calls = []
+
+    def flaky(texts):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return original(texts)
+
+    monkeypatch.setattr(store.embedder, "_embed", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        ingest([doc], store=store)
+    monkeypatch.setattr(store.embedder, "_embed", original)
+    report = store.verify()
+    [fid] = report["unlisted"]
+    assert not report["ok"] and report["in_progress"] == [] and "interrupted ingest" in report["detail"]
+    return fid
+
+
+def test_an_interrupted_ingest_is_completed_by_the_next_ingest_of_any_filing(home, tmp_path, monkeypatch):
+    half = small_10k(tmp_path / "acme-10-k-2023.html", "Acme Widgets", paragraphs=30)
+    other = small_10k(tmp_path / "bolt-10-k-2023.html", "Bolt Fasteners")
+    _interrupt_ingest(half, monkeypatch)
+    results = ingest([other])
+    assert [(r.status, Path(r.source).name) for r in results] == [("rebuilt", half.name), ("indexed", other.name)]
+    store = open_store()
+    assert stored_chunks(store) == {**clean_chunks(half), **clean_chunks(other)}
+    assert store.verify()["ok"]
+
+
+def test_half_written_filing_whose_source_is_gone_is_removed_and_reported(home, tmp_path, monkeypatch):
+    half = small_10k(tmp_path / "acme-10-k-2023.html", "Acme Widgets", paragraphs=30)
+    other = small_10k(tmp_path / "bolt-10-k-2023.html", "Bolt Fasteners")
+    fid = _interrupt_ingest(half, monkeypatch)
+    half.unlink()
+    results = ingest([other])
+    assert results[0].status == "failed" and results[0].filing_id == fid and "is gone" in results[0].error
+    store = open_store()
+    assert stored_chunks(store) == clean_chunks(other)  # the half-written chunks are no longer searchable
+    assert store.verify()["ok"]
+
+
 def test_damaged_bm25_cache_entry_is_rebuilt_and_reported(home, tmp_path):
     ingest([small_10k(tmp_path / "acme-10-k-2023.html", "Acme Widgets", paragraphs=12)])
     store = open_store(create=False)
@@ -281,7 +327,8 @@ def test_two_first_time_ingest_processes_into_a_new_data_home_both_succeed(home,
     assert [p.returncode for p in procs] == [0, 0], [o[1].decode()[-500:] for o in outs]
     store = open_store()
     assert stored_chunks(store) == {**clean_chunks(docs[0]), **clean_chunks(docs[1])}
-    assert store.verify()["ok"]
+    report = store.verify()
+    assert report["ok"], report["detail"]
 
 
 _HASH_EMBEDDER = '''
