@@ -158,8 +158,11 @@ def ingest(
         False, "--allow-truncated", help="Index filings that look cut off anyway (the warning is kept in their metadata)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print per-filing results as JSON."),
+    repair: bool = typer.Option(
+        False, "--repair", help="Check the index deeply and rebuild what was lost or damaged (no PATH needed)."
+    ),
 ) -> None:
-    """Chunk and index 10-K filings (idempotent: unchanged filings compute nothing).
+    """Chunk and index 10-K filings (idempotent: unchanged filings compute nothing; lost ones are rebuilt).
 
     Every file gets a result; one that fails (unreadable, not a 10-K, truncated)
     does not stop the others, and the run ends with a summary line.
@@ -171,7 +174,7 @@ def ingest(
     with RichIngestProgress(err_console) as progress:
         results = run_ingest(paths or [], ticker=ticker, years=years, progress=progress,
                              chunk_chars=DEFAULT_CHUNK_CHARS if chunk_chars is None else chunk_chars,
-                             allow_truncated=allow_truncated)
+                             allow_truncated=allow_truncated, repair=repair)
     if as_json:
         print_json([r.to_dict() for r in results])
         err_console.print(summary_line(results), highlight=False, soft_wrap=True)
@@ -201,7 +204,9 @@ def search(
     years = parse_years(year)
     year_from, year_to = (years[0], years[-1]) if years else (None, None)
     filters = SearchFilters(ticker=ticker, year_from=year_from, year_to=year_to, items=item or None, kind=kind)
-    hits = HybridSearcher().search(query, k=k, filters=filters, mode=mode)
+    searcher = HybridSearcher()
+    searcher.on_notice = lambda message: err_console.print(f"[yellow]note:[/] {message}", highlight=False)
+    hits = searcher.search(query, k=k, filters=filters, mode=mode)
     if as_json:
         print_json({"query": query, "filters": filters.describe(), "hits": [h.to_dict() for h in hits]})
     else:

@@ -141,7 +141,8 @@ def results_table(results: Sequence[IngestResult]):
         table.add_column(col, justify="right" if col not in ("filing", "status") else "left", overflow="fold")
     for r in results:
         label = r.ticker or r.company or Path(r.source).name
-        style = {"failed": "red", "unchanged": "dim", "indexed": "green", "updated": "yellow"}.get(r.status, "")
+        style = {"failed": "red", "unchanged": "dim", "indexed": "green", "updated": "yellow",
+                 "rebuilt": "yellow"}.get(r.status, "")
         status = f"[{style}]{r.status}[/]" + (f": {escape(r.error)}" if r.error else "")
         if r.warnings and r.status != "failed":
             status += f" [yellow](warning: {escape('; '.join(r.warnings))})[/]"
@@ -181,8 +182,11 @@ class RichIngestProgress(IngestProgress):
         if self._embed is not None:
             self._progress.update(self._embed, description="  embedding chunks", completed=done, total=total)
 
-    def file_done(self, result: IngestResult) -> None:
+    def notice(self, message: str) -> None:
+        if self._console is not None:
+            self._progress.console.print(f"[yellow]note:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
+    def file_done(self, result: IngestResult) -> None:
         if self._files is not None:
             self._progress.advance(self._files)
         if self._console is not None:

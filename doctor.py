@@ -130,9 +130,16 @@ def check_store() -> Check:
         finally:
             con.close()
     except sqlite3.Error as exc:
-        return Check("results store", False, f"{path}: {exc}")
+        from filinglens.store import damaged_message
+
+        text = str(exc)
+        if "locked" in text.lower() or "busy" in text.lower():
+            return Check("results store", False, f"{path}: locked by another process ({text}); retry when it is done")
+        return Check("results store", False, damaged_message(path, text))
     if verdict != "ok":
-        return Check("results store", False, f"{path}: integrity check failed ({verdict})")
+        from filinglens.store import damaged_message
+
+        return Check("results store", False, damaged_message(path, f"integrity check failed: {verdict}"))
     return Check("results store", True, f"{path}: integrity ok, {ratings} ratings", {"ratings": ratings})
 
 
@@ -142,7 +149,7 @@ def check_index() -> Check:
 
     try:
         store = open_store(create=False)
-        report = store.verify()
+        report = store.verify(deep=True)
     except FilingLensError as exc:
         return Check("index", False, str(exc))
     return Check("index", report["ok"], report["detail"], report)

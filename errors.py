@@ -78,3 +78,11 @@ class IndexStoreError(FilingLensError):
 
 class NoMatchError(InputError):
     """A search filter matches no indexed chunk (the message lists what is indexed)."""
+
+
+class IndexDamagedError(IndexStoreError):
+    """The chunk index is damaged or lost (its files unreadable, or chunks gone that the manifests list).
+
+    ``filinglens ingest --repair`` moves a damaged index aside (never deleting
+    it) and rebuilds it from the indexed filings' sources.
+    """

@@ -9,6 +9,12 @@ is recognised *before* parsing and reported as ``unchanged`` (nothing is
 computed or written).  Metadata that a document does not carry comes from a
 sidecar: ``filing.json`` beside a document fetched from EDGAR, or the
 FinanceBench ``documents.jsonl`` (company and fiscal year of its PDFs).
+
+Every ingest first checks the index against its manifests
+(:func:`repair_index`): a damaged index is moved aside and every filing the
+manifests list but the index lacks is rebuilt from its recorded source and
+reported as ``rebuilt``; a lost filing whose source is gone is reported as
+``failed`` and its manifest set aside, never silently trusted.
 """
 
 from __future__ import annotations
@@ -21,7 +27,8 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from filinglens import settings
-from filinglens.errors import FetchError, FilingLensError, IndexStoreError, InputError, TruncatedFilingError
+from filinglens.errors import (FetchError, FilingLensError, IndexDamagedError, IndexStoreError, InputError,
+                               TruncatedFilingError)
 from filinglens.retrieval.chunking import (
     CHUNKER_VERSION,
     DEFAULT_CHUNK_CHARS,
@@ -41,7 +48,7 @@ class IngestResult:
     """The outcome for one filing."""
 
     source: str
-    status: str  # "indexed" (new), "updated" (replaced an older version), "unchanged", "failed"
+    status: str  # "indexed" (new), "updated" (replaced an older version), "unchanged", "rebuilt", "failed"
     filing_id: str | None = None
     ticker: str | None = None
     company: str | None = None
@@ -68,6 +75,9 @@ class IngestProgress:
     def embedding(self, done: int, total: int) -> None: ...
 
     def file_done(self, result: IngestResult) -> None: ...
+
+    def notice(self, message: str) -> None:
+        """Something the user should know (e.g. a damaged index was moved aside and is being rebuilt)."""
 
 
 def check_chunk_chars(chunk_chars: int) -> int:
@@ -273,6 +283,126 @@ def ingest_file(
     return result
 
 
+def _chunk_chars_of(chunker: str | None) -> int:
+    try:
+        return int(str(chunker).rsplit(":", 1)[1])
+    except (IndexError, ValueError):
+        return DEFAULT_CHUNK_CHARS
+
+
+_IDENTITY = ("ticker", "cik", "company", "fiscal_year", "accession")
+
+
+def repair_index(
+    store: ChunkStore | None = None,
+    *,
+    deep: bool = False,
+    progress: IngestProgress | None = None,
+    skip: Iterable[str | Path] = (),
+) -> list[IngestResult]:
+    """Check the index against its manifests and rebuild what was lost; returns one result per rebuilt filing.
+
+    - a damaged index (unreadable, failing probe queries, or with ``deep``
+      failing SQLite's integrity check) is moved aside, never deleted, and
+      every listed filing is rebuilt;
+    - filings whose manifest lists chunks the index lacks (or whose stored
+      chunks differ from the manifest) are re-ingested from the source the
+      manifest records (status ``rebuilt``);
+    - a filing in the index without a manifest (an ingest killed half-way, or
+      a damaged or deleted manifest) is completed by re-ingesting the source
+      recorded in its chunks, unless a live process is writing it;
+    - when the source is gone, the manifest is set aside (``stale/``) and the
+      filing reported ``failed``: the user must re-ingest it.
+
+    Sources in ``skip`` (files the caller is about to ingest anyway) are left
+    to the caller.
+    """
+    store = store or open_store()
+    notice = progress.notice if progress else (lambda message: None)
+    if store.repair_note:
+        notice(f"{store.repair_note}; rebuilding it from the indexed filings")
+        store.repair_note = None
+    with store.writing():  # a consistent view: no other writer is half-way through a filing
+        report = store.verify(deep=deep)
+        if report["damaged"]:
+            moved = store.quarantine(report["damaged"])
+            notice(f"the index at {store.location} is damaged ({report['damaged']}); "
+                   f"moved it aside to {moved}; rebuilding it from the indexed filings")
+            report = store.verify()
+    manifests, unreadable = store.read_manifests()
+    todo: list[tuple[str, str, dict, str | None]] = []  # (filing id, source, identity, chunker)
+    for fid in report["missing"] + report["mismatched"]:
+        man = manifests.get(fid) or {}
+        ident = {k: v for k, v in (man.get("filing") or {}).items() if k in _IDENTITY and v is not None}
+        todo.append((fid, str(man.get("source") or ""), ident, man.get("chunker")))
+    for fid in report["unlisted"]:  # half-written by a killed ingest, or its manifest was lost
+        if fid in report.get("in_progress", []):
+            continue  # another process is writing it right now
+        first = store.get(where={"filing_id": fid}, documents=False)[:1]
+        meta = first[0].metadata if first else {}
+        ident = {k: meta.get(k) for k in _IDENTITY if meta.get(k) not in (None, "")}
+        todo.append((fid, str(meta.get("source") or ""), ident, meta.get("chunker")))
+    skipped = {_resolved(p) for p in skip}
+    todo = [t for t in todo if not t[1] or _resolved(t[1]) not in skipped]
+    results: list[IngestResult] = []
+    if todo:
+        notice(f"{len(todo)} indexed filing(s) are missing from the index, half-written or differ from their "
+               "manifests; rebuilding them from their sources")
+    for fid, source, ident, chunker in todo:
+        path = Path(source) if source else None
+        t0 = time.perf_counter()
+        if (path is None or not path.is_file()) and fid in report["unlisted"]:
+            interrupted = store.pending_path(fid).exists()
+            if interrupted:  # known to be half-written: its chunks must not be searched
+                removed = store.delete_filing(fid)
+                store.pending_path(fid).unlink(missing_ok=True)
+                error = (f"an interrupted ingest left {removed} chunks of this filing and its source "
+                         f"{source or '(unknown)'} is gone: removed them; ingest the filing again")
+            else:
+                error = (f"indexed without a manifest and its source {source or '(unknown)'} is gone: its chunks "
+                         "were kept; ingest the filing again to confirm them")
+            result = IngestResult(source=source or fid, status="failed", filing_id=fid, ticker=ident.get("ticker"),
+                                  company=ident.get("company"), fiscal_year=ident.get("fiscal_year"), error=error)
+        elif path is None or not path.is_file():
+            store.mark_stale(fid, f"lost from the index; source {source or '?'} is gone")
+            result = IngestResult(
+                source=source or fid, status="failed", filing_id=fid, ticker=ident.get("ticker"),
+                company=ident.get("company"), fiscal_year=ident.get("fiscal_year"),
+                error=f"lost from the index and its source {source or '(unknown)'} is gone: ingest the filing "
+                      f"again (its manifest was set aside in {store.stale_dir})",
+            )
+        else:
+            try:
+                result = ingest_file(path, store=store, metadata=ident, chunk_chars=_chunk_chars_of(chunker),
+                                     progress=progress)
+                if result.status != "failed":
+                    result.status = "rebuilt"
+                if result.filing_id != fid and store.manifest(fid) is not None:
+                    store.mark_stale(fid, f"its source {source} now holds another filing ({result.filing_id})")
+            except IndexStoreError:
+                raise
+            except FilingLensError as exc:
+                store.mark_stale(fid, f"lost from the index; source {source} cannot be read: {exc}")
+                result = IngestResult(source=source, status="failed", filing_id=fid, error=f"cannot rebuild: {exc}")
+        result.seconds = round(time.perf_counter() - t0, 3)
+        results.append(result)
+        notice(f"{result.status} {Path(result.source).name}: {result.chunks} chunks"
+               + (f" ({result.error})" if result.error else ""))
+    for path in unreadable:
+        if path.exists() and path.stem not in report["unlisted"]:
+            store.mark_stale(path.stem, "manifest unreadable and its filing is not in the index")
+            notice(f"the manifest {path} was unreadable and its filing is not in the index; set it aside in "
+                   f"{store.stale_dir}: ingest that filing again")
+    return results
+
+
+def _resolved(path: str | Path) -> str:
+    try:
+        return str(Path(path).resolve())
+    except OSError:
+        return str(path)
+
+
 def ticker_documents(ticker: str, years: str | Sequence[int] | None = None) -> list[tuple[Path, dict]]:
     """Local documents for ``ticker``/``years`` via the fetch layer (fetched from EDGAR if missing)."""
     from filinglens.retrieval import edgar
@@ -306,6 +436,7 @@ def ingest(
     metadata: dict | None = None,
     progress: IngestProgress | None = None,
     allow_truncated: bool = False,
+    repair: bool = False,
 ) -> list[IngestResult]:
     """Ingest files/folders, or a ticker's filings for ``years`` when no paths are given.
 
@@ -313,6 +444,9 @@ def ingest(
     one that cannot be parsed (or looks truncated, unless ``allow_truncated``)
     is reported as ``failed`` with a one-line reason and the others continue;
     only an index that cannot be written stops the run (``IndexStoreError``).
+    The index is checked and repaired first (:func:`repair_index`, results
+    first in the list); ``repair=True`` checks deeper (SQLite integrity) and
+    needs no paths.
     """
     check_chunk_chars(chunk_chars)
     paths = list(paths)
@@ -320,10 +454,19 @@ def ingest(
         jobs = [(p, {}) for p in expand_paths(paths)]
     elif ticker:
         jobs = ticker_documents(ticker, years)
+    elif repair:
+        jobs = []
     else:
         raise InputError("give one or more files/folders, or --ticker (with --years)")
     store = store or open_store()
-    results: list[IngestResult] = []
+    own = [p for p, _ in jobs]
+    try:
+        results = repair_index(store, deep=repair, progress=progress, skip=own)
+    except IndexDamagedError as exc:  # damage met while checking: move aside and rebuild
+        store.quarantine(str(exc))
+        if progress:
+            progress.notice(f"{exc}".split(": run `filinglens ingest --repair`")[0] + "; moved it aside")
+        results = repair_index(store, deep=repair, progress=progress, skip=own)
     for n, (path, extra) in enumerate(jobs):
         if progress:
             progress.file_started(Path(path), n, len(jobs))
