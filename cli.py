@@ -199,7 +199,8 @@ def search(
 ) -> None:
     """Hybrid (dense + BM25) search of the indexed filings."""
     from filinglens.retrieval.filing import parse_years
-    from filinglens.retrieval.search import HybridSearcher, SearchFilters, hits_table
+    from filinglens.display import hits_table
+    from filinglens.retrieval.search import HybridSearcher, SearchFilters
 
     years = parse_years(year)
     year_from, year_to = (years[0], years[-1]) if years else (None, None)

@@ -7,7 +7,7 @@ progress through plain callbacks; this module turns both into terminal output.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Iterable, Optional, Sequence
 
 from rich import box
 from rich.console import Group
@@ -25,6 +25,7 @@ from filinglens.prompts.loader import RatingPrompt
 from filinglens.retrieval.edgar import FetchReport, FilingRef
 from filinglens.retrieval.filing import Filing
 from filinglens.retrieval.ingest import IngestProgress, IngestResult
+from filinglens.retrieval.search import SearchHit
 
 
 # ---------------------------------------------------------------------- from retrieval/report.py
@@ -251,4 +252,23 @@ def prompts_table(prompts: list[RatingPrompt]):
         table.add_column(col)
     for p in prompts:
         table.add_row(p.ref, p.method, p.hash, (p.note or "")[:70])
+    return table
+
+
+# ---------------------------------------------------------------------- from retrieval/search.py
+
+
+def hits_table(hits: Iterable[SearchHit], query: str):
+    """A rich table of search hits for the CLI."""
+
+    table = Table(title=f"search: {query}", show_lines=True)
+    for col in ("#", "score", "filing", "item", "kind", "span", "text"):
+        table.add_column(col, overflow="fold")
+    for n, hit in enumerate(hits, start=1):
+        m = hit.metadata
+        who = m.get("ticker") or m.get("company") or "?"
+        span = f"{m.get('start')}-{m.get('end')}" + (f" p.{m['page'] + 1}" if m.get("page") is not None else "")
+        text = hit.text if len(hit.text) <= 600 else hit.text[:600] + " …"
+        table.add_row(str(n), f"{hit.score:.4f}", f"{who} FY{m.get('fiscal_year', '?')}",
+                      f"{m.get('item')} {m.get('item_title', '')}", m.get("kind", ""), span, text)
     return table

@@ -198,7 +198,7 @@ def _looks_damaged(text: str) -> bool:
 
 
 @contextmanager
-def _store_errors(what: str) -> Iterator[None]:
+def store_errors(what: str) -> Iterator[None]:
     """Turn Chroma/OS failures (including Rust panics) into ``IndexStoreError`` (``IndexDamagedError`` if damaged)."""
     try:
         yield
@@ -284,7 +284,7 @@ class ChunkStore:
     def _fresh(self) -> None:
         """Reopen the local client if another process wrote since it was loaded (see the module doc)."""
         if self._local is not None:
-            with _store_errors(f"cannot reopen the index at {self.location}"):
+            with store_errors(f"cannot reopen the index at {self.location}"):
                 self._local.refresh()
             if self._generation != self._local.generation:
                 self._generation = self._local.generation
@@ -298,7 +298,7 @@ class ChunkStore:
 
     def _open_collection(self, create: bool) -> None:
         ef = ChromaEmbeddingFunction(self.embedder)
-        with _store_errors(f"cannot open the index collection `{self.collection_name}` at {self.location}"):
+        with store_errors(f"cannot open the index collection `{self.collection_name}` at {self.location}"):
             collection = self._find_collection(ef)
             if collection is None and create:
                 # under the write lock, and tolerant of a creator in another process
@@ -355,13 +355,13 @@ class ChunkStore:
     def count(self) -> int:
         """The number of stored chunks."""
         self._fresh()
-        with _store_errors("cannot read the index"):
+        with store_errors("cannot read the index"):
             return self.collection.count()
 
     def revision(self) -> str:
         """A token that changes whenever chunks are written (for caches of the collection)."""
         self._fresh()
-        with _store_errors("cannot read the index"):
+        with store_errors("cannot read the index"):
             # another process or client may have written: re-read the metadata
             self._collection = self.client.get_collection(
                 self.collection_name, embedding_function=ChromaEmbeddingFunction(self.embedder)
@@ -390,7 +390,7 @@ class ChunkStore:
         include = ["metadatas"] + (["documents"] if documents else []) + (["embeddings"] if embeddings else [])
         out: list[StoredChunk] = []
         self._fresh()
-        with _store_errors("cannot read the index"):
+        with store_errors("cannot read the index"):
             if ids is not None:
                 ids = list(ids)
                 for b in range(0, len(ids), page_size):
@@ -408,7 +408,7 @@ class ChunkStore:
     def query(self, embedding: np.ndarray, k: int, where: dict | None = None) -> list[tuple[StoredChunk, float]]:
         """Nearest chunks to ``embedding`` (cosine distance), with their embeddings."""
         self._fresh()
-        with _store_errors("cannot query the index"):
+        with store_errors("cannot query the index"):
             res = self.collection.query(
                 query_embeddings=[np.asarray(embedding, dtype=np.float32)],
                 n_results=max(1, k),
@@ -535,7 +535,7 @@ class ChunkStore:
             if overrides and any(v is not None and meta.get(k) != v for k, v in overrides.items()):
                 continue
             self._fresh()
-            with _store_errors("cannot read the index"):
+            with store_errors("cannot read the index"):
                 stored = self.collection.get(where={"filing_id": man["filing_id"]}, include=[])
             if len(stored["ids"]) == man.get("chunks") and set(stored["ids"]) == set(man.get("ids", [])):
                 return man
@@ -621,7 +621,7 @@ class ChunkStore:
     def _all_ids(self, page_size: int = 20000) -> list[str]:
         """Every stored chunk id (no documents, no metadata: cheap)."""
         out: list[str] = []
-        with _store_errors("cannot read the index"):
+        with store_errors("cannot read the index"):
             while True:
                 page = self.collection.get(include=[], limit=page_size, offset=len(out))["ids"]
                 out.extend(page)
@@ -632,7 +632,7 @@ class ChunkStore:
         """Why a filtered nearest-neighbour query fails for some filing (vector index damage), else None."""
         if not filing_ids:
             return None
-        with _store_errors("cannot read the index"):
+        with store_errors("cannot read the index"):
             sample = self.collection.get(limit=1, include=["embeddings"])
         embs = sample.get("embeddings")
         if embs is None or len(embs) == 0:
@@ -794,7 +794,7 @@ class ChunkStore:
 
     def _sync(self, filing: Filing, fid: str, key: str, wanted: dict, chunker: str, stats: SyncStats,
               progress: Callable[[int, int], None] | None) -> None:
-        with _store_errors(f"cannot write to the index at {self.location}"):
+        with store_errors(f"cannot write to the index at {self.location}"):
             for _attempt in range(5):
                 self._fresh()
                 have = set(self.collection.get(where={"filing_id": fid}, include=[])["ids"])
@@ -890,7 +890,7 @@ class ChunkStore:
 
     def delete_filing(self, fid: str) -> int:
         """Remove one filing's chunks and manifest; returns the number of chunks removed."""
-        with _store_errors(f"cannot write to the index at {self.location}"):
+        with store_errors(f"cannot write to the index at {self.location}"):
             with self.writing():
                 ids = self.collection.get(where={"filing_id": fid}, include=[])["ids"]
                 for b in range(0, len(ids), WRITE_BATCH):
@@ -974,7 +974,7 @@ def _persistent_client(path: Path):
     new = not sqlite.exists() or sqlite.stat().st_size == 0
     for attempt in range(3):
         try:
-            with _store_errors(f"cannot open the index at {path} (corrupted or locked?)"):
+            with store_errors(f"cannot open the index at {path} (corrupted or locked?)"):
                 if not new:
                     with _native_stderr_kept_on_success():
                         return chromadb.PersistentClient(path=str(path), settings=_chroma_settings())

@@ -34,13 +34,13 @@ import time
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from filinglens.errors import IndexDamagedError, IndexStoreError, InputError, NoMatchError
 from filinglens.retrieval.chunking import indexed_text
-from filinglens.retrieval.index import REPAIR_HINT, ChunkStore, StoredChunk, _store_errors, open_store
+from filinglens.retrieval.index import REPAIR_HINT, ChunkStore, StoredChunk, store_errors, open_store
 
 MODES = ("hybrid", "dense", "bm25")
 DEFAULT_FETCH_K = 50
@@ -368,7 +368,7 @@ class HybridSearcher:
                 f"there is no index at {self.store.location} yet: run `filinglens ingest PATH` first"
             )
         where = filters.where()
-        with _store_errors("cannot read the index"):
+        with store_errors("cannot read the index"):
             probe = self.store.collection.get(where=where, limit=1, include=[])
         if probe["ids"]:
             return
@@ -560,20 +560,3 @@ def _prune(directory: Path, keep: int) -> None:
                 shutil.rmtree(tmp, ignore_errors=True)
         except OSError:
             pass
-
-
-def hits_table(hits: Iterable[SearchHit], query: str):
-    """A rich table of search hits for the CLI."""
-    from rich.table import Table
-
-    table = Table(title=f"search: {query}", show_lines=True)
-    for col in ("#", "score", "filing", "item", "kind", "span", "text"):
-        table.add_column(col, overflow="fold")
-    for n, hit in enumerate(hits, start=1):
-        m = hit.metadata
-        who = m.get("ticker") or m.get("company") or "?"
-        span = f"{m.get('start')}-{m.get('end')}" + (f" p.{m['page'] + 1}" if m.get("page") is not None else "")
-        text = hit.text if len(hit.text) <= 600 else hit.text[:600] + " …"
-        table.add_row(str(n), f"{hit.score:.4f}", f"{who} FY{m.get('fiscal_year', '?')}",
-                      f"{m.get('item')} {m.get('item_title', '')}", m.get("kind", ""), span, text)
-    return table
