@@ -1,4 +1,4 @@
-"""Errors a user can act on.  The CLI prints their message (no traceback) and exits non-zero.
+"""Every error a user can act on, in one module.  The CLI prints their message (no traceback) and exits non-zero.
 
 Secrets never reach a message: :func:`redact_secrets` removes API keys (the
 values of the key variables in the environment, and anything shaped like a
@@ -86,3 +86,27 @@ class IndexDamagedError(IndexStoreError):
     ``filinglens ingest --repair`` moves a damaged index aside (never deleting
     it) and rebuilds it from the indexed filings' sources.
     """
+
+
+class StoreError(FilingLensError):
+    """The results database cannot be opened, is damaged, or stayed locked too long."""
+
+
+class StoreDamagedError(StoreError):
+    """The results database file is damaged (not a database, or malformed pages)."""
+
+
+class StoreLockedError(StoreError):
+    """Another process kept the results database locked longer than the busy timeout."""
+
+
+class ModelCallError(FilingLensError):
+    """A model call failed (timeout, HTTP error, bad request...); it is recorded in the store."""
+
+
+class VerdictError(FilingLensError):
+    """The model's answer to a pair could not be read as A, B or tie."""
+
+
+class InvalidEdgarData(FetchError):
+    """A value sent by EDGAR (or a mirror posing as it) that fails validation."""

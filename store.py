@@ -38,7 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
-from filinglens.errors import FilingLensError, redact_secrets
+from filinglens.errors import (StoreDamagedError, StoreError, StoreLockedError,  # noqa: F401 - re-exported
+                               redact_secrets)
 from filinglens.settings import data_home
 
 TIMEOUT_ENV = "FILINGLENS_DB_TIMEOUT"
@@ -111,18 +112,6 @@ MIGRATIONS: list[str] = [
     CREATE INDEX ratings_cell ON ratings(cell_key);
     """,
 ]
-
-
-class StoreError(FilingLensError):
-    """The results database cannot be opened, is damaged, or stayed locked too long."""
-
-
-class StoreDamagedError(StoreError):
-    """The results database file is damaged (not a database, or malformed pages)."""
-
-
-class StoreLockedError(StoreError):
-    """Another process kept the results database locked longer than the busy timeout."""
 
 
 _DAMAGED = ("malformed", "not a database", "file is encrypted", "disk image", "corrupt")

@@ -14,12 +14,8 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from filinglens.agents.providers import messages_payload  # noqa: F401 - re-exported
-from filinglens.errors import FilingLensError
+from filinglens.errors import FilingLensError, ModelCallError
 from filinglens.store import Store, call_cache_key, json_hash
-
-
-class ModelCallError(FilingLensError):
-    """A model call failed (timeout, HTTP error, bad request...); it is recorded in the store."""
 
 
 @dataclass

@@ -23,15 +23,11 @@ from typing import Any, Callable, Sequence
 from filinglens.agents.calls import ModelCallError, invoke_cached
 from filinglens.agents.evidence import EvidenceItem, render_evidence
 from filinglens.agents.rating import Target
-from filinglens.errors import FilingLensError, InputError
+from filinglens.errors import InputError, VerdictError
 from filinglens.prompts.loader import ComparePrompt, RatingPrompt, load_compare_prompt, load_prompt
 from filinglens.store import Store
 
 MAX_ATTEMPTS = 3
-
-
-class VerdictError(FilingLensError):
-    """The model's answer to a pair could not be read as A, B or tie."""
 
 
 @dataclass

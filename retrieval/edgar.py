@@ -86,7 +86,7 @@ import httpcore
 import httpx
 
 from filinglens import settings
-from filinglens.errors import ConfigError, FetchError, InputError
+from filinglens.errors import ConfigError, FetchError, InputError, InvalidEdgarData
 from filinglens.retrieval.structure import annual_forms
 from filinglens.retrieval.filing import parse_years  # noqa: F401 - the one year parser, used here and re-exported
 
@@ -320,10 +320,6 @@ def _fiscal_year(report_date: Optional[str], filing_date: str) -> int:
 
 
 # --------------------------------------------------------------------------- validating EDGAR values
-
-
-class InvalidEdgarData(FetchError):
-    """A value sent by EDGAR (or a mirror posing as it) that fails validation."""
 
 
 ACCESSION_RE = re.compile(r"[0-9]{10}-[0-9]{2}-[0-9]{6}")
