@@ -164,6 +164,9 @@ class Store:
             if number in done:
                 continue
             with self.transaction():
+                # another process (a batch driver, a reader) may have applied it since we looked
+                if self.db.execute("SELECT 1 FROM schema_migrations WHERE version=?", (number,)).fetchone():
+                    continue
                 for statement in filter(str.strip, sql.split(";")):
                     self.db.execute(statement)
                 self.db.execute("INSERT INTO schema_migrations VALUES (?, ?)", (number, time.time()))

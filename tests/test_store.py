@@ -72,3 +72,29 @@ def test_a_damaged_database_is_a_clear_error(tmp_path):
     path.write_bytes(b"this is not a database" * 100)
     with pytest.raises(StoreError, match="cannot be used"):
         Store(path)
+
+
+def test_a_new_database_opened_by_several_processes_at_once_migrates_once(tmp_path):
+    """Regression: two openers both saw a migration missing and the second failed with 'table already exists'
+    (a batch driver creating results.db while a reader opens it)."""
+    import threading
+
+    for round_ in range(20):
+        path = tmp_path / f"r{round_}.db"
+        barrier = threading.Barrier(6)
+        errors = []
+
+        def open_it():
+            barrier.wait()
+            try:
+                Store(path).close()
+            except Exception as exc:  # noqa: BLE001
+                errors.append(exc)
+
+        threads = [threading.Thread(target=open_it) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        assert Store(path).schema_version == len(MIGRATIONS)
