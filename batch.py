@@ -349,9 +349,10 @@ def _index(options: dict):
 
     mode = options.get("index", "default")
     key = f"{mode}:{options.get('chroma_url') or ''}"
+    root = _scratch_root() if mode == "scratch" else None  # (cleans up after dead workers at every filing)
     if key not in _WORKER:
         if mode == "scratch":
-            store = ChunkStore(_scratch_root())
+            store = ChunkStore(root)
         elif mode == "server":
             store = open_store(url=options["chroma_url"])
         else:
@@ -753,15 +754,28 @@ def start_ray(workers: int | None, address: str | None = None) -> bool:
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     address = address or os.environ.get("RAY_ADDRESS") or None
-    if not address and "ray" not in sys.modules:
-        # a local runtime on loopback only: Ray otherwise advertises (and binds) the machine's address
+    host = (urlparse(address if "://" in address else f"ray://{address}").hostname or "") if address else ""
+    if (not address or host in ("127.0.0.1", "localhost", "::1")) and "ray" not in sys.modules:
+        # a runtime on this machine stays on loopback: Ray otherwise swaps 127.0.0.1 for the machine's
+        # address (and binds it), which a head started on 127.0.0.1 does not listen on
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    if address and not os.environ.get("RAY_AUTH_MODE") and _ray_token_available():
+        # `ray start` clusters require their token, which Ray (read at import) does not send unless asked to
+        os.environ["RAY_AUTH_MODE"] = "token"
     try:
         import ray
     except ImportError:
         raise ConfigError("the ray executor needs Ray: pip install 'filinglens[cluster]' (or: pip install ray)") from None
     if ray.is_initialized():
         return False
+    if address and "://" not in address and re.fullmatch(r"[^:]+:\d+", address):
+        # Ray retries an unreachable head for many minutes: say so at once
+        name, port = address.rsplit(":", 1)
+        try:
+            socket.create_connection((name, int(port)), timeout=10).close()
+        except OSError as exc:
+            raise ConfigError(f"the Ray cluster at {address} is not reachable ({exc.strerror or exc}); start it "
+                              f"with `ray start --head` or unset RAY_ADDRESS for a local runtime") from None
     try:
         if address:
             ray.init(address=address, runtime_env={"env_vars": ray_env()}, log_to_driver=False,
@@ -774,8 +788,18 @@ def start_ray(workers: int | None, address: str | None = None) -> bool:
         raise
     except Exception as exc:  # noqa: BLE001 - Ray raises many kinds; one readable line
         where = f"the Ray cluster at {address}" if address else "a local Ray runtime"
-        raise ConfigError(f"cannot use {where}: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}") from exc
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if address and "auth" in repr(exc.__cause__ or exc).lower():
+            text += " (set RAY_AUTH_MODE=token and give the cluster's token in RAY_AUTH_TOKEN or ~/.ray/auth_token)"
+        raise ConfigError(f"cannot use {where}: {text}") from exc
     return True
+
+
+def _ray_token_available() -> bool:
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return True
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH") or os.path.join(os.path.expanduser("~"), ".ray", "auth_token")
+    return os.path.isfile(path)
 
 
 def _ray_error(exc: BaseException, retries: int) -> str:
@@ -792,9 +816,9 @@ def _ray_error(exc: BaseException, retries: int) -> str:
 
 def _run_ray(jobs, finish, stats: BatchStats, progress: BatchProgress, run_id: str, mode: str, chroma_url,
              *, workers, address, retries: int, cpus_per_task: float, setup) -> int:
+    started = start_ray(workers, address)  # first: it sets Ray's environment before Ray is imported
     import ray
 
-    started = start_ray(workers, address)
     stats.dispatch_started = time.monotonic()  # throughput without Ray's start-up
     try:
         total_cpus = int(ray.cluster_resources().get("CPU", 1))

@@ -426,6 +426,18 @@ def test_endpoint_and_executor_errors_are_one_line(tmp_path):
         run_batch([], BatchSpec(models=["nosuch:model"]), store=Store(tmp_path / "r.db"))
 
 
+def test_an_unreachable_ray_cluster_is_a_one_line_error(home, filings, tmp_path):
+    from filinglens.errors import ConfigError
+
+    store = Store(tmp_path / "r.db")
+    t0 = time.monotonic()
+    with pytest.raises(ConfigError, match=r"the Ray cluster at 127\.0\.0\.1:1 is not reachable"):
+        run_batch(file_units(filings[:1]), spec(), executor="ray", address="127.0.0.1:1", store=store)
+    assert time.monotonic() - t0 < 30
+    [run] = store.runs("batch")
+    assert run["status"] == "interrupted" and store.ratings(run["id"]) == []
+
+
 def test_read_tickers_file(tmp_path):
     path = tmp_path / "t.txt"
     path.write_text("# S&P sample\naapl, msft\nbrk.b\n\nAAPL  # twice\n")
