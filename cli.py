@@ -314,6 +314,46 @@ def rate(
 
 @app.command()
 @friendly_errors
+def batch(
+    paths: Optional[list[Path]] = typer.Argument(None, help="10-K files or folders (each worker must see them)."),
+    tickers_file: Optional[Path] = typer.Option(None, "--tickers-file", help="Tickers, one per line: their 10-Ks from EDGAR."),
+    years: Optional[str] = typer.Option(None, "--years", "-y", help="With --tickers-file: fiscal years, e.g. 2015-2024."),
+    suite: Optional[str] = typer.Option(None, "--suite", help="An eval suite's filings, categories, models and prompts."),
+    category: Optional[list[str]] = typer.Option(None, "--category", "-c", help="Categories (repeatable); default all."),
+    model: Optional[list[str]] = typer.Option(None, "--model", "-m", help="Model id (repeatable; default local)."),
+    prompt_version: Optional[list[str]] = typer.Option(None, "--prompt-version", "-p", help="Prompt version (repeatable; default v2)."),
+    samples: Optional[int] = typer.Option(None, "--samples", "-n", min=1, help="Repeated samples per cell."),
+    temperature: Optional[float] = typer.Option(None, "--temperature", help="Sampling temperature."),
+    evidence_chars: Optional[int] = typer.Option(None, "--evidence-chars", help="Evidence budget per rating (characters)."),
+    executor: str = typer.Option("local", "--executor", "-e", help="local (this process) or ray (RAY_ADDRESS, else a local runtime)."),
+    workers: Optional[int] = typer.Option(None, "--workers", "-w", min=1, help="Parallel filings (ray; default: the cluster's CPUs)."),
+    endpoint: Optional[list[str]] = typer.Option(None, "--endpoint", help="OpenAI-compatible server URL for an openai: model (repeatable, round-robin)."),
+    retries: int = typer.Option(3, "--retries", min=0, help="Re-runs of a filing whose worker died (ray)."),
+    cpus_per_task: float = typer.Option(1.0, "--cpus-per-task", min=0.1, help="Ray CPUs per filing (threads of its models)."),
+    base_url: Optional[str] = typer.Option(None, "--base-url", help="EDGAR mirror or test server (both hosts)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report (counts, one row per filing) as JSON."),
+) -> None:
+    """Rate many filings, here or on a Ray cluster; re-runs and resumes are served from the results store."""
+    from filinglens.batch import RichBatchProgress, prepare, report_table, run_batch
+
+    units, spec, label = prepare(
+        paths or [], tickers_file=tickers_file, years=years, suite=suite, categories=category or [],
+        models=model or [], prompt_versions=prompt_version or [], samples=samples, temperature=temperature,
+        evidence_chars=evidence_chars, base_url=base_url,
+    )
+    with RichBatchProgress(err_console) as progress:
+        report = run_batch(units, spec, executor=executor, workers=workers, endpoints=endpoint or [],
+                           retries=retries, cpus_per_task=cpus_per_task, label=label, progress=progress)
+    if as_json:
+        print_json(report.to_dict())
+    else:
+        console.print(report_table(report))
+    if report.failures:
+        raise typer.Exit(1)
+
+
+@app.command()
+@friendly_errors
 def ask(
     question: str = typer.Argument(..., help="A question about indexed filings."),
     ticker: Optional[str] = typer.Option(None, "--ticker", "-t", help="Only this company."),

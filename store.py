@@ -36,7 +36,7 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 from filinglens.errors import (StoreDamagedError, StoreError, StoreLockedError,  # noqa: F401 - re-exported
                                redact_secrets)
@@ -110,6 +110,26 @@ MIGRATIONS: list[str] = [
         UNIQUE (run_id, cell_key)
     );
     CREATE INDEX ratings_cell ON ratings(cell_key);
+    """,
+    # 2: batch units (filinglens.batch): one row per filing of a batch run, written by the driver only
+    """
+    CREATE TABLE batch_units (
+        run_id TEXT NOT NULL REFERENCES runs(id),
+        unit_key TEXT NOT NULL,
+        source TEXT NOT NULL,
+        label TEXT,
+        status TEXT NOT NULL,
+        filing_hash TEXT,
+        filing_id TEXT,
+        error TEXT,
+        ratings INTEGER NOT NULL DEFAULT 0,
+        failed_ratings INTEGER NOT NULL DEFAULT 0,
+        worker TEXT,
+        seconds REAL,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (run_id, unit_key)
+    );
+    CREATE INDEX batch_units_key ON batch_units(unit_key);
     """,
 ]
 
@@ -476,6 +496,101 @@ class Store:
         marks = ", ".join("?" for _ in row)
         with self.transaction():
             self.db.execute(f"INSERT OR REPLACE INTO ratings ({columns}) VALUES ({marks})", tuple(row.values()))
+
+    @_guarded
+    def ok_ratings(self, cell_keys: Iterable[str]) -> dict[str, dict]:
+        """The latest successful rating of each of ``cell_keys`` in any run (cell key -> row)."""
+        keys = list(dict.fromkeys(cell_keys))
+        out: dict[str, dict] = {}
+        for b in range(0, len(keys), 500):
+            part = keys[b : b + 500]
+            marks = ", ".join("?" for _ in part)
+            rows = self.db.execute(
+                f"SELECT * FROM ratings WHERE status='ok' AND cell_key IN ({marks}) ORDER BY id", part
+            )
+            for r in rows:
+                row = dict(r)
+                row["evidence"] = json.loads(row["evidence"])
+                row["quotes"] = json.loads(row["quotes"])
+                out[row["cell_key"]] = row
+        return out
+
+    @_guarded
+    def import_results(
+        self, run_id: str, ratings: Iterable[dict], calls: Iterable[dict] = (), unit: dict | None = None
+    ) -> dict:
+        """Insert ratings and model calls computed elsewhere (a batch worker), in one transaction.
+
+        Idempotent: a rating replaces the run's rating of the same cell; a
+        successful call is skipped when a successful call with its cache key is
+        stored, a failed one when the same failure (key, error, time) is.
+        ``unit`` (``batch_units`` columns) records the filing's outcome in the
+        same transaction. Returns ``{"ratings", "calls", "duplicate_calls"}``.
+        """
+        counts = {"ratings": 0, "calls": 0, "duplicate_calls": 0}
+        with self.transaction():
+            for call in calls:
+                if call.get("error") is None:
+                    seen = self.db.execute(
+                        "SELECT 1 FROM model_calls WHERE cache_key=? AND error IS NULL LIMIT 1", (call["cache_key"],)
+                    ).fetchone()
+                else:
+                    seen = self.db.execute(
+                        "SELECT 1 FROM model_calls WHERE cache_key=? AND error=? AND created_at=? LIMIT 1",
+                        (call["cache_key"], redact_secrets(call["error"]), call["created_at"]),
+                    ).fetchone()
+                if seen:
+                    counts["duplicate_calls"] += 1
+                    continue
+                params = call.get("params") or {}
+                if isinstance(params, str):
+                    params = json.loads(params)
+                self.db.execute(
+                    "INSERT INTO model_calls (run_id, cache_key, model_id, params, prompt_ref, prompt_hash, "
+                    "input_hash, sample_index, response, tokens_in, tokens_out, latency_ms, cost_usd, error, "
+                    "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        run_id, call["cache_key"], call["model_id"], json.dumps(public_params(params), default=str),
+                        call.get("prompt_ref"), call.get("prompt_hash"), call["input_hash"],
+                        call.get("sample_index") or 0, call.get("response"), call.get("tokens_in"),
+                        call.get("tokens_out"), call.get("latency_ms"), call.get("cost_usd"),
+                        redact_secrets(call["error"]) if call.get("error") else None,
+                        call.get("created_at") or time.time(),
+                    ),
+                )
+                counts["calls"] += 1
+            for rating in ratings:
+                row = {k: v for k, v in rating.items() if k not in ("id", "run_id", "target")}
+                self.save_rating(run_id, row)
+                counts["ratings"] += 1
+            if unit is not None:
+                self.save_batch_unit(run_id, unit)
+        return counts
+
+    @_guarded
+    def save_batch_unit(self, run_id: str, unit: dict) -> None:
+        """Insert or replace one filing's outcome in a batch run (``batch_units`` columns)."""
+        row = {k: v for k, v in unit.items() if k not in ("run_id", "updated_at")}
+        if row.get("error"):
+            row["error"] = redact_secrets(str(row["error"]))
+        row["run_id"] = run_id
+        row["updated_at"] = time.time()
+        columns = ", ".join(row)
+        marks = ", ".join("?" for _ in row)
+        self.db.execute(f"INSERT OR REPLACE INTO batch_units ({columns}) VALUES ({marks})", tuple(row.values()))
+
+    @_guarded
+    def batch_units(self, run_id: str | None = None, unit_key: str | None = None) -> list[dict]:
+        """Batch outcomes per filing, of one run and/or one unit (newest first)."""
+        where, args = [], []
+        if run_id:
+            where.append("run_id=?")
+            args.append(run_id)
+        if unit_key:
+            where.append("unit_key=?")
+            args.append(unit_key)
+        sql = "SELECT * FROM batch_units" + (" WHERE " + " AND ".join(where) if where else "")
+        return [dict(r) for r in self.db.execute(sql + " ORDER BY updated_at DESC", args)]
 
     @_guarded
     def finished_cells(self, run_id: str) -> set[str]:

@@ -200,6 +200,9 @@ class RatingChain:
     model_params: dict = field(default_factory=dict)
     gather: Callable[[RatingPrompt, Target], list[EvidenceItem]] | None = None
     model: Any = None  # a ready chat model (tests); otherwise built from model_id
+    # where the model is served (e.g. {"base_url": ...} of one of several replicas): passed to the
+    # model, but not recorded and not part of the cache key, since any replica gives the same answers
+    connection: dict = field(default_factory=dict)
 
     def rate(self, target: Target, category: str, prompt_version: str = "v1", sample_index: int = 0) -> Rating:
         """Rate one filing on one category; failures come back as ``status="failed"``, never as a score."""
@@ -247,7 +250,7 @@ class RatingChain:
     def _model(self, params: dict):
         from filinglens.agents.models import get_chat_model
 
-        return get_chat_model(self.model_id, **params)
+        return get_chat_model(self.model_id, **{**params, **self.connection})
 
     @staticmethod
     def _count(rating: Rating, result) -> None:

@@ -1136,6 +1136,42 @@ def fetch_filings(
             http.close()
 
 
+
+
+def fetch_ref(
+    ref: FilingRef | dict,
+    client: Optional[EdgarClient] = None,
+    *,
+    base_url: Optional[str] = None,
+    progress: Optional[ProgressHook] = None,
+) -> FetchResult:
+    """Download one filing listed by :func:`list_filings` (e.g. in a batch worker), unless stored.
+
+    The reference may have travelled (a dict from another process), so its
+    CIK, accession number and document name are checked before they become
+    a path.
+    """
+    if isinstance(ref, dict):
+        ref = FilingRef(**ref)
+    cik = normalize_cik(ref.cik)
+    accession = normalize_accession(ref.accession)  # InvalidEdgarData (a FetchError) when malformed
+    document = check_document_name(ref.primary_document)
+    if document != ref.primary_document or cik != ref.cik or accession != ref.accession:
+        ref = FilingRef(**{**ref.to_dict(), "cik": cik, "accession": accession, "primary_document": document})
+    meta = _stored(ref)
+    if meta is not None:
+        path = filing_dir(ref.cik, ref.accession) / ref.primary_document
+        return FetchResult(ref, "skipped", path, meta["sha256"], int(meta.get("bytes") or 0))
+    http, own = _client_or_new(client, base_url)
+    try:
+        # the document URL is rebuilt from the checked parts and this client's host, never taken as given
+        ref = FilingRef(**{**ref.to_dict(), "url": http.document_url(ref.cik, ref.accession, ref.primary_document)})
+        return _download(http, ref, progress)
+    finally:
+        if own:
+            http.close()
+
+
 def stored_filings(
     cik: str | int | None = None,
     ticker: Optional[str] = None,

@@ -299,3 +299,29 @@ def test_emptied_results_database_is_reported_not_silently_restarted(tmp_path):
     path.rename(tmp_path / "results.db.damaged")  # what the message advises: move it aside
     fresh = Store(path)
     assert fresh.ratings() == [] and fresh.schema_version == len(MIGRATIONS)
+
+
+def test_a_new_database_opened_by_several_processes_at_once_migrates_once(tmp_path):
+    """Regression: two openers both saw a migration missing and the second failed with 'table already exists'
+    (a batch driver creating results.db while a reader opens it)."""
+    import threading
+
+    for round_ in range(20):
+        path = tmp_path / f"r{round_}.db"
+        barrier = threading.Barrier(6)
+        errors = []
+
+        def open_it():
+            barrier.wait()
+            try:
+                Store(path).close()
+            except Exception as exc:  # noqa: BLE001
+                errors.append(exc)
+
+        threads = [threading.Thread(target=open_it) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        assert Store(path).schema_version == len(MIGRATIONS)
