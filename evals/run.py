@@ -340,17 +340,20 @@ def run_suite(
     targets: Sequence[Target] | None = None,
     write: bool = True,
     chunk_text: Callable[[list[str]], dict[str, str]] | None = None,
+    facts: Callable | None = None,
 ) -> SuiteResult:
     """Rate every cell of ``suite``, compute its statistics and checks, and write the report.
 
-    ``gather`` (evidence for a prompt and target), ``targets`` and
-    ``chunk_text`` (evidence texts by chunk id, for evidence recall) default to
-    the index (:func:`filinglens.agents.jobs.index_gatherer`,
-    :func:`resolve_suite_targets`, :func:`filinglens.evals.reference.index_chunk_text`);
-    tests pass stubs. The report goes to
+    ``gather`` (evidence for a prompt and target), ``targets``, ``chunk_text``
+    (evidence texts by chunk id, for evidence recall) and ``facts`` (a filing's
+    key figures, for the indicators method) default to the index
+    (:func:`filinglens.agents.jobs.index_gatherer`, :func:`resolve_suite_targets`,
+    :func:`filinglens.evals.reference.index_chunk_text`,
+    :func:`filinglens.agents.jobs.index_facts`; no facts when ``gather`` is
+    given); tests pass stubs. The report goes to
     ``out_dir`` (default ``$FILINGLENS_HOME/evals/{suite}-{hash}``).
     """
-    from filinglens.agents.jobs import index_gatherer, run_ratings
+    from filinglens.agents.jobs import index_facts, index_gatherer, run_ratings
 
     progress = progress or SuiteProgress()
     store = store or Store()
@@ -363,6 +366,8 @@ def run_suite(
     if not targets:
         raise SuiteError(f"{suite.path or suite.name}: no filings to rate")
     timings["filings_s"] = round(time.perf_counter() - started, 2)
+    if facts is None and gather is None:
+        facts = index_facts()
     gather = gather or index_gatherer()
     categories = suite.category_list
     suite_hash = json_hash([suite.content_hash(), sorted(t.content_hash for t in targets)])[:12]
@@ -377,7 +382,7 @@ def run_suite(
             targets, categories, model_id=model_id, prompt_version=version, samples=suite.samples,
             temperature=suite.temperature, evidence_chars=suite.evidence_chars, store=store,
             run_id=run_id_for(suite, targets, model_id, version), label=f"{suite.name}: {rater}", gather=gather,
-            progress=lambda r, rater=rater: progress.rated(r, rater),
+            facts=facts, progress=lambda r, rater=rater: progress.rated(r, rater),
         )
         runs[rater] = run_id
         ratings.extend(got)
@@ -411,7 +416,7 @@ def run_suite(
                                                n_boot=suite.n_boot, n_boot_slow=suite.n_boot_slow, seed=suite.seed)
     if suite.metamorphic is not None:
         progress.stage("metamorphic checks")
-        result.metamorphic = run_metamorphic_checks(suite, targets, store, gather)
+        result.metamorphic = run_metamorphic_checks(suite, targets, store, gather, facts)
     timings["statistics_s"] = round(time.perf_counter() - t0, 2)
     result.checks = check_thresholds(result)
     result.timings = timings
@@ -440,10 +445,10 @@ def compute_statistics(result: SuiteResult) -> None:
     boot = dict(n_boot=suite.n_boot, n_boot_slow=suite.n_boot_slow, seed=suite.seed)
     if suite.samples >= 2:
         result.test_retest = stats.test_retest(frame, n_boot=suite.n_boot, seed=suite.seed)
-        from filinglens.agents.rating import LOCAL_PROB_MODELS
+        from filinglens.agents.rating import PROBABILITY_METHODS, token_probabilities
 
         fixed = sorted({rater_id(r.model_id, r.prompt_version) for r in result.ratings
-                        if r.method == "yesno" and r.model_id in LOCAL_PROB_MODELS})
+                        if r.method in PROBABILITY_METHODS and token_probabilities(r.model_id)})
         if fixed:
             result.notes.append(f"{', '.join(fixed)}: yes/no from next-token probabilities is deterministic, "
                                 "so its samples agree by construction (test-retest shows the sampling method, "
@@ -497,7 +502,7 @@ def paper_agreement(result: SuiteResult) -> dict:
     return out
 
 
-def run_metamorphic_checks(suite: Suite, targets: Sequence[Target], store: Store, gather) -> dict:
+def run_metamorphic_checks(suite: Suite, targets: Sequence[Target], store: Store, gather, facts=None) -> dict:
     """Per rater: ``filinglens.evals.metamorphic.run_metamorphic(...)`` (imported only when a suite asks)."""
     import inspect
 
@@ -520,7 +525,7 @@ def run_metamorphic_checks(suite: Suite, targets: Sequence[Target], store: Store
             if spec.checks:
                 kwargs["checks"] = list(spec.checks)
             optional = {"temperature": suite.temperature, "evidence_chars": suite.evidence_chars,
-                        "label": f"{suite.name}: metamorphic {rater}"}
+                        "label": f"{suite.name}: metamorphic {rater}", "facts": facts}
             kwargs.update({k: v for k, v in optional.items() if v is not None and (takes_any or k in accepted)})
             kwargs.update(spec.options)
             try:

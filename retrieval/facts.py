@@ -410,6 +410,41 @@ def financials_from_filing(filing: Any, data: bytes | None = None) -> Financials
     return fin
 
 
+#: Bump when the extraction changes: cached figures of older versions are read again.
+FACTS_VERSION = 1
+
+
+def financials_from_dict(data: dict) -> Financials:
+    """The inverse of :meth:`Financials.to_dict`."""
+    figures = {}
+    for metric, fig in (data.get("figures") or {}).items():
+        fig = {k: v for k, v in fig.items() if k != "change"}
+        figures[metric] = Figure(**fig)
+    return Financials(figures, data.get("fiscal_period"), data.get("source"), dict(data.get("signals") or {}))
+
+
+def cached_financials(path: str | Path, content_hash: str) -> Financials:
+    """:func:`key_financials` of ``path`` (whose sha256 is ``content_hash``), cached in the data home
+    (``facts/<hash>.json``, written atomically)."""
+    import json
+
+    from filinglens.settings import atomic_write, subdir
+
+    if not re.fullmatch(r"[0-9a-f]{64}", content_hash):
+        raise ValueError(f"not a sha256: {content_hash!r}")
+    cache = subdir("facts") / f"{content_hash}.json"
+    try:
+        data = json.loads(cache.read_text())
+        if data.get("version") == FACTS_VERSION:
+            return financials_from_dict(data)
+    except (OSError, ValueError, TypeError):
+        pass
+    fin = key_financials(path)
+    with atomic_write(cache, "w") as handle:
+        json.dump({"version": FACTS_VERSION, **fin.to_dict()}, handle)
+    return fin
+
+
 def key_financials(path: str | Path) -> Financials:
     """Parse the 10-K at ``path`` and return its key figures (see the module docstring)."""
     from filinglens.retrieval.parse import parse_filing

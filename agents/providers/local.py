@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
 from filinglens import settings
-from filinglens.agents.providers import ModelParams, Provider, has_module, require
+from filinglens.agents.providers import TOKEN_PROBABILITIES, ModelParams, Provider, has_module, require
 from filinglens.errors import ConfigError
 
 THREADS_ENV = "FILINGLENS_THREADS"
@@ -472,6 +472,7 @@ def _make_provider(s: GGUFSpec) -> Provider:
         names=("",),
         extra_params=("n_ctx",),
         note=lambda name: note(s.id),
+        capabilities=frozenset({TOKEN_PROBABILITIES}),
     )
 
 
