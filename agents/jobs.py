@@ -146,7 +146,7 @@ def run_ratings(
     categories: Sequence[str],
     *,
     model_id: str = "local",
-    prompt_version: str = "v1",
+    prompt_version: str | None = None,
     samples: int = 1,
     temperature: float = 0.0,
     evidence_chars: int | None = None,
@@ -158,6 +158,9 @@ def run_ratings(
     progress: Callable[[Rating], None] | None = None,
 ) -> tuple[str, list[Rating]]:
     """Rate every target × category × sample into a run of the results store; returns (run id, ratings)."""
+    from filinglens.prompts.loader import DEFAULT_RATING_VERSION
+
+    prompt_version = prompt_version or DEFAULT_RATING_VERSION
     store = store or Store()
     config = {"model": model_id, "prompt_version": prompt_version, "samples": samples, "temperature": temperature,
               "categories": list(categories), "filings": [t.filing_id for t in targets]}

@@ -165,6 +165,12 @@ class Thresholds(_Strict):
     on_missing: Literal["skip", "fail"] = "skip"
 
 
+def _default_version() -> str:
+    from filinglens.prompts.loader import DEFAULT_RATING_VERSION
+
+    return DEFAULT_RATING_VERSION
+
+
 class Suite(_Strict):
     """A validated eval suite (see the module docstring for the file format)."""
 
@@ -173,7 +179,7 @@ class Suite(_Strict):
     filings: list[FilingSpec] = Field(default_factory=list)  # empty: the files the reference labels name
     categories: list[str] = Field(default_factory=list)  # empty: all categories
     models: list[str] = Field(default_factory=lambda: ["local"], min_length=1)
-    prompt_versions: list[str] = Field(default_factory=lambda: ["v2"], min_length=1)
+    prompt_versions: list[str] = Field(default_factory=lambda: [_default_version()], min_length=1)
     samples: int = Field(default=1, ge=1, le=100)
     temperature: float = Field(default=0.0, ge=0, le=2)
     evidence_chars: int | None = Field(default=None, ge=500)

@@ -183,3 +183,69 @@ def test_interleave_takes_each_indicators_best_passages_in_turn():
     ranked = [[E("a1"), E("a2"), E("shared")], [E("shared"), E("b2")], [E("c1")]]
     assert [e.chunk_id for e in interleave(ranked, 10)] == ["a1", "shared", "c1", "a2", "b2"]
     assert [e.chunk_id for e in interleave(ranked, 3)] == ["a1", "shared", "c1"]
+
+
+def test_providers_declare_token_probabilities():
+    from filinglens.agents.models import has_capability
+    from filinglens.agents.providers import TOKEN_PROBABILITIES
+    from filinglens.agents.rating import token_probabilities
+
+    assert has_capability("local", TOKEN_PROBABILITIES) and has_capability("local-small", TOKEN_PROBABILITIES)
+    assert not has_capability("fake", TOKEN_PROBABILITIES)
+    assert not has_capability("cohere:command-r-plus", TOKEN_PROBABILITIES)
+    assert not has_capability("no-such-provider", TOKEN_PROBABILITIES)
+    assert token_probabilities("local") and not token_probabilities("openai:gpt-4o")
+
+
+def test_refitting_cutoffs_reuses_every_cached_indicator_call(tmp_path, monkeypatch):
+    script = YesTo("discuss", "dated environmental target")
+    chain = _chain(tmp_path, script)
+    first = chain.rate(TARGET, "environment", "v5")
+    assert first.model_calls == 4 and first.cached_calls == 0 and first.score == 1
+    # the same prompt with refitted cut-offs (a new prompt hash): the answers come from the cache
+    user = tmp_path / "prompts" / "rating" / "environment"
+    user.mkdir(parents=True)
+    text = open(load_prompt("environment@v5").path).read().replace("cutoffs: [", "cutoffs: [0.3, 1.3]\n#was [")
+    (user / "v5.yaml").write_text(text)
+    monkeypatch.setenv("FILINGLENS_PROMPTS", str(tmp_path / "prompts"))
+    refit = load_prompt("environment@v5")
+    assert refit.cutoffs == [0.3, 1.3] and refit.hash != first.prompt_hash
+    again = chain.rate(TARGET, "environment", "v5")
+    assert again.prompt_hash == refit.hash and again.cached_calls == again.model_calls == 4
+    assert len(script.questions) == 4 and again.expected_score == first.expected_score and again.score == 2
+
+
+def test_rate_shows_score_interval_deciding_indicators_facts_and_quotes(tmp_path, monkeypatch):
+    import json
+
+    from rich.console import Console
+    from typer.testing import CliRunner
+
+    import filinglens.agents.jobs as jobs
+    from filinglens.agents.providers.fake import register_script
+    from filinglens.agents.rating import ratings_table
+    from filinglens.cli import app
+
+    register_script("yesto", func=YesTo("confidence about future growth", "discuss", "dated environmental"))
+    monkeypatch.setattr(jobs, "resolve_targets", lambda paths=(), ticker=None, year=None, progress=None: [TARGET])
+    monkeypatch.setattr(jobs, "index_gatherer", lambda agent=None: (lambda prompt, target: list(EVIDENCE)))
+    monkeypatch.setattr(jobs, "index_facts", lambda: (lambda target: _financials()))
+    args = ["rate", str(tmp_path / "x.html"), "-c", "confidence", "-c", "environment", "-p", "v5", "-m", "fake:yesto"]
+    got = CliRunner().invoke(app, args + ["--json"])
+    assert got.exit_code == 0, got.output
+    conf, env = json.loads(got.output)["ratings"]
+    assert conf["score"] == 1 and conf["interval"] == [conf["expected_score"]] * 2 and conf["borderline"] is False
+    assert {f["fact"] for f in conf["facts"]} == {"revenue", "net_income"}
+    assert [i["id"] for i in conf["indicators"]][:2] == ["revenue_growth", "earnings_growth"]
+    assert env["quotes"][0]["verified"] and env["indicators"][0]["gate"]
+
+    got = CliRunner().invoke(app, args)
+    assert got.exit_code == 0, got.output
+    _, ratings = jobs.run_ratings([TARGET], ["confidence"], model_id="fake:yesto", prompt_version="v5",
+                                  store=Store(tmp_path / "t.db"))
+    console = Console(record=True, width=220)
+    console.print(ratings_table(ratings))
+    text = console.export_text()
+    assert "decided by" in text and "revenue_growth fact=0.20 → +0.12" in text
+    assert "Revenue 391,035 million" in text and "E=1.32 [1.32–1.32]" in text
+    assert "expect continued growth" in text
