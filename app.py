@@ -88,14 +88,56 @@ def index_gatherer(agent=None, exclude_items: Sequence[str] = ()) -> Callable[[R
             opened[0] = RetrievalAgent()
         k = prompt.retrieval.evidence_chunks
         items = [i for i in prompt.retrieval.items if i.upper() not in excluded]
-        evidence = opened[0].retrieve(
-            prompt.description, queries=prompt.retrieval.queries, items=items,
-            filing_id=target.filing_id, k=3 * k if excluded else k,
-        )
+        asked = [i for i in prompt.indicators if i.question and i.queries]
+        if not asked:
+            evidence = opened[0].retrieve(
+                prompt.description, queries=prompt.retrieval.queries, items=items,
+                filing_id=target.filing_id, k=3 * k if excluded else k,
+            )
+        else:  # the indicators method: each indicator's own queries, merged in turn
+            ranked = [opened[0].retrieve(i.question, queries=i.queries, items=items,
+                                         filing_id=target.filing_id, k=3 * k if excluded else k) for i in asked]
+            evidence = interleave(ranked, 3 * k if excluded else k)
         kept = [EvidenceItem.from_evidence(e) for e in evidence if str(e.item).upper() not in excluded]
         return kept[:k]
 
     return gather
+
+
+def interleave(ranked: Sequence[Sequence], k: int) -> list:
+    """Merge ranked lists in turn (first of each, then second of each, ...), without repeats, up to ``k``."""
+    out, seen = [], set()
+    for depth in range(max((len(r) for r in ranked), default=0)):
+        for items in ranked:
+            if depth < len(items) and items[depth].chunk_id not in seen:
+                seen.add(items[depth].chunk_id)
+                out.append(items[depth])
+                if len(out) >= k:
+                    return out
+    return out
+
+
+def index_facts() -> Callable[[Target], object]:
+    """The key figures (``filinglens.retrieval.facts.Financials``) of an indexed filing, read from its source
+    file when that file is still there and unchanged (else None: the indicators fall back to questions)."""
+    cache: dict[str, object] = {}
+
+    def facts(target: Target):
+        from filinglens.retrieval.facts import cached_financials
+        from filinglens.retrieval.index import open_store
+        from filinglens.settings import sha256_file
+
+        content_hash = target.content_hash.split("#", 1)[0]  # metamorphic variants rate the same filing
+        if content_hash not in cache:
+            record = next((f for f in open_store().filings() if f["filing_id"] == target.filing_id), None)
+            source = Path(record["source"]) if record and record.get("source") else None
+            found = None
+            if source is not None and source.is_file() and sha256_file(source) == content_hash:
+                found = cached_financials(source, content_hash)
+            cache[content_hash] = found
+        return cache[content_hash]
+
+    return facts
 
 
 def run_ratings(
@@ -103,7 +145,7 @@ def run_ratings(
     categories: Sequence[str],
     *,
     model_id: str = "local",
-    prompt_version: str = "v1",
+    prompt_version: str | None = None,
     samples: int = 1,
     temperature: float = 0.0,
     evidence_chars: int | None = None,
@@ -111,15 +153,20 @@ def run_ratings(
     run_id: str | None = None,
     label: str | None = None,
     gather=None,
+    facts=None,
     progress: Callable[[Rating], None] | None = None,
 ) -> tuple[str, list[Rating]]:
     """Rate every target × category × sample into a run of the results store; returns (run id, ratings)."""
+    from filinglens.prompts.loader import DEFAULT_RATING_VERSION
+
+    prompt_version = prompt_version or DEFAULT_RATING_VERSION
     store = store or Store()
     config = {"model": model_id, "prompt_version": prompt_version, "samples": samples, "temperature": temperature,
               "categories": list(categories), "filings": [t.filing_id for t in targets]}
     run_id = store.start_run("rate", config, label=label, run_id=run_id)
     chain = RatingChain(store, model_id=model_id, temperature=temperature, run_id=run_id,
-                        gather=gather or index_gatherer())
+                        gather=gather or index_gatherer(), facts=facts if facts is not None else
+                        (index_facts() if gather is None else None))
     if evidence_chars:
         chain.evidence_chars = evidence_chars
     try:

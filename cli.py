@@ -271,7 +271,7 @@ def rate(
     year: Optional[str] = typer.Option(None, "--year", "-y", help="Fiscal year or range, with --ticker."),
     category: Optional[list[str]] = typer.Option(None, "--category", "-c", help="Categories (repeatable); default all."),
     model: str = typer.Option("local", "--model", "-m", help="Model id (see `filinglens models`)."),
-    prompt_version: str = typer.Option("v2", "--prompt-version", "-p", help="Prompt version (v1 direct, v2 yes/no, v3 CoT, v4 strict)."),
+    prompt_version: Optional[str] = typer.Option(None, "--prompt-version", "-p", help="Prompt version (v1 direct, v2 yes/no, v3 CoT, v4 strict, v5 indicators; default: the one `prompts list` marks)."),
     samples: int = typer.Option(1, "--samples", "-n", min=1, help="Repeated samples per cell."),
     temperature: float = typer.Option(0.0, "--temperature", help="Sampling temperature."),
     evidence_chars: Optional[int] = typer.Option(None, "--evidence-chars", help="Evidence budget per rating (characters)."),
@@ -281,9 +281,11 @@ def rate(
     """Rate 10-K filings on categories from retrieved evidence (cached, recorded)."""
     from filinglens.app import resolve_targets, run_ratings
     from filinglens.agents.rating import export_ratings, ratings_table
-    from filinglens.prompts.loader import categories as all_categories
     from filinglens.display import RichIngestProgress
+    from filinglens.prompts.loader import DEFAULT_RATING_VERSION, categories as all_categories
     from rich.progress import Progress
+
+    prompt_version = prompt_version or DEFAULT_RATING_VERSION
 
     with RichIngestProgress(err_console) as ingest_progress:
         targets = resolve_targets(paths or [], ticker, year, progress=ingest_progress)

@@ -246,12 +246,14 @@ def answer_panel(answer: Answer):
 
 def prompts_table(prompts: list[RatingPrompt]):
     """A rich table of prompts: ref, method, hash, note."""
+    from filinglens.prompts.loader import DEFAULT_RATING_VERSION
 
-    table = Table(title="Rating prompts")
+    table = Table(title=f"Rating prompts (default version: {DEFAULT_RATING_VERSION})")
     for col in ("prompt", "method", "hash", "note"):
         table.add_column(col)
     for p in prompts:
-        table.add_row(p.ref, p.method, p.hash, (p.note or "")[:70])
+        ref = p.ref + (" (default)" if p.version == DEFAULT_RATING_VERSION else "")
+        table.add_row(ref, p.method, p.hash, (p.note or "")[:70])
     return table
 
 

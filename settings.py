@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     embeddings: Optional[str] = Field(None, description="embedding model for the index (default `minilm-int8`)")
     chroma_url: Optional[str] = Field(None, description="use a Chroma server (`chroma run`) instead of the embedded store")
     collection: Optional[str] = Field(None, description="Chroma collection name (default `filinglens`)")
+    lock_wait: Optional[float] = Field(None, gt=0, description="seconds an index writer waits for another writer (default 120)")
+    db_timeout: Optional[float] = Field(None, gt=0, description="seconds a results-store writer waits for a lock (default 15)")
     edgar_url: Optional[str] = Field(None, description="EDGAR www base URL (a mirror or test server)")
     edgar_data_url: Optional[str] = Field(None, description="EDGAR data base URL (default: `FILINGLENS_EDGAR_URL` or data.sec.gov)")
     edgar_timeout: Optional[float] = Field(None, gt=0, description="EDGAR per-read timeout in seconds")

@@ -5,6 +5,11 @@ Every call the rating chain or the QA agent makes goes through
 prompt hash, input hash, sample index) and, if absent, made, timed, and
 recorded with its token counts — or recorded with its error, then raised as
 ``ModelCallError``. Nothing fails silently.
+
+``input_only_key=True`` leaves the prompt hash out of the key (it is still
+recorded): the messages alone decide the answer, so a prompt edit that does
+not change them (the indicators method's weights and fitted cut-offs) reuses
+every cached call.
 """
 
 from __future__ import annotations
@@ -49,11 +54,12 @@ def invoke_cached(
     sample_index: int = 0,
     run_id: str | None = None,
     model: Any = None,
+    input_only_key: bool = False,
 ) -> CallResult:
     """Call ``model_id`` with ``messages`` unless the same call is already in the store."""
     payload = messages_payload(messages)
     input_hash = json_hash(payload)
-    key = call_cache_key(model_id, params, prompt_hash, input_hash, sample_index)
+    key = call_cache_key(model_id, params, None if input_only_key else prompt_hash, input_hash, sample_index)
     hit = store.cached_call(key)
     if hit is not None:
         return CallResult(hit.response, hit.tokens_in, hit.tokens_out, hit.latency_ms, cached=True)
@@ -89,6 +95,7 @@ def next_token_probs_cached(
     prompt_ref: str | None = None,
     prompt_hash: str | None = None,
     run_id: str | None = None,
+    input_only_key: bool = False,
 ) -> tuple[dict[str, float], CallResult]:
     """Next-token probabilities of ``candidates`` from a local model, cached like any call."""
     import json
@@ -96,7 +103,7 @@ def next_token_probs_cached(
     payload = messages_payload(messages)
     input_hash = json_hash([payload, list(candidates)])
     params = {"method": "next_token_probs"}
-    key = call_cache_key(model_id, params, prompt_hash, input_hash, 0)
+    key = call_cache_key(model_id, params, None if input_only_key else prompt_hash, input_hash, 0)
     hit = store.cached_call(key)
     if hit is not None:
         return json.loads(hit.response), CallResult(hit.response, hit.tokens_in, 1, hit.latency_ms, cached=True)

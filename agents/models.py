@@ -155,6 +155,16 @@ def get_chat_model(model_id: str = DEFAULT_MODEL, **params: Any):
     return prov.create(name, model_params)
 
 
+def has_capability(model_id: str, capability: str) -> bool:
+    """Whether ``model_id``'s provider declares ``capability`` (e.g. ``"token_probabilities"``);
+    False for an unknown id."""
+    try:
+        prov, _ = _resolve(model_id)
+    except ConfigError:
+        return False
+    return capability in prov.capabilities
+
+
 def list_models() -> list[ModelStatus]:
     """Every listed model id with whether it can be used here and, if not, why."""
     rows: list[ModelStatus] = []

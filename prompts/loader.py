@@ -30,6 +30,11 @@ from filinglens import settings
 from filinglens.errors import ConfigError
 
 BUILTIN_DIR = Path(__file__).parent
+#: Facts an indicator can read from the filing's own numbers (``filinglens.retrieval.facts``):
+#: relative changes vs the prior year (mapped to [0, 1] by the indicator's ``scale``), and flags (0 or 1).
+FACT_CHANGES = ("revenue_change", "net_income_change", "operating_cash_flow_change")
+FACT_FLAGS = ("net_loss", "operating_cash_negative", "rnd_reported", "going_concern", "downgrade", "impairment")
+FACTS = FACT_CHANGES + FACT_FLAGS
 
 
 class Questions(BaseModel):
@@ -37,6 +42,32 @@ class Questions(BaseModel):
 
     level1: str
     level2: list[str] = Field(min_length=1)
+
+
+class Indicator(BaseModel):
+    """One check of the ``indicators`` method: a yes/no question answered from P(yes), a fact from the
+    filing's numbers, or both (the fact when the filing has it, else the question)."""
+
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    question: str | None = None
+    queries: list[str] = Field(default_factory=list)  # this indicator's retrieval queries
+    fact: str | None = None
+    scale: list[float] | None = None  # change facts: value mapped linearly, 0 at scale[0], 1 at scale[1]
+    weight: float = 0.0
+    gate: bool = False  # the expected score is multiplied by this indicator's value
+
+    @model_validator(mode="after")
+    def _valid(self) -> "Indicator":
+        if not self.question and not self.fact:
+            raise ValueError(f"indicator {self.id}: needs a `question` or a `fact`")
+        if self.fact is not None and self.fact not in FACTS:
+            raise ValueError(f"indicator {self.id}: unknown fact {self.fact!r} (known: {', '.join(FACTS)})")
+        if self.fact in FACT_CHANGES and (self.scale is None or len(self.scale) != 2
+                                          or self.scale[0] >= self.scale[1]):
+            raise ValueError(f"indicator {self.id}: fact {self.fact} needs `scale: [low, high]` with low < high")
+        if not self.gate and self.weight == 0:
+            raise ValueError(f"indicator {self.id}: needs a non-zero `weight` (or `gate: true`)")
+        return self
 
 
 class Retrieval(BaseModel):
@@ -72,7 +103,7 @@ class RatingPrompt(_PromptFile):
     category: str
     version: str
     title: str
-    method: Literal["direct", "yesno", "cot"]
+    method: Literal["direct", "yesno", "cot", "indicators"]
     description: str
     rubric: dict[int, str]
     retrieval: Retrieval
@@ -82,6 +113,9 @@ class RatingPrompt(_PromptFile):
     questions: Questions | None = None
     cutoffs: list[float] = Field(default_factory=lambda: [0.5, 1.5])
     examples: list[dict] = Field(default_factory=list)
+    indicators: list[Indicator] = Field(default_factory=list)
+    bias: float = 0.0  # indicators: E = gate × (bias + Σ weight × value), clipped to [0, 2]
+    calibration: dict = Field(default_factory=dict)  # how the cut-offs were fitted (data, CV figures)
 
     @field_validator("rubric")
     @classmethod
@@ -94,6 +128,14 @@ class RatingPrompt(_PromptFile):
     def _method_needs(self) -> "RatingPrompt":
         if self.method == "yesno" and self.questions is None:
             raise ValueError("method yesno needs `questions` (level1, level2)")
+        if self.method == "indicators":
+            if not self.indicators:
+                raise ValueError("method indicators needs `indicators`")
+            ids = [i.id for i in self.indicators]
+            if len(set(ids)) != len(ids):
+                raise ValueError(f"indicator ids must be unique: {ids}")
+            if sum(i.gate for i in self.indicators) > 1:
+                raise ValueError("at most one indicator can be the `gate`")
         if len(self.cutoffs) != 2 or not 0 <= self.cutoffs[0] < self.cutoffs[1] <= 2:
             raise ValueError("cutoffs must be two increasing numbers within [0, 2]")
         for field_name in ("system", "user"):

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
 from filinglens import settings
-from filinglens.agents.providers import ModelParams, Provider, has_module, messages_payload, require
+from filinglens.agents.providers import TOKEN_PROBABILITIES, ModelParams, Provider, has_module, messages_payload, require
 from filinglens.errors import ConfigError
 
 
@@ -452,6 +452,7 @@ def _make_provider(s: GGUFSpec) -> Provider:
         names=("",),
         extra_params=("n_ctx",),
         note=lambda name: note(s.id),
+        capabilities=frozenset({TOKEN_PROBABILITIES}),
     )
 
 
