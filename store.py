@@ -288,6 +288,8 @@ class Store:
         return False
 
     def _record_identity(self) -> None:
+        if str(self.path) == ":memory:":  # a worker's scratch store: nothing on disk to guard
+            return
         current = self.db.execute("PRAGMA application_id").fetchone()[0]
         if current == 0:
             with self.transaction():
