@@ -19,7 +19,9 @@ prompt's method rates it, and the result is validated:
   model reuses its prefix cache). ``E = gate × (bias + Σ weight × value)``,
   clipped to [0, 2], with the weights and the fitted cut-offs in the prompt
   file; ``E ± sd`` (sd from treating each P(yes) as a yes/no coin) is the
-  interval, and a cell whose interval holds a cut-off is ``borderline``. The
+  interval; a cell is ``borderline`` when E lies in a cut-off's band (how far
+  the cut-off moves when the labelled filings are resampled, fitted with it),
+  or, for a prompt without bands, when its interval holds a cut-off. The
   rating cites the facts it used (concept, period, value) and, per deciding
   question, the evidence sentence closest to it.
 
@@ -335,7 +337,10 @@ class RatingChain:
         rating.score = score_from_expected(result.expected, prompt.cutoffs)
         low, high = max(0.0, result.expected - result.sd), min(2.0, result.expected + result.sd)
         rating.interval = [round(low, 4), round(high, 4)]
-        rating.borderline = is_borderline(result.expected, result.sd, prompt.cutoffs)
+        if prompt.borderline_bands:  # fitted with the cut-offs: where the calibration itself is unsure
+            rating.borderline = any(low <= result.expected <= high for low, high in prompt.borderline_bands)
+        else:
+            rating.borderline = is_borderline(result.expected, result.sd, prompt.cutoffs)
         rating.indicators = [v.to_dict() for v in values]
         rating.facts = [c for v in values if v.cited for c in v.cited]
         rating.quotes = verify_quotes(indicator_quotes(values, used), used)

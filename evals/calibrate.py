@@ -35,18 +35,21 @@ def predict(expected: Sequence[float], cutoffs: Sequence[float]) -> np.ndarray:
     return np.where(e < cutoffs[0], 0, np.where(e < cutoffs[1], 1, 2))
 
 
-def quadratic_kappa(truth: Sequence[int], pred: Sequence[int]) -> float | None:
-    """Quadratic-weighted Cohen's κ on 0/1/2 (None when undefined)."""
-    from sklearn.metrics import cohen_kappa_score
+_WEIGHTS = np.array([[(i - j) ** 2 for j in range(3)] for i in range(3)], dtype=float)
 
+
+def quadratic_kappa(truth: Sequence[int], pred: Sequence[int]) -> float | None:
+    """Quadratic-weighted Cohen's κ on 0/1/2 (as scikit-learn's ``cohen_kappa_score``; None when undefined)."""
     t, p = np.asarray(truth, dtype=int), np.asarray(pred, dtype=int)
     if len(t) < 2:
         return None
-    if len(set(t)) == 1 and len(set(p)) == 1:
-        return 1.0 if t[0] == p[0] else 0.0
-    with np.errstate(invalid="ignore", divide="ignore"):
-        value = cohen_kappa_score(t, p, labels=[0, 1, 2], weights="quadratic")
-    return None if not math.isfinite(value) else float(value)
+    observed = np.zeros((3, 3))
+    np.add.at(observed, (t, p), 1.0)
+    expected = np.outer(observed.sum(axis=1), observed.sum(axis=0)) / len(t)
+    denominator = (_WEIGHTS * expected).sum()
+    if denominator <= 0:
+        return 1.0 if (t == p).all() else 0.0
+    return float(1 - (_WEIGHTS * observed).sum() / denominator)
 
 
 def fit_cutoffs(expected: Sequence[float], labels: Sequence[int], step: float = GRID_STEP) -> tuple[float, float]:
@@ -63,37 +66,70 @@ def fit_cutoffs(expected: Sequence[float], labels: Sequence[int], step: float = 
     agree = (zeros - ones)[:, None] + (ones + (total_twos - twos))[None, :]
     agree = np.where(np.triu(np.ones((len(grid), len(grid)), dtype=bool), k=1), agree, -1)
     best = agree.max()
-    pairs = [(int(i), int(j)) for i, j in zip(*np.nonzero(agree == best))]
-    if len(set(y)) > 1 and len(pairs) > 1:  # ties: the highest quadratic κ (one κ per distinct prediction)
+    ii, jj = np.nonzero(agree == best)
+    if len(set(y)) > 1 and len(ii) > 1:  # ties: the highest quadratic κ (one κ per distinct prediction)
         ranks = below.sum(axis=1)  # cells below each grid point: pairs with equal ranks predict alike
-        kappa: dict[tuple[int, int], float] = {}
-        for i, j in pairs:
-            key = (int(ranks[i]), int(ranks[j]))
-            if key not in kappa:
-                kappa[key] = quadratic_kappa(y, predict(e, (grid[i], grid[j]))) or -1.0
-        top = max(kappa.values())
-        pairs = [(i, j) for i, j in pairs if kappa[(int(ranks[i]), int(ranks[j]))] >= top - 1e-12]
-    c0 = float(np.median([grid[i] for i, _ in pairs]))
-    c1 = float(np.median([grid[j] for _, j in pairs]))
+        keys = ranks[ii] * (len(e) + 1) + ranks[jj]
+        unique, first = np.unique(keys, return_index=True)
+        kappas = np.array([quadratic_kappa(y, predict(e, (grid[ii[k]], grid[jj[k]]))) or -1.0 for k in first])
+        keep = np.isin(keys, unique[kappas >= kappas.max() - 1e-12])
+        ii, jj = ii[keep], jj[keep]
+    c0 = float(np.median(grid[ii]))
+    c1 = float(np.median(grid[jj]))
     if c1 <= c0:
         c1 = min(2.0, c0 + step)
     return round(c0, 3), round(c1, 3)
 
 
+def cutoff_bands(expected: Sequence[float], labels: Sequence[int], groups: Sequence[str], n_boot: int = 200,
+                 level: float = 0.8, seed: int = 0) -> list[list[float]]:
+    """How far each cut-off moves when the labelled filings are resampled: the central ``level`` interval
+    of the cut-offs fitted on ``n_boot`` bootstrap samples of the groups (filings). A cell whose expected
+    score falls inside a band is ``borderline``: its score depends on which filings were labelled."""
+    e = np.asarray(expected, dtype=float)
+    y = np.asarray(labels, dtype=int)
+    g = np.asarray(groups)
+    names = list(dict.fromkeys(g.tolist()))
+    rng = np.random.default_rng(seed)
+    fits = []
+    for _ in range(n_boot):
+        pick = rng.choice(len(names), size=len(names), replace=True)
+        idx = np.concatenate([np.nonzero(g == names[k])[0] for k in pick])
+        fits.append(fit_cutoffs(e[idx], y[idx]))
+    fits = np.array(fits)
+    tail = (1 - level) / 2 * 100
+    return [[round(float(np.percentile(fits[:, k], tail)), 3), round(float(np.percentile(fits[:, k], 100 - tail)), 3)]
+            for k in (0, 1)]
+
+
+def in_band(expected: float, bands: Sequence[Sequence[float]]) -> bool:
+    """Whether ``expected`` lies inside one of the cut-off bands."""
+    return any(low <= expected <= high for low, high in bands)
+
+
 def cross_validate(expected: Sequence[float], labels: Sequence[int], groups: Sequence[str],
-                   fit: Callable = fit_cutoffs) -> dict:
-    """Leave-one-group-out: cut-offs fitted on the other groups, applied to the held-out cells."""
+                   fit: Callable = fit_cutoffs, bands: int = 0) -> dict:
+    """Leave-one-group-out: cut-offs (and, with ``bands`` bootstrap samples, their bands) fitted on the other
+    groups, applied to the held-out cells."""
     e = np.asarray(expected, dtype=float)
     y = np.asarray(labels, dtype=int)
     g = np.asarray(groups)
     pred = np.zeros(len(e), dtype=int)
+    flagged = np.zeros(len(e), dtype=bool)
     folds = []
     for group in dict.fromkeys(g.tolist()):
         test = g == group
         cut = fit(e[~test], y[~test])
         pred[test] = predict(e[test], cut)
-        folds.append({"held_out": group, "cutoffs": list(cut)})
-    return {"pred": pred.tolist(), "folds": folds}
+        fold = {"held_out": group, "cutoffs": list(cut)}
+        if bands:
+            fold["bands"] = cutoff_bands(e[~test], y[~test], g[~test], n_boot=bands)
+            flagged[test] = [in_band(x, fold["bands"]) for x in e[test]]
+        folds.append(fold)
+    out = {"pred": pred.tolist(), "folds": folds}
+    if bands:
+        out["flagged"] = flagged.tolist()
+    return out
 
 
 def scores(truth: Sequence[int], pred: Sequence[int]) -> dict:
@@ -153,9 +189,9 @@ def _with_ci(units: list[str], truth: list[int], pred: list[int], seed: int = 0,
         "n": pair["n_units"]}
 
 
-def validity_report(rows: list[dict], version: str, n_boot: int = 1000) -> dict:
+def validity_report(rows: list[dict], version: str, n_boot: int = 1000, band_boot: int = 200) -> dict:
     """Held-out validity of one dumped prompt version (see the module docstring); ``n_boot`` bootstrap
-    resamples for the intervals of the pooled figures."""
+    resamples for the intervals of the pooled figures, ``band_boot`` for the cut-off bands."""
     from filinglens.prompts.loader import load_prompt
 
     main = [r for r in rows if not r.get("variant") and r["status"] == "ok"]
@@ -180,18 +216,19 @@ def validity_report(rows: list[dict], version: str, n_boot: int = 1000) -> dict:
         g = [r["filing"] for r in cat_rows]
         if prompt.method == "indicators":  # the prompt file's current weights
             e = [recompute(r, prompt) for r in cat_rows]
-        cv = cross_validate(e, y, g)
+        cv = cross_validate(e, y, g, bands=band_boot // 2)
         add("cv", cat_rows, cv["pred"])
         add("fixed 0.5/1.5", cat_rows, predict(e, DEFAULT_CUTOFFS))
         cut = fit_cutoffs(e, y)
+        bands = cutoff_bands(e, y, g, n_boot=band_boot)
         add("in-sample", cat_rows, predict(e, cut))
-        fitted[category] = {"cutoffs": list(cut), "folds": cv["folds"]}
+        fitted[category] = {"cutoffs": list(cut), "bands": bands, "folds": cv["folds"]}
         per_category[category] = {
             "cv": scores(y, cv["pred"]), "fixed": scores(y, predict(e, DEFAULT_CUTOFFS)),
-            "in_sample": scores(y, predict(e, cut)), "cutoffs": list(cut),
+            "in_sample": scores(y, predict(e, cut)), "cutoffs": list(cut), "bands": bands,
             "cells": [{"filing": r["filing"], "reference": r["reference"], "borderline_label": r["borderline_label"],
-                       "expected": round(x, 3), "cv": int(p), "flagged": r.get("borderline")}
-                      for r, x, p in zip(cat_rows, e, cv["pred"])],
+                       "expected": round(x, 3), "cv": int(p), "flagged": bool(f), "sd_flagged": r.get("borderline")}
+                      for r, x, p, f in zip(cat_rows, e, cv["pred"], cv["flagged"])],
         }
         if prompt.method == "indicators":
             ids = [i.id for i in prompt.indicators]
@@ -210,7 +247,9 @@ def validity_report(rows: list[dict], version: str, n_boot: int = 1000) -> dict:
     flagged = [c for c in cells if c["flagged"]]
     flag = {"flagged": len(flagged), "flagged_wrong": sum(c["cv"] != c["reference"] for c in flagged),
             "unflagged_wrong": sum(c["cv"] != c["reference"] for c in cells if not c["flagged"]),
-            "flagged_label_borderline": sum(bool(c["borderline_label"]) for c in flagged)}
+            "flagged_label_borderline": sum(bool(c["borderline_label"]) for c in flagged),
+            "label_borderline": sum(bool(c["borderline_label"]) for c in cells),
+            "sd_flagged": sum(bool(c["sd_flagged"]) for c in cells)}
     seconds = [r["seconds"] for r in main if r.get("cached_calls", 0) == 0 and r.get("model_calls")]
     return {"version": version, "cells": len(main), "failed": len(failed), "overall": overall,
             "per_category": per_category, "fitted": fitted, "borderline_flag": flag,
@@ -239,15 +278,16 @@ def format_report(report: dict) -> str:
     for cat, pc in report["per_category"].items():
         extra = f" | no facts {pc['no_facts_cv']['exact']:.2f}" if "no_facts_cv" in pc else ""
         lines.append(f"  {cat:12} exact {pc['cv']['exact']:.2f} κ {_fmt(pc['cv']['kappa_quadratic'])} | "
-                     f"{pc['fixed']['exact']:.2f} | {pc['in_sample']['exact']:.2f}  cut-offs {pc['cutoffs']}{extra}")
+                     f"{pc['fixed']['exact']:.2f} | {pc['in_sample']['exact']:.2f}  cut-offs {pc['cutoffs']} "
+                     f"bands {pc['bands']}{extra}")
         for c in pc["cells"]:
             mark = "" if c["cv"] == c["reference"] else "  <-- wrong"
             lines.append(f"      {c['filing'][:28]:28} ref {c['reference']}{'b' if c['borderline_label'] else ' '} "
                          f"E {c['expected']:.2f} cv {c['cv']}{' flagged' if c['flagged'] else ''}{mark}")
     f = report["borderline_flag"]
-    lines.append(f"borderline flag: {f['flagged']} cells flagged, {f['flagged_wrong']} of them wrong held-out; "
-                 f"{f['unflagged_wrong']} wrong among the unflagged; {f['flagged_label_borderline']} flagged cells "
-                 f"are borderline in the labels")
+    lines.append(f"borderline flag (held-out bands): {f['flagged']} cells flagged, {f['flagged_wrong']} of them wrong; "
+                 f"{f['unflagged_wrong']} wrong among the unflagged; {f['flagged_label_borderline']} of "
+                 f"{f['label_borderline']} borderline labels flagged; ±sd rule would flag {f['sd_flagged']}")
     return "\n".join(lines)
 
 
@@ -262,19 +302,22 @@ def write_cutoffs(report: dict, version: str) -> list[Path]:
         path = Path(prompt.path)
         text = path.read_text()
         c0, c1 = pc["cutoffs"]
+        (b0, b1), (b2, b3) = pc["bands"]
         block = (f"cutoffs: [{c0:g}, {c1:g}]\n"
+                 f"borderline_bands: [[{b0:g}, {b1:g}], [{b2:g}, {b3:g}]]\n"
                  f"calibration:\n"
                  f"  fitted_on: dev reference labels (../shared/data/labels/ratings_dev.json), "
                  f"{pc['cv']['n']} filings\n"
                  f"  rule: most exact agreements, ties by quadratic kappa, middle of the optimal range "
                  f"(evals/calibrate.py)\n"
+                 f"  borderline_bands: central 80% of the cut-offs refitted on 200 bootstrap samples of the filings\n"
                  f"  held_out: leave one filing out\n"
                  f"  held_out_exact: {pc['cv']['exact']:.3f}\n"
                  f"  held_out_kappa_quadratic: {_num(pc['cv']['kappa_quadratic'])}\n"
                  f"  all_categories_held_out_exact: {_num((overall.get('exact_agreement') or {}).get('estimate'))}\n"
                  f"  all_categories_held_out_kappa_quadratic: "
                  f"{_num((overall.get('kappa_quadratic') or {}).get('estimate'))}\n")
-        text = re.sub(r"(?m)^cutoffs:.*\n?", "", text)
+        text = re.sub(r"(?m)^(?:cutoffs|borderline_bands):.*\n?", "", text)
         text = re.sub(r"(?ms)^calibration:\n(?:[ ].*\n)*", "", text)
         text = text.rstrip("\n") + "\n" + block
         from filinglens.settings import atomic_write

@@ -115,6 +115,7 @@ class RatingPrompt(_PromptFile):
     examples: list[dict] = Field(default_factory=list)
     indicators: list[Indicator] = Field(default_factory=list)
     bias: float = 0.0  # indicators: E = gate × (bias + Σ weight × value), clipped to [0, 2]
+    borderline_bands: list[list[float]] = Field(default_factory=list)  # E inside one: the score is borderline
     calibration: dict = Field(default_factory=dict)  # how the cut-offs were fitted (data, CV figures)
 
     @field_validator("rubric")
@@ -138,6 +139,9 @@ class RatingPrompt(_PromptFile):
                 raise ValueError("at most one indicator can be the `gate`")
         if len(self.cutoffs) != 2 or not 0 <= self.cutoffs[0] < self.cutoffs[1] <= 2:
             raise ValueError("cutoffs must be two increasing numbers within [0, 2]")
+        for band in self.borderline_bands:
+            if len(band) != 2 or not 0 <= band[0] <= band[1] <= 2:
+                raise ValueError("borderline_bands must be [low, high] pairs within [0, 2]")
         for field_name in ("system", "user"):
             try:
                 getattr(self, field_name).format_map(_Probe())

@@ -87,7 +87,7 @@ def test_validity_report_and_write_cutoffs_to_a_prompt_file(tmp_path, monkeypatc
         [(0, 0.05, 0.0), (1, 0.9, 0.1), (1, 0.95, 0.2), (2, 0.95, 0.9), (2, 1.0, 0.8), (2, 0.9, 1.0), (2, 1.0, 0.7)])]
     rows = _rows(prompt, cells)
     assert recompute(rows[3], prompt) == pytest.approx(0.95 * (1 + 0.9))
-    report = validity_report(rows, "v5", n_boot=10)
+    report = validity_report(rows, "v5", n_boot=10, band_boot=20)
     assert report["cells"] == 7 and report["per_category"]["people"]["in_sample"]["exact"] == 1.0
     assert {"cv", "fixed 0.5/1.5", "in-sample", "logistic (indicators)"} <= set(report["overall"])
     [path] = write_cutoffs(report, "v5")
@@ -98,3 +98,24 @@ def test_validity_report_and_write_cutoffs_to_a_prompt_file(tmp_path, monkeypatc
     write_cutoffs(report, "v5")  # idempotent: one cutoffs line, one calibration block
     text = path.read_text()
     assert text.count("cutoffs:") == 1 and text.count("calibration:") == 1
+
+
+def test_quadratic_kappa_matches_scikit_learn():
+    from sklearn.metrics import cohen_kappa_score
+
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        t, p = rng.integers(0, 3, 12), rng.integers(0, 3, 12)
+        if len(set(t)) > 1 or len(set(p)) > 1:
+            assert quadratic_kappa(t, p) == pytest.approx(cohen_kappa_score(t, p, labels=[0, 1, 2], weights="quadratic"))
+
+
+def test_cutoff_bands_widen_where_the_labels_are_thin():
+    from filinglens.evals.calibrate import cutoff_bands, in_band
+
+    e = [0.1, 0.9, 1.0, 1.1, 1.2, 1.3, 1.45, 1.6, 1.7, 1.8, 1.9, 2.0]
+    y = [0, 1, 1, 1, 1, 1, 2, 1, 2, 2, 2, 2]  # a 2 at 1.45 and a 1 at 1.6: the upper cut-off is unsure
+    bands = cutoff_bands(e, y, [f"f{i}" for i in range(len(e))], n_boot=100)
+    (low0, high0), (low1, high1) = bands
+    assert low0 <= high0 < 0.9 and low1 <= 1.45 and high1 >= 1.6 and high1 - low1 > high0 - low0 - 1e-9
+    assert in_band(1.5, bands) and not in_band(1.0, bands)
