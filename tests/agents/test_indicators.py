@@ -132,8 +132,13 @@ def test_a_net_loss_makes_confidence_0_and_without_facts_the_questions_decide(tm
 def test_interval_and_borderline_flag(tmp_path):
     chain = _chain(tmp_path, YesTo("discuss", "dated environmental target"))
     rating = chain.rate(TARGET, "environment", "v5")
-    # hosted answers are 0 or 1: no spread, so no interval to speak of
-    assert rating.interval == [rating.expected_score, rating.expected_score] and not rating.borderline
+    # hosted answers are 0 or 1: no spread, so no interval to speak of; borderline then comes from the
+    # cut-off bands fitted with the prompt (where the calibration itself is unsure)
+    assert rating.interval == [rating.expected_score, rating.expected_score]
+    from filinglens.prompts.loader import load_prompt
+
+    bands = load_prompt("environment@v5").borderline_bands
+    assert rating.borderline == any(low <= rating.expected_score <= high for low, high in bands)
     assert rating.expected_score == pytest.approx(1.4) and rating.score == 1
     assert rating.quotes and all(q["verified"] for q in rating.quotes)
     assert any("carbon neutral" in q["text"] for q in rating.quotes)
