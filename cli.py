@@ -280,7 +280,8 @@ def rate(
 ) -> None:
     """Rate 10-K filings on categories from retrieved evidence (cached, recorded)."""
     from filinglens.app import resolve_targets, run_ratings
-    from filinglens.agents.rating import export_ratings, ratings_table
+    from filinglens.agents.rating import export_ratings
+    from filinglens.display import ratings_table
     from filinglens.display import RichIngestProgress
     from filinglens.prompts.loader import DEFAULT_RATING_VERSION, categories as all_categories
     from rich.progress import Progress

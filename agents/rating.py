@@ -564,54 +564,6 @@ def deciding_indicators(rating: Rating, limit: int = 3) -> list[str]:
     return out
 
 
-def ratings_table(ratings: Sequence[Rating]):
-    """A rich table: filing, category, score (expected score with its interval, borderline flag), the
-    indicators and facts that decided it, the first evidence quote with its citation, calls."""
-    from rich.markup import escape
-    from rich.table import Table
-
-    setups = sorted({f"{r.model_id} · prompt {r.prompt_version} ({r.method})" for r in ratings})
-    table = Table(title="Ratings — " + "; ".join(setups), show_lines=True, expand=True)
-    table.add_column("filing", ratio=1)
-    table.add_column("category", ratio=1)
-    table.add_column("score", ratio=1)
-    if any(r.indicators for r in ratings):
-        table.add_column("decided by", ratio=3)
-    table.add_column("evidence", ratio=4)
-    table.add_column("calls (cached)", ratio=1)
-    with_why = any(r.indicators for r in ratings)
-    for r in ratings:
-        why = ""
-        if r.status == "ok":
-            expected = ""
-            if r.method in PROBABILITY_METHODS and r.expected_score is not None:
-                expected = f"\nE={r.expected_score:.2f}"
-                if r.interval:
-                    expected += f" [{r.interval[0]:.2f}–{r.interval[1]:.2f}]"
-            flag = "\n[yellow]borderline[/]" if r.borderline else ""
-            score = f"[bold]{r.score}[/]{expected}{flag}"
-            quote = next((q for q in r.quotes if q["verified"]), r.quotes[0] if r.quotes else None)
-            evidence = ""
-            if quote:
-                evidence = f"“{escape(quote['text'][:200])}”" + ("" if quote["verified"] else " [red](unverified)[/]")
-                cited = next((e for e in r.evidence if e["chunk_id"] == quote.get("chunk_id")), None)
-                if cited or r.evidence:
-                    evidence += f"\n[dim]{escape((cited or r.evidence[0])['citation'])}[/]"
-            elif r.evidence:
-                evidence = f"[dim]{escape(r.evidence[0]['citation'])}[/]"
-            why = "\n".join(escape(line) for line in deciding_indicators(r))
-            facts = [f["text"] for f in r.facts if f.get("text")]
-            if facts:
-                why += "\n[dim]" + "\n".join(escape(text[:160]) for text in facts[:3]) + "[/]"
-        else:
-            score, evidence = "[red]failed[/]", f"[red]{escape((r.error or '')[:200])}[/]"
-        sample = f" #{r.sample_index}" if r.sample_index else ""
-        row = [r.target.label + sample, r.category, score] + ([why] if with_why else []) + [
-            evidence, f"{r.model_calls} ({r.cached_calls})"]
-        table.add_row(*row)
-    return table
-
-
 def export_ratings(ratings: Sequence[Rating], path) -> None:
     """Write ratings to ``.csv``, ``.parquet`` or ``.json`` (by suffix)."""
     import pandas as pd

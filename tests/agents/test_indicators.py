@@ -228,7 +228,7 @@ def test_rate_shows_score_interval_deciding_indicators_facts_and_quotes(tmp_path
 
     import filinglens.app as jobs
     from filinglens.agents.providers.fake import register_script
-    from filinglens.agents.rating import ratings_table
+    from filinglens.display import ratings_table
     from filinglens.cli import app
 
     register_script("yesto", func=YesTo("confidence about future growth", "discuss", "dated environmental"))
