@@ -483,7 +483,7 @@ class _JobRecorder:
 
 
 class _IngestRecorder:
-    """Ingest callbacks that record each file's outcome in the job and honour cancels."""
+    """Ingest callbacks (the ``IngestProgress`` protocol) that record each file's outcome in the job and honour cancels."""
 
     def __init__(self, recorder: _JobRecorder):
         self.recorder = recorder
@@ -501,6 +501,10 @@ class _IngestRecorder:
         self.recorder.state["ingest"].append({"source": Path(result.source).name, "status": result.status,
                                               "error": result.error})
         self.recorder.save()
+
+    def notice(self, message) -> None:
+        self.recorder.state.setdefault("notices", []).append(message)
+        self.recorder.save(message=message)
 
 
 def execute_job(run_id: str, *, store: Store | None = None, gather=None) -> str:
@@ -681,7 +685,7 @@ def job_alive(run: dict) -> bool:
 
 def job_view(run: dict, store: Store | None = None) -> dict:
     """A job's state for display: status (``interrupted`` when its worker is gone), phase, message, errors,
-    progress counts and, for rating jobs, each planned filing × category cell's status."""
+    notices (e.g. an index repair met on the way), progress counts and, for rating jobs, each planned filing × category cell's status."""
     store = store or Store()
     config = _config(run)
     job = config.get("job") or {}
@@ -691,7 +695,7 @@ def job_view(run: dict, store: Store | None = None) -> dict:
         status = "interrupted"
     view = {"run_id": run["id"], "kind": run["kind"], "label": run.get("label"), "status": status,
             "phase": job.get("phase"), "message": job.get("message"), "error": job.get("error"),
-            "errors": job.get("errors") or [], "ingest": job.get("ingest") or [], "total": job.get("total"),
+            "errors": job.get("errors") or [], "notices": job.get("notices") or [], "ingest": job.get("ingest") or [], "total": job.get("total"),
             "done": 0, "failed": 0, "cells": [], "created_at": run.get("created_at"),
             "finished_at": run.get("finished_at"), "cancel_requested": bool(config.get("cancel_requested")),
             "config": {k: v for k, v in config.items() if k != "job"}}

@@ -311,6 +311,9 @@ def _fake_edgar():
 
 
 def test_tickers_file_units_are_fetched_by_the_worker_and_bad_ones_listed(aapl_index, tmp_path, monkeypatch):
+    from filinglens.retrieval.index import close_local_clients
+
+    close_local_clients()  # never copy an index a live Chroma client of this process may still be writing
     home = tmp_path / "home"
     shutil.copytree(aapl_index, home)  # Apple FY2024 already embedded: the worker only re-diffs it
     monkeypatch.setenv("FILINGLENS_HOME", str(home))

@@ -181,6 +181,8 @@ def _job_box(v: dict) -> None:
                        icon=":material/warning:")
         for err in v.get("errors") or []:
             st.warning(err, icon=":material/warning:")
+        for note in v.get("notices") or []:
+            st.info(note, icon=":material/build:")
         for f in v.get("ingest") or []:
             if f.get("status") == "failed":
                 st.warning(f"{f['source']}: {f.get('error')}", icon=":material/warning:")

@@ -76,12 +76,18 @@ def wb_base(tmp_path_factory, shared, _models_dir):
                                      store=store, label=f"fixture {version}")
             assert all(r.status == "ok" for r in ratings), [r.error for r in ratings if r.status != "ok"]
         store.close()
+    from filinglens.retrieval.index import close_local_clients
+
+    close_local_clients()
     return home
 
 
 @pytest.fixture
 def wb_home(wb_base, tmp_path, monkeypatch):
     """A private copy of the rated data home, set as FILINGLENS_HOME."""
+    from filinglens.retrieval.index import close_local_clients
+
+    close_local_clients()  # never copy an index a live Chroma client of this process may still be writing
     home = tmp_path / "home"
     shutil.copytree(wb_base, home)
     monkeypatch.setenv("FILINGLENS_HOME", str(home))

@@ -92,3 +92,19 @@ def test_the_gatherer_asks_for_more_and_drops_the_excluded_items():
     got = gather(prompt, Target("f", "X", "X", "1", 2022, "h"))
     assert {e.item for e in got} == {"1"} and len(got) <= prompt.retrieval.evidence_chunks
     assert seen["items"] == ["1"] and seen["k"] == 3 * prompt.retrieval.evidence_chunks
+
+
+def test_a_job_whose_ingest_repairs_the_index_records_the_notice_and_finishes(wb_home, shared):
+    """Regression (CI, 2026-11-30): a repair notice during a job's ingest crashed the job (no ``notice``)."""
+    import json
+
+    [manifest_dir] = (wb_home / "index" / "manifests").iterdir()
+    lost = json.loads(next(manifest_dir.glob("*.json")).read_text())
+    lost.update(filing_id="00000000deadbeef", source=str(wb_home / "gone.html"))
+    (manifest_dir / "00000000deadbeef.json").write_text(json.dumps(lost))  # listed, but its chunks and source are gone
+    data = shared / "filings" / "html" / "commonwealth-fund-v-10-k-fy2015-0001376474-16-000635.html"
+    run_id = app.create_job("rate", request(tickers=[], years=None, paths=[str(data)]), label="test")
+    assert app.execute_job(run_id) == "finished"
+    view = app.job_view(Store().run(run_id))
+    assert any("missing from the index" in n for n in view["notices"]), view
+    assert [i["status"] for i in view["ingest"]] == ["indexed"] and view["done"] == 1
