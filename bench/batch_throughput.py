@@ -197,15 +197,15 @@ def llama_server(path: Path) -> dict:
             time.sleep(0.5)
         prefill, decode = [], []
         for body in _bodies(path):  # distinct prompts: no prefix reuse between them
+            body["messages"][-1]["content"] += " Then explain your answer in a paragraph."
             t0 = time.perf_counter()
-            r = httpx.post(f"{url}/chat/completions", json=dict(body, max_tokens=1), timeout=600).json()
+            r = httpx.post(f"{url}/chat/completions", json=dict(body, max_tokens=1), timeout=900).json()
             prefill.append((r["usage"]["prompt_tokens"], time.perf_counter() - t0))
-            body["messages"][-1]["content"] += " Then explain in a paragraph."
+            # the same prompt again: llama.cpp reuses the evaluated prompt, so this is generation
             t0 = time.perf_counter()
-            r = httpx.post(f"{url}/chat/completions", json=dict(body, max_tokens=64), timeout=600).json()
+            r = httpx.post(f"{url}/chat/completions", json=dict(body, max_tokens=64), timeout=900).json()
             decode.append((r["usage"]["completion_tokens"], time.perf_counter() - t0))
         prompt_tps = sum(t for t, _ in prefill) / sum(s for _, s in prefill)
-        # the second request shares the first's prefix (llama.cpp reuses it): its time is mostly generation
         gen_tps = sum(t for t, _ in decode) / sum(s for _, s in decode)
 
         # one real v2 rating through the endpoint (the rating chain, hosted yes/no path)
@@ -305,12 +305,22 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--filings", type=int, default=3)
     parser.add_argument("--skip-server", action="store_true", help="Do not measure llama_cpp.server.")
+    parser.add_argument("--server-only", action="store_true",
+                        help="Measure llama_cpp.server again and update the projection of the last results.")
     args = parser.parse_args()
     # the assembled model weights are kept between runs (the data homes here are temporary)
     os.environ.setdefault("FILINGLENS_MODELS", str(Path.home() / ".filinglens" / "models"))
     from filinglens.settings import shared_dir
 
     paths = [shared_dir() / "data" / "filings" / "html" / name for name in FILINGS[: args.filings]]
+    if args.server_only:
+        results = json.loads(OUT.read_text())
+        results["llama_cpp_server"] = server = llama_server(paths[0])
+        print(json.dumps({k: v for k, v in server.items() if "samples" not in k}), flush=True)
+        results["projection"] = projection(results["ray_overhead"]["task_round_trip_ms"] / 1000, server)
+        OUT.write_text(json.dumps(results, indent=2))
+        _tables(results)
+        return
     results: dict = {"machine": {"cpus": os.cpu_count()}, "filings": [p.name for p in paths]}
 
     configs = [("serial, 2 threads", "local", 1, None), ("serial, 1 thread", "local", 1, 1),
@@ -337,7 +347,11 @@ def main() -> None:
     results["projection"] = projection(overhead, server)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(results, indent=2))
+    _tables(results)
 
+
+def _tables(results: dict) -> None:
+    runs = results["runs"]
     print("\n| run | filings/h | s per filing (wall) | s per filing (in worker) | load avg |\n|---|---|---|---|---|")
     for r in runs:
         print(f"| {r['name']} | {r['per_hour']:.0f} | {r['s_per_filing_wall']:.1f} | {r['s_per_filing_in_worker']:.1f} "
