@@ -1,19 +1,51 @@
 """The ``filinglens`` command line.  Thin: parse arguments, call one function, print.
 
 Each command delegates to the package; user-facing errors (``FilingLensError``)
-are printed as one red line and exit non-zero, never as a traceback.
+are printed as one red line and exit non-zero, never as a traceback.  Ctrl-C
+anywhere (even while this module's imports load) prints one line,
+``interrupted``, and exits 130; the console script is :func:`main`.
 """
 
 from __future__ import annotations
 
+import signal
+import sys
+
+_interrupt_reported = False
+
+
+def _report_interrupted() -> None:
+    """Write ``interrupted`` to stderr once per process."""
+    global _interrupt_reported
+    if not _interrupt_reported:
+        _interrupt_reported = True
+        sys.stderr.write("interrupted\n")
+        sys.stderr.flush()
+
+
+def _exit_interrupted(signum, frame) -> None:  # noqa: ARG001 - signal handler signature
+    _report_interrupted()
+    raise SystemExit(130)
+
+
+# Ctrl-C while the imports below load (typer, rich: a noticeable fraction of a
+# second) exits at once with one line instead of a KeyboardInterrupt traceback
+# from inside some library.  Run as the CLI, the handler stays until ``main``
+# takes over; imported as a library, the previous handler is restored at the end.
+try:
+    _previous_sigint = signal.signal(signal.SIGINT, _exit_interrupted) or signal.default_int_handler
+    _sigint_installed = True
+except ValueError:  # not the main thread: signals cannot be handled here
+    _sigint_installed = False
+
 import functools
 import json
-import sys
 from pathlib import Path
 from typing import Callable, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from filinglens.errors import FilingLensError, redact_secrets
 
@@ -35,10 +67,12 @@ def friendly_errors(func: Callable) -> Callable:
         try:
             return func(*args, **kwargs)
         except FilingLensError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            # The message may quote values from files or servers: never read them as rich markup; one line.
+            err_console.print(f"[bold red]error:[/] {escape(' '.join(str(exc).split()))}", highlight=False,
+                              soft_wrap=True)
             raise typer.Exit(exc.exit_code)
         except KeyboardInterrupt:
-            err_console.print("[red]interrupted[/]")
+            _report_interrupted()
             raise typer.Exit(130)
 
     return wrapper
@@ -60,7 +94,7 @@ def sections(
 ) -> None:
     """Split a 10-K into its Items and show them."""
     from filinglens.retrieval.parse import parse_filing
-    from filinglens.retrieval.report import sections_table
+    from filinglens.display import sections_table
 
     filing = parse_filing(path)
     if as_json:
@@ -83,17 +117,27 @@ def fetch(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
-    """Download 10-K filings from SEC EDGAR into the data home (needs SEC_USER_AGENT)."""
-    from filinglens.retrieval.edgar import RichProgress, fetch_filings, fetch_table
+    """Download 10-K filings from SEC EDGAR into the data home (needs SEC_USER_AGENT).
+
+    Exits 1 when EDGAR listed filings whose data failed validation (not fetched; one line each on stderr).
+    """
+    from filinglens.display import RichProgress, fetch_table
+    from filinglens.retrieval.edgar import fetch_filings
 
     with RichProgress(err_console) as progress:
         report = fetch_filings(ticker, cik, years, amendments, base_url=base_url, progress=progress)
     if as_json:
         print_json(report.to_dict())
-    elif not report.results:
-        err_console.print(f"[yellow]no 10-K filings on EDGAR for {report.company or report.cik} in those years[/]")
-    else:
+    elif report.results:
         console.print(fetch_table(report))
+    elif not report.failed:
+        err_console.print(f"[yellow]no 10-K filings on EDGAR for {escape(report.company or report.cik)} in those years[/]")
+    for note in report.notes:
+        err_console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
+    for failure in report.failed:
+        err_console.print(f"[bold red]not fetched:[/] {escape(failure.line())}", highlight=False, soft_wrap=True)
+    if report.failed:
+        raise typer.Exit(1)
 
 
 # --------------------------------------------------------------------------- index and search
@@ -107,20 +151,36 @@ def ingest(
         None, "--ticker", "-t", help="Label the files with this ticker; without PATHs: ingest its fetched 10-Ks."
     ),
     years: Optional[str] = typer.Option(None, "--years", "-y", help="With --ticker and no PATHs: 2023, 2019-2024."),
-    chunk_chars: Optional[int] = typer.Option(None, "--chunk-chars", help="Chunk target size in characters."),
+    chunk_chars: Optional[int] = typer.Option(
+        None, "--chunk-chars", help="Chunk target size in characters (200-6,000; default 1,000)."
+    ),
+    allow_truncated: bool = typer.Option(
+        False, "--allow-truncated", help="Index filings that look cut off anyway (the warning is kept in their metadata)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print per-filing results as JSON."),
+    repair: bool = typer.Option(
+        False, "--repair", help="Check the index deeply and rebuild what was lost or damaged (no PATH needed)."
+    ),
 ) -> None:
-    """Chunk and index 10-K filings (idempotent: unchanged filings compute nothing)."""
+    """Chunk and index 10-K filings (idempotent: unchanged filings compute nothing; lost ones are rebuilt).
+
+    Every file gets a result; one that fails (unreadable, not a 10-K, truncated)
+    does not stop the others, and the run ends with a summary line.
+    """
     from filinglens.retrieval.chunking import DEFAULT_CHUNK_CHARS
-    from filinglens.retrieval.ingest import RichIngestProgress, ingest as run_ingest, results_table
+    from filinglens.display import RichIngestProgress, results_table
+    from filinglens.retrieval.ingest import ingest as run_ingest, summary_line
 
     with RichIngestProgress(err_console) as progress:
         results = run_ingest(paths or [], ticker=ticker, years=years, progress=progress,
-                             chunk_chars=chunk_chars or DEFAULT_CHUNK_CHARS)
+                             chunk_chars=DEFAULT_CHUNK_CHARS if chunk_chars is None else chunk_chars,
+                             allow_truncated=allow_truncated, repair=repair)
     if as_json:
         print_json([r.to_dict() for r in results])
+        err_console.print(summary_line(results), highlight=False, soft_wrap=True)
     else:
         console.print(results_table(results))
+        console.print(summary_line(results), highlight=False, soft_wrap=True)
     if any(r.status == "failed" for r in results):
         raise typer.Exit(1)
 
@@ -138,19 +198,16 @@ def search(
     as_json: bool = typer.Option(False, "--json", help="Print hits (score, metadata, exact text) as JSON."),
 ) -> None:
     """Hybrid (dense + BM25) search of the indexed filings."""
-    import re
+    from filinglens.retrieval.filing import parse_years
+    from filinglens.display import hits_table
+    from filinglens.retrieval.search import HybridSearcher, SearchFilters
 
-    from filinglens.errors import InputError
-    from filinglens.retrieval.search import HybridSearcher, SearchFilters, hits_table
-
-    year_from = year_to = None
-    if year:
-        m = re.fullmatch(r"\s*(\d{4})\s*(?:-\s*(\d{4})\s*)?", year)
-        if not m:
-            raise InputError(f"--year must be a year or a range like 2019-2022, not `{year}`")
-        year_from, year_to = int(m.group(1)), int(m.group(2) or m.group(1))
+    years = parse_years(year)
+    year_from, year_to = (years[0], years[-1]) if years else (None, None)
     filters = SearchFilters(ticker=ticker, year_from=year_from, year_to=year_to, items=item or None, kind=kind)
-    hits = HybridSearcher().search(query, k=k, filters=filters, mode=mode)
+    searcher = HybridSearcher()
+    searcher.on_notice = lambda message: err_console.print(f"[yellow]note:[/] {message}", highlight=False)
+    hits = searcher.search(query, k=k, filters=filters, mode=mode)
     if as_json:
         print_json({"query": query, "filters": filters.describe(), "hits": [h.to_dict() for h in hits]})
     else:
@@ -166,7 +223,8 @@ def models(
     as_json: bool = typer.Option(False, "--json", help="Print the list as JSON."),
 ) -> None:
     """List chat-model ids, whether each can be used here and, if not, the fix."""
-    from filinglens.agents.models import list_models, models_table
+    from filinglens.agents.models import list_models
+    from filinglens.display import models_table
 
     rows = list_models()
     if as_json:
@@ -180,6 +238,7 @@ def models(
 def doctor(
     self_check: bool = typer.Option(False, "--self-check", help="Also load the embedded model and generate one token."),
     model: str = typer.Option("local", "--model", "-m", help="Local model for --self-check."),
+    runtime_only: bool = typer.Option(False, "--runtime-only", help="Only the runtime, CPU and models (the install check)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """What the runtime was built with, CPU features, model files, index and store health."""
@@ -187,7 +246,7 @@ def doctor(
 
     from filinglens.doctor import as_dicts, diagnose
 
-    checks = diagnose(self_check=self_check, model_id=model)
+    checks = diagnose(self_check=self_check, model_id=model, runtime_only=runtime_only)
     if as_json:
         print_json(as_dicts(checks))
     else:
@@ -212,7 +271,7 @@ def rate(
     year: Optional[str] = typer.Option(None, "--year", "-y", help="Fiscal year or range, with --ticker."),
     category: Optional[list[str]] = typer.Option(None, "--category", "-c", help="Categories (repeatable); default all."),
     model: str = typer.Option("local", "--model", "-m", help="Model id (see `filinglens models`)."),
-    prompt_version: str = typer.Option("v2", "--prompt-version", "-p", help="Prompt version (v1 direct, v2 yes/no, v3 CoT, v4 strict)."),
+    prompt_version: Optional[str] = typer.Option(None, "--prompt-version", "-p", help="Prompt version (v1 direct, v2 yes/no, v3 CoT, v4 strict, v5 indicators; default: the one `prompts list` marks)."),
     samples: int = typer.Option(1, "--samples", "-n", min=1, help="Repeated samples per cell."),
     temperature: float = typer.Option(0.0, "--temperature", help="Sampling temperature."),
     evidence_chars: Optional[int] = typer.Option(None, "--evidence-chars", help="Evidence budget per rating (characters)."),
@@ -221,10 +280,13 @@ def rate(
 ) -> None:
     """Rate 10-K filings on categories from retrieved evidence (cached, recorded)."""
     from filinglens.app import resolve_targets, run_ratings
-    from filinglens.agents.rating import export_ratings, ratings_table
-    from filinglens.prompts.loader import categories as all_categories
-    from filinglens.retrieval.ingest import RichIngestProgress
+    from filinglens.agents.rating import export_ratings
+    from filinglens.display import ratings_table
+    from filinglens.display import RichIngestProgress
+    from filinglens.prompts.loader import DEFAULT_RATING_VERSION, categories as all_categories
     from rich.progress import Progress
+
+    prompt_version = prompt_version or DEFAULT_RATING_VERSION
 
     with RichIngestProgress(err_console) as ingest_progress:
         targets = resolve_targets(paths or [], ticker, year, progress=ingest_progress)
@@ -305,18 +367,129 @@ def ask(
     as_json: bool = typer.Option(False, "--json", help="Print the answer, citations and evidence as JSON."),
 ) -> None:
     """Answer a question from indexed 10-Ks, citing filing, item and the quoted span."""
-    from filinglens.agents.qa import answer_question, answer_panel
-    from filinglens.retrieval.agent import RetrievalAgent
-    from filinglens.store import Store
+    from filinglens.display import answer_panel
+    from filinglens.app import ask as ask_question
 
-    evidence = RetrievalAgent().retrieve(question, ticker=ticker, year=year, k=k)
-    answer = answer_question(question, evidence, store=Store(), model_id=model, prompt_version=prompt_version)
+    answer = ask_question(question, ticker=ticker, year=year, model_id=model, k=k, prompt_version=prompt_version)
     if as_json:
         print_json(answer.to_dict())
     else:
         console.print(answer_panel(answer))
     if answer.error:
         raise typer.Exit(1)
+
+
+# --------------------------------------------------------------------------- analyses and the workbench
+
+
+@app.command()
+@friendly_errors
+def trends(
+    ticker: Optional[list[str]] = typer.Option(None, "--ticker", "-t", help="Companies (repeatable); default all rated."),
+    years: Optional[str] = typer.Option(None, "--years", "-y", help="Fiscal years: 2023 or 2015-2024."),
+    category: Optional[list[str]] = typer.Option(None, "--category", "-c", help="Categories (repeatable); default all."),
+    rater: Optional[list[str]] = typer.Option(None, "--rater", "-r", help="Raters MODEL@VERSION (repeatable); default all."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: data home/analyses/trends-TICKERS)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the cells and averages as JSON."),
+) -> None:
+    """Ratings over fiscal years from the results store: plot (PNG, HTML) and tables (JSON, CSV)."""
+    from filinglens.analysis.outputs import table_records
+    from filinglens.app import trends as run_trends
+
+    result = run_trends(ticker or [], years, category, rater, out_dir=out)
+    if as_json:
+        print_json({"cells": table_records(result["trends"]), "averages": table_records(result["averages"]),
+                    "files": result["files"]})
+        return
+    from rich.table import Table
+
+    table = Table(title="Averages over fiscal years (expected score)")
+    for col in ("company", "category", "rater", "years", "mean", "range"):
+        table.add_column(col)
+    for r in table_records(result["averages"]):
+        table.add_row(r["company"], r["category"], r["rater"], str(r["years"]), f"{r['mean']:.2f}",
+                      f"{r['min']:.2f}–{r['max']:.2f}")
+    console.print(table)
+    for kind, path in result["files"].items():
+        console.print(f"{kind}: {path}", highlight=False)
+
+
+@app.command()
+@friendly_errors
+def compare(
+    tickers: list[str] = typer.Argument(..., help="Two or more tickers, e.g. AAPL MSFT MMM."),
+    year: int = typer.Option(..., "--year", "-y", help="Fiscal year of the 10-Ks compared."),
+    category: str = typer.Option(..., "--category", "-c", help="Rating category, e.g. innovation."),
+    model: str = typer.Option("local", "--model", "-m", help="Model id that judges (see `filinglens models`)."),
+    prompt_version: str = typer.Option("v2", "--prompt-version", "-p", help="Rating prompt whose rubric and retrieval are used."),
+    compare_version: Optional[str] = typer.Option(None, "--compare-prompt", help="Comparison prompt version (prompts/compare/; default v1)."),
+    samples: int = typer.Option(1, "--samples", "-n", min=1, help="Judgments per ordered pair."),
+    boot: int = typer.Option(1000, "--boot", min=0, help="Bootstrap resamples for the intervals."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: data home/analyses/compare-RUN)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result (compare.json) as JSON."),
+) -> None:
+    """Rank companies on a category by pairwise judgments in both orders (Bradley–Terry, position bias)."""
+    from rich.progress import Progress
+
+    from filinglens.app import compare_targets, run_comparison
+    from filinglens.prompts.loader import load_compare_prompt, load_prompt
+    from filinglens.display import RichIngestProgress
+
+    load_prompt(f"{category}@{prompt_version}")  # bad category or version: say so before fetching anything
+    load_compare_prompt(compare_version)
+    with RichIngestProgress(err_console) as ingest_progress:
+        targets = compare_targets(tickers, year, progress=ingest_progress)
+    with Progress(console=err_console, transient=True) as bar:
+        task = bar.add_task("judging pairs", total=len(targets) * (len(targets) - 1) * samples)
+        run_id, result = run_comparison(
+            targets, category, model_id=model, prompt_version=prompt_version, compare_version=compare_version,
+            samples=samples, n_boot=boot, out_dir=out, progress=lambda j, done, total: bar.advance(task),
+        )
+    if as_json:
+        print_json(result)
+    else:
+        from rich.table import Table
+
+        table = Table(title=f"{category} · FY{year}: Bradley–Terry ranking ({model})")
+        for col in ("rank", "company", "strength [95% CI]", "rank 95%", "won/lost/tied"):
+            table.add_column(col)
+        for r in result["ranking"]:
+            ci = r["strength_ci"]
+            shown = f"{r['strength']:+.2f}" + (f" [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci[0] is not None else "")
+            table.add_row(str(r["rank"]), r["company"], shown, f"{r['rank_ci'][0]}–{r['rank_ci'][1]}",
+                          f"{r['wins']}/{r['losses']}/{r['ties']}")
+        console.print(table)
+        bias = result["position_bias"]
+        p = bias["p_first_wins"]
+        flip = bias["flip_rate"]
+        console.print(
+            f"position bias: P(first shown wins) = {'n/a' if p is None else f'{p:.2f}'} over {bias['decided']} decided "
+            f"judgments; verdict flipped with the order in {bias['flipped']}/{bias['pairs_both_orders']} pairs"
+            + ("" if flip is None else f" ({100 * flip:.0f}%)"), highlight=False)
+        counts = result["counts"]
+        console.print(f"run {run_id}: {counts['judgments']} judgments ({counts['failed']} failed), "
+                      f"{counts['model_calls']} model calls ({counts['cached_calls']} from cache)", highlight=False)
+        for kind, path in result["files"].items():
+            console.print(f"{kind}: {path}", highlight=False)
+    if result["counts"]["failed"]:
+        raise typer.Exit(1)
+
+
+@app.command("app")
+@friendly_errors
+def workbench(
+    port: int = typer.Option(8501, "--port", min=1, max=65535, help="Port of the web app."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (default loopback only)."),
+) -> None:
+    """Start the analyst's workbench (a Streamlit web app) on the same data home and results store."""
+    import os
+
+    from filinglens.workbench.launch import streamlit_command, streamlit_env
+
+    command = streamlit_command(port=port, host=host)
+    err_console.print(f"FilingLens workbench: http://{host}:{port}  (Ctrl-C stops it)", highlight=False)
+    sys.stderr.flush()
+    os.execve(command[0], command, streamlit_env(host=host))  # the app replaces this process: signals reach it
 
 
 # --------------------------------------------------------------------------- eval
@@ -389,7 +562,8 @@ def prompts_list(
     as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
 ) -> None:
     """All prompt versions by category, with method and content hash."""
-    from filinglens.prompts.loader import list_prompts, prompts_table
+    from filinglens.display import prompts_table
+    from filinglens.prompts.loader import list_prompts
 
     prompts = list_prompts(prompts_dir)
     if as_json:
@@ -456,5 +630,38 @@ def eval_qa(
         console.print(summary_renderable(result))
 
 
+def main() -> None:
+    """Console entry point: the app, with Ctrl-C anywhere reported as one line ``interrupted`` (exit 130)."""
+    try:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # from here on Ctrl-C is a KeyboardInterrupt
+        app()
+    except KeyboardInterrupt:
+        _report_interrupted()
+        _forget_caught_interrupt()
+        raise SystemExit(130)
+    except SystemExit as exc:
+        if exc.code == 130:  # typer turns a KeyboardInterrupt outside a command body into a silent exit 130
+            _report_interrupted()
+            _forget_caught_interrupt()
+        raise
+
+
+def _forget_caught_interrupt() -> None:
+    """Let ``python -m filinglens.cli`` exit 130 after a caught Ctrl-C, not die by SIGINT.
+
+    CPython marks a KeyboardInterrupt as unhandled when it leaves code run from
+    a *string* (``exec(str)``: dataclasses, namedtuples build their methods
+    so), even if a caller catches it later; under ``-m`` the interpreter then
+    kills itself with SIGINT at exit (status -2) instead of exiting 130.  Each
+    string eval resets that mark when it starts, so one harmless eval clears it.
+    """
+    exec("None", {})  # noqa: S102 - a constant string, see the docstring
+
+
+if __name__ == "__main__" or Path(sys.argv[0]).name in ("filinglens", "filinglens.exe"):
+    pass  # the CLI: keep the import-time handler until main() takes over
+elif _sigint_installed:
+    signal.signal(signal.SIGINT, _previous_sigint)
+
 if __name__ == "__main__":  # pragma: no cover
-    app()
+    main()

@@ -96,7 +96,7 @@ def check_runtime() -> Check:
 
 
 def check_models() -> list[Check]:
-    from filinglens.agents.providers.local import SPECS, _stamp_ok, gguf_target, part_paths
+    from filinglens.agents.providers.local import SPECS, weights_verified, gguf_target, part_paths
     from filinglens.errors import ConfigError
 
     checks = []
@@ -107,7 +107,7 @@ def check_models() -> list[Check]:
         except ConfigError as exc:
             checks.append(Check(f"model {s.id}", False, str(exc)))
             continue
-        if _stamp_ok(target, s):
+        if weights_verified(target, s):
             detail = f"{target} (sha256 {s.sha256[:12]}… verified)"
         elif target.is_file():
             detail = f"{target} present but not verified: it is re-checked on first use"
@@ -130,9 +130,16 @@ def check_store() -> Check:
         finally:
             con.close()
     except sqlite3.Error as exc:
-        return Check("results store", False, f"{path}: {exc}")
+        from filinglens.store import damaged_message
+
+        text = str(exc)
+        if "locked" in text.lower() or "busy" in text.lower():
+            return Check("results store", False, f"{path}: locked by another process ({text}); retry when it is done")
+        return Check("results store", False, damaged_message(path, text))
     if verdict != "ok":
-        return Check("results store", False, f"{path}: integrity check failed ({verdict})")
+        from filinglens.store import damaged_message
+
+        return Check("results store", False, damaged_message(path, f"integrity check failed: {verdict}"))
     return Check("results store", True, f"{path}: integrity ok, {ratings} ratings", {"ratings": ratings})
 
 
@@ -142,15 +149,18 @@ def check_index() -> Check:
 
     try:
         store = open_store(create=False)
-        report = store.verify()
+        report = store.verify(deep=True)
     except FilingLensError as exc:
         return Check("index", False, str(exc))
     return Check("index", report["ok"], report["detail"], report)
 
 
-def diagnose(self_check: bool = False, model_id: str = "local") -> list[Check]:
-    """Every check; with ``self_check`` also load ``model_id`` and generate one token."""
-    checks = [check_cpu(), check_runtime(), *check_models(), check_index(), check_store()]
+def diagnose(self_check: bool = False, model_id: str = "local", runtime_only: bool = False) -> list[Check]:
+    """Every check (``runtime_only``: CPU, runtime and models, not the data home's index and store);
+    with ``self_check`` also load ``model_id`` and generate one token."""
+    checks = [check_cpu(), check_runtime(), *check_models()]
+    if not runtime_only:
+        checks += [check_index(), check_store()]
     if self_check:
         from filinglens.agents.providers.local import self_check as run_self_check
 

@@ -1,4 +1,4 @@
-"""Errors a user can act on.  The CLI prints their message (no traceback) and exits non-zero.
+"""Every error a user can act on, in one module.  The CLI prints their message (no traceback) and exits non-zero.
 
 Secrets never reach a message: :func:`redact_secrets` removes API keys (the
 values of the key variables in the environment, and anything shaped like a
@@ -60,6 +60,10 @@ class NotA10KError(InputError):
     """The document is a filing of another form (8-K, 10-Q, ...)."""
 
 
+class TruncatedFilingError(InputError):
+    """The document looks cut off (or has unreadable pages); ingest refuses it unless allowed."""
+
+
 class FetchError(FilingLensError):
     """EDGAR could not be reached or answered with an error."""
 
@@ -74,3 +78,35 @@ class IndexStoreError(FilingLensError):
 
 class NoMatchError(InputError):
     """A search filter matches no indexed chunk (the message lists what is indexed)."""
+
+
+class IndexDamagedError(IndexStoreError):
+    """The chunk index is damaged or lost (its files unreadable, or chunks gone that the manifests list).
+
+    ``filinglens ingest --repair`` moves a damaged index aside (never deleting
+    it) and rebuilds it from the indexed filings' sources.
+    """
+
+
+class StoreError(FilingLensError):
+    """The results database cannot be opened, is damaged, or stayed locked too long."""
+
+
+class StoreDamagedError(StoreError):
+    """The results database file is damaged (not a database, or malformed pages)."""
+
+
+class StoreLockedError(StoreError):
+    """Another process kept the results database locked longer than the busy timeout."""
+
+
+class ModelCallError(FilingLensError):
+    """A model call failed (timeout, HTTP error, bad request...); it is recorded in the store."""
+
+
+class VerdictError(FilingLensError):
+    """The model's answer to a pair could not be read as A, B or tie."""
+
+
+class InvalidEdgarData(FetchError):
+    """A value sent by EDGAR (or a mirror posing as it) that fails validation."""

@@ -8,22 +8,42 @@ cache key (model, parameters, prompt hash, input hash, sample index), so
 re-running an unchanged rating makes no model call. Failed calls are recorded
 too (with their error) and are never served from the cache. Secrets are
 never stored: parameters are recorded without keys.
+
+Reliability: every write is one short ``BEGIN IMMEDIATE`` transaction, so a
+process killed at any moment leaves each call and rating either recorded
+or absent, never half-written, and concurrent writers (several ``rate``
+processes on one data home) wait for each other for at most
+``$FILINGLENS_DB_TIMEOUT`` seconds (default 15) instead of failing.  Every
+SQLite failure surfaces as :class:`StoreError` with one line: a damaged file
+(``quick_check`` at open, or a malformed page met later) names the file and
+says to run ``filinglens doctor`` and move it aside — user data is never
+deleted automatically; a database locked past the timeout says so.  Each
+database gets a random SQLite ``application_id`` when created, recorded
+beside it (``results.db.id``): a database file that was emptied (0 bytes)
+or replaced by an empty one is reported instead of silently restarted.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import os
 import sqlite3
+import threading
 import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
-from filinglens.errors import FilingLensError, redact_secrets
+from filinglens.errors import (StoreDamagedError, StoreError, StoreLockedError,  # noqa: F401 - re-exported
+                               redact_secrets)
 from filinglens.settings import data_home
+
+TIMEOUT_ENV = "FILINGLENS_DB_TIMEOUT"
+DEFAULT_TIMEOUT = 15.0  # seconds a writer waits for another one before giving up
 
 SECRET_KEYS = {"api_key", "cohere_api_key", "openai_api_key", "token", "authorization", "password"}
 
@@ -114,8 +134,59 @@ MIGRATIONS: list[str] = [
 ]
 
 
-class StoreError(FilingLensError):
-    """The results database cannot be opened or is damaged."""
+_DAMAGED = ("malformed", "not a database", "file is encrypted", "disk image", "corrupt")
+_LOCKED = ("database is locked", "database table is locked", "database is busy")
+
+
+def busy_timeout() -> float:
+    """Seconds a store operation waits for a lock held by another process (``$FILINGLENS_DB_TIMEOUT``)."""
+    raw = os.environ.get(TIMEOUT_ENV)
+    if not raw:
+        return DEFAULT_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        raise StoreError(f"{TIMEOUT_ENV} must be a number of seconds, not `{raw}`") from None
+    if value < 0:
+        raise StoreError(f"{TIMEOUT_ENV} must not be negative, not `{raw}`")
+    return value
+
+
+def damaged_message(path: Path, detail: str) -> str:
+    """The one-line message for a damaged results database."""
+    detail = " ".join(str(detail).split())
+    detail = detail if len(detail) <= 160 else detail[:160] + "…"
+    return (f"the results database {path} is damaged ({detail}): run `filinglens doctor` for details, then move it "
+            f"aside (e.g. `mv {path} {path}.damaged`) to start a new one; nothing was deleted")
+
+
+def _store_error(exc: sqlite3.Error, path: Path, timeout: float) -> StoreError:
+    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    low = text.lower()
+    if any(k in low for k in _LOCKED):
+        return StoreLockedError(
+            f"the results database {path} is locked by another process (waited {timeout:g} s): wait for the "
+            f"other `filinglens` run to finish and retry, or raise {TIMEOUT_ENV}"
+        )
+    if any(k in low for k in _DAMAGED) or type(exc) is sqlite3.DatabaseError:
+        return StoreDamagedError(damaged_message(path, text))
+    return StoreError(f"the results database {path} cannot be used: {text}")
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _guarded(method: _F) -> _F:
+    """Turn any SQLite failure inside a ``Store`` method into a one-line ``StoreError``."""
+
+    @functools.wraps(method)
+    def wrapper(self: "Store", *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            raise _store_error(exc, self.path, self.timeout) from exc
+
+    return wrapper  # type: ignore[return-value]
 
 
 def json_hash(value: Any) -> str:
@@ -144,27 +215,121 @@ class CachedCall:
 class Store:
     """The results database (``results.db`` in the data home unless ``path`` is given)."""
 
-    def __init__(self, path: Path | None = None):
+    def __init__(self, path: Path | None = None, *, timeout: float | None = None, check: bool = True):
+        """Open (creating and migrating if needed) the results database.
+
+        ``timeout``: seconds to wait for another process's lock (default
+        ``$FILINGLENS_DB_TIMEOUT`` or 15); ``check``: run SQLite's
+        ``quick_check`` first, so a damaged file is refused before anything
+        is written into it.
+        """
         self.path = Path(path) if path else data_home() / "results.db"
+        self.timeout = busy_timeout() if timeout is None else float(timeout)
+        self._lock = threading.RLock()
+        if self.path.is_dir():
+            raise StoreError(f"the results database {self.path} is a directory, not a file")
+        existed = self.path.exists()
         try:
-            self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            self.db = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise _store_error(exc, self.path, self.timeout) from exc
+        try:
             self.db.row_factory = sqlite3.Row
+            self.db.execute(f"PRAGMA busy_timeout={int(self.timeout * 1000)}")
+            if check:
+                self._quick_check()
+            self._check_identity(existed)  # before anything writes into an emptied file
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA foreign_keys=ON")
             self._migrate()
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"results database {self.path} cannot be used: {exc}") from exc
+            self._record_identity()
+        except sqlite3.Error as exc:
+            self.db.close()
+            raise _store_error(exc, self.path, self.timeout) from exc
+        except StoreError:
+            self.db.close()
+            raise
 
     # ------------------------------------------------------------------ schema
 
-    def _migrate(self) -> None:
-        self.db.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at REAL)")
-        done = {row[0] for row in self.db.execute("SELECT version FROM schema_migrations")}
-        for number, sql in enumerate(MIGRATIONS, start=1):
-            if number in done:
-                continue
+    @property
+    def id_path(self) -> Path:
+        """Where the database's ``application_id`` is recorded (beside it)."""
+        return self.path.with_name(self.path.name + ".id")
+
+    def _check_identity(self, existed: bool) -> None:
+        """Refuse a database file that was emptied or replaced by an empty one behind our back."""
+        try:
+            recorded = int(self.id_path.read_text().strip())
+        except (OSError, ValueError):
+            return  # no record: a new data home (or one from before the record existed)
+        if not existed:
+            return  # the file was removed on purpose (e.g. moved aside): start a new database
+        current = self.db.execute("PRAGMA application_id").fetchone()[0]
+        if current == recorded:
+            return
+        has_tables = self.db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]
+        if current == 0 and not has_tables:
+            size = self.path.stat().st_size
+            if size == 0 and self._being_created():
+                return
+            raise StoreDamagedError(damaged_message(
+                self.path, f"it is empty ({size} bytes) but held results before (id {recorded} in {self.id_path.name})"
+            ))
+
+    def _being_created(self, wait: float = 2.0) -> bool:
+        """A 0-byte file may be another process creating the database right now: watch it a moment
+        (without writing: a write would initialise the emptied file)."""
+        deadline = time.monotonic() + min(wait, self.timeout)
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+            if self.path.stat().st_size > 0 and self.db.execute("PRAGMA application_id").fetchone()[0] != 0:
+                return True
+        return False
+
+    def _record_identity(self) -> None:
+        if str(self.path) == ":memory:":  # a worker's scratch store: nothing on disk to guard
+            return
+        current = self.db.execute("PRAGMA application_id").fetchone()[0]
+        if current == 0:
             with self.transaction():
-                # another process (a batch driver, a reader) may have applied it since we looked
+                current = self.db.execute("PRAGMA application_id").fetchone()[0]
+                if current == 0:
+                    current = int.from_bytes(os.urandom(4), "big") >> 1 or 1
+                    self.db.execute(f"PRAGMA application_id={current}")
+        try:
+            if self.id_path.read_text().strip() == str(current):
+                return
+        except OSError:
+            pass
+        try:
+            tmp = self.id_path.with_name(f".{self.id_path.name}.{os.getpid()}.part")
+            tmp.write_text(str(current))
+            os.replace(tmp, self.id_path)
+        except OSError:
+            pass  # a read-only folder: the record is a safeguard, not a requirement
+
+    def _quick_check(self) -> None:
+        rows = [r[0] for r in self.db.execute("PRAGMA quick_check(3)")]
+        if rows and rows != ["ok"]:
+            raise StoreDamagedError(damaged_message(self.path, "quick_check: " + "; ".join(str(r) for r in rows)))
+
+    def _migrate(self) -> None:
+        has_table = self.db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='schema_migrations'"
+        ).fetchone()
+        if has_table:
+            done = {row[0] for row in self.db.execute("SELECT version FROM schema_migrations")}
+            if done >= set(range(1, len(MIGRATIONS) + 1)):
+                return  # up to date: opening needs no write lock
+        with self.transaction():
+            self.db.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at REAL)"
+            )
+        for number, sql in enumerate(MIGRATIONS, start=1):
+            with self.transaction():
+                # checked inside the write transaction: two processes opening a new
+                # database at once apply each migration exactly once
                 if self.db.execute("SELECT 1 FROM schema_migrations WHERE version=?", (number,)).fetchone():
                     continue
                 for statement in filter(str.strip, sql.split(";")):
@@ -172,48 +337,103 @@ class Store:
                 self.db.execute("INSERT INTO schema_migrations VALUES (?, ?)", (number, time.time()))
 
     @property
+    @_guarded
     def schema_version(self) -> int:
         return self.db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()[0]
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """All or nothing: a failure inside rolls the whole block back."""
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
+        """All or nothing: a failure inside rolls the whole block back.
+
+        ``BEGIN IMMEDIATE`` takes the write lock up front (waiting up to the
+        busy timeout for another writer); nested blocks join the outer one.
+        """
+        with self._lock:
+            if self.db.in_transaction:
+                yield self.db
+                return
+            try:
+                self.db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise _store_error(exc, self.path, self.timeout) from exc
+            try:
+                yield self.db
+            except BaseException:
+                try:
+                    self.db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass  # the failure that brought us here is the one to report
+                raise
+            try:
+                self.db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                try:
+                    self.db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+                raise _store_error(exc, self.path, self.timeout) from exc
 
     def close(self) -> None:
+        """Close the connection (pending transactions are rolled back)."""
         self.db.close()
+
+    @_guarded
+    def check(self) -> list[str]:
+        """SQLite's ``quick_check`` verdict (``["ok"]`` when healthy)."""
+        return [str(r[0]) for r in self.db.execute("PRAGMA quick_check(10)")]
 
     # ------------------------------------------------------------------ runs
 
+    @_guarded
     def start_run(self, kind: str, config: dict, label: str | None = None, run_id: str | None = None) -> str:
         """Create (or reopen, to resume) a run and return its id."""
         run_id = run_id or f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
-        self.db.execute(
-            "INSERT INTO runs (id, kind, label, config, created_at) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT(id) DO UPDATE SET status='running', finished_at=NULL",
-            (run_id, kind, label, json.dumps(config, sort_keys=True, default=str), time.time()),
-        )
+        with self.transaction():
+            self.db.execute(
+                "INSERT INTO runs (id, kind, label, config, created_at) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT(id) DO UPDATE SET status='running', finished_at=NULL",
+                (run_id, kind, label, json.dumps(config, sort_keys=True, default=str), time.time()),
+            )
         return run_id
 
+    @_guarded
     def finish_run(self, run_id: str, status: str = "finished") -> None:
-        self.db.execute("UPDATE runs SET status=?, finished_at=? WHERE id=?", (status, time.time(), run_id))
+        """Mark a run finished (or interrupted / finished with failures)."""
+        with self.transaction():
+            self.db.execute("UPDATE runs SET status=?, finished_at=? WHERE id=?", (status, time.time(), run_id))
 
+    @_guarded
+    def update_run(self, run_id: str, *, status: str | None = None, config: dict | None = None) -> dict:
+        """Set a run's status and/or merge keys into its config, atomically; returns the updated run.
+
+        Background jobs record their plan, progress, heartbeat and errors in the
+        config this way, so any process (a reloaded page, the CLI) can read them.
+        """
+        with self.transaction():
+            row = self.db.execute("SELECT config FROM runs WHERE id=?", (run_id,)).fetchone()
+            if row is None:
+                raise StoreError(f"no run {run_id} in {self.path}")
+            if config:
+                merged = {**json.loads(row[0] or "{}"), **config}
+                self.db.execute("UPDATE runs SET config=? WHERE id=?",
+                                (json.dumps(merged, sort_keys=True, default=str), run_id))
+            if status:
+                self.db.execute("UPDATE runs SET status=? WHERE id=?", (status, run_id))
+        return self.run(run_id)
+
+    @_guarded
     def run(self, run_id: str) -> dict | None:
         row = self.db.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
         return dict(row) if row else None
 
+    @_guarded
     def runs(self, kind: str | None = None) -> list[dict]:
         sql = "SELECT * FROM runs" + (" WHERE kind=?" if kind else "") + " ORDER BY created_at DESC"
         return [dict(r) for r in self.db.execute(sql, (kind,) if kind else ())]
 
     # ------------------------------------------------------------------ model calls
 
+    @_guarded
     def cached_call(self, cache_key: str) -> CachedCall | None:
         """The latest successful call with this key, if any."""
         row = self.db.execute(
@@ -223,6 +443,7 @@ class Store:
         ).fetchone()
         return CachedCall(row[0], row[1] or 0, row[2] or 0, row[3] or 0.0) if row else None
 
+    @_guarded
     def record_call(
         self,
         *,
@@ -243,23 +464,27 @@ class Store:
     ) -> int:
         """Record one model call, successful or failed (secrets redacted from the error)."""
         error = redact_secrets(error) if error else error
-        cur = self.db.execute(
-            "INSERT INTO model_calls (run_id, cache_key, model_id, params, prompt_ref, prompt_hash, input_hash, "
-            "sample_index, response, tokens_in, tokens_out, latency_ms, cost_usd, error, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                run_id, cache_key, model_id, json.dumps(public_params(params), default=str), prompt_ref, prompt_hash,
-                input_hash, sample_index, response, tokens_in, tokens_out, latency_ms, cost_usd, error, time.time(),
-            ),
-        )
-        return cur.lastrowid
+        with self.transaction():
+            cur = self.db.execute(
+                "INSERT INTO model_calls (run_id, cache_key, model_id, params, prompt_ref, prompt_hash, input_hash, "
+                "sample_index, response, tokens_in, tokens_out, latency_ms, cost_usd, error, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run_id, cache_key, model_id, json.dumps(public_params(params), default=str), prompt_ref,
+                    prompt_hash, input_hash, sample_index, response, tokens_in, tokens_out, latency_ms, cost_usd,
+                    error, time.time(),
+                ),
+            )
+            return cur.lastrowid
 
+    @_guarded
     def calls(self, run_id: str | None = None) -> list[dict]:
         sql = "SELECT * FROM model_calls" + (" WHERE run_id=?" if run_id else "") + " ORDER BY id"
         return [dict(r) for r in self.db.execute(sql, (run_id,) if run_id else ())]
 
     # ------------------------------------------------------------------ ratings
 
+    @_guarded
     def save_rating(self, run_id: str, rating: dict) -> None:
         """Insert or replace the rating of one cell (``rating['cell_key']``) in a run."""
         row = dict(rating)
@@ -271,8 +496,10 @@ class Store:
         row.setdefault("created_at", time.time())
         columns = ", ".join(row)
         marks = ", ".join("?" for _ in row)
-        self.db.execute(f"INSERT OR REPLACE INTO ratings ({columns}) VALUES ({marks})", tuple(row.values()))
+        with self.transaction():
+            self.db.execute(f"INSERT OR REPLACE INTO ratings ({columns}) VALUES ({marks})", tuple(row.values()))
 
+    @_guarded
     def ok_ratings(self, cell_keys: Iterable[str]) -> dict[str, dict]:
         """The latest successful rating of each of ``cell_keys`` in any run (cell key -> row)."""
         keys = list(dict.fromkeys(cell_keys))
@@ -290,6 +517,7 @@ class Store:
                 out[row["cell_key"]] = row
         return out
 
+    @_guarded
     def import_results(
         self, run_id: str, ratings: Iterable[dict], calls: Iterable[dict] = (), unit: dict | None = None
     ) -> dict:
@@ -341,6 +569,7 @@ class Store:
                 self.save_batch_unit(run_id, unit)
         return counts
 
+    @_guarded
     def save_batch_unit(self, run_id: str, unit: dict) -> None:
         """Insert or replace one filing's outcome in a batch run (``batch_units`` columns)."""
         row = {k: v for k, v in unit.items() if k not in ("run_id", "updated_at")}
@@ -352,6 +581,7 @@ class Store:
         marks = ", ".join("?" for _ in row)
         self.db.execute(f"INSERT OR REPLACE INTO batch_units ({columns}) VALUES ({marks})", tuple(row.values()))
 
+    @_guarded
     def batch_units(self, run_id: str | None = None, unit_key: str | None = None) -> list[dict]:
         """Batch outcomes per filing, of one run and/or one unit (newest first)."""
         where, args = [], []
@@ -364,10 +594,12 @@ class Store:
         sql = "SELECT * FROM batch_units" + (" WHERE " + " AND ".join(where) if where else "")
         return [dict(r) for r in self.db.execute(sql + " ORDER BY updated_at DESC", args)]
 
+    @_guarded
     def finished_cells(self, run_id: str) -> set[str]:
         """Cells of a run that already have a successful rating (for resuming)."""
         return {r[0] for r in self.db.execute("SELECT cell_key FROM ratings WHERE run_id=? AND status='ok'", (run_id,))}
 
+    @_guarded
     def ratings(self, run_id: str | None = None) -> list[dict]:
         sql = "SELECT * FROM ratings" + (" WHERE run_id=?" if run_id else "") + " ORDER BY id"
         out = []

@@ -5,6 +5,11 @@ Every call the rating chain or the QA agent makes goes through
 prompt hash, input hash, sample index) and, if absent, made, timed, and
 recorded with its token counts — or recorded with its error, then raised as
 ``ModelCallError``. Nothing fails silently.
+
+``input_only_key=True`` leaves the prompt hash out of the key (it is still
+recorded): the messages alone decide the answer, so a prompt edit that does
+not change them (the indicators method's weights and fitted cut-offs) reuses
+every cached call.
 """
 
 from __future__ import annotations
@@ -13,12 +18,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from filinglens.errors import FilingLensError
+from filinglens.agents.providers import messages_payload  # noqa: F401 - re-exported
+from filinglens.errors import FilingLensError, ModelCallError
 from filinglens.store import Store, call_cache_key, json_hash
-
-
-class ModelCallError(FilingLensError):
-    """A model call failed (timeout, HTTP error, bad request...); it is recorded in the store."""
 
 
 @dataclass
@@ -28,20 +30,6 @@ class CallResult:
     tokens_out: int
     latency_ms: float
     cached: bool
-
-
-def messages_payload(messages: Sequence[Any]) -> list[dict]:
-    """``[{"role", "content"}]`` for LangChain messages or ``(role, content)`` pairs."""
-    out = []
-    for m in messages:
-        if isinstance(m, tuple):
-            out.append({"role": m[0], "content": m[1]})
-        elif isinstance(m, dict):
-            out.append({"role": m["role"], "content": m["content"]})
-        else:
-            role = {"human": "user", "ai": "assistant"}.get(m.type, m.type)
-            out.append({"role": role, "content": m.content})
-    return out
 
 
 def _usage(message: Any, messages: list[dict], text: str) -> tuple[int, int]:
@@ -66,11 +54,12 @@ def invoke_cached(
     sample_index: int = 0,
     run_id: str | None = None,
     model: Any = None,
+    input_only_key: bool = False,
 ) -> CallResult:
     """Call ``model_id`` with ``messages`` unless the same call is already in the store."""
     payload = messages_payload(messages)
     input_hash = json_hash(payload)
-    key = call_cache_key(model_id, params, prompt_hash, input_hash, sample_index)
+    key = call_cache_key(model_id, params, None if input_only_key else prompt_hash, input_hash, sample_index)
     hit = store.cached_call(key)
     if hit is not None:
         return CallResult(hit.response, hit.tokens_in, hit.tokens_out, hit.latency_ms, cached=True)
@@ -106,6 +95,7 @@ def next_token_probs_cached(
     prompt_ref: str | None = None,
     prompt_hash: str | None = None,
     run_id: str | None = None,
+    input_only_key: bool = False,
 ) -> tuple[dict[str, float], CallResult]:
     """Next-token probabilities of ``candidates`` from a local model, cached like any call."""
     import json
@@ -113,7 +103,7 @@ def next_token_probs_cached(
     payload = messages_payload(messages)
     input_hash = json_hash([payload, list(candidates)])
     params = {"method": "next_token_probs"}
-    key = call_cache_key(model_id, params, prompt_hash, input_hash, 0)
+    key = call_cache_key(model_id, params, None if input_only_key else prompt_hash, input_hash, 0)
     hit = store.cached_call(key)
     if hit is not None:
         return json.loads(hit.response), CallResult(hit.response, hit.tokens_in, 1, hit.latency_ms, cached=True)

@@ -28,7 +28,27 @@ class EvidenceItem:
         return cls(ev.chunk_id, ev.text, ev.item, ev.citation(), float(ev.score))
 
 
-_DELIMITER = re.compile(r"</?\s*evidence\s*>", re.I)
+# Anything tag-like around the word "evidence" could close (or reopen) the block
+# the evidence sits in: ``</evidence>``, ``</evidence foo=1>``, ``< /evidence>``,
+# ``<EVIDENCE>``, ``</evi dence>``, tags split over lines, and the escaped
+# forms a model may read as tags (``&lt;/evidence&gt;``, ``&#60;``, ``&#x3c;``,
+# ``\u003c``, ``%3C``, full-width ``＜``).  An opener followed by (an optional
+# slash and) the word is neutralised, with its attributes and closer when present.
+_GAP = r"[\s\u200b-\u200d\u2060\ufeff]*"  # whitespace, newlines and zero-width characters
+_LT = r"(?:<|＜|﹤|〈|&lt;?|&#0*60;?|&#x0*3c;?|\\u003c|\\x3c|%3c)"
+_GT = r"(?:>|＞|﹥|〉|&gt;?|&#0*62;?|&#x0*3e;?|\\u003e|\\x3e|%3e)"
+_SLASH = r"(?:/|\\/|&#0*47;?|&#x0*2f;?|&sol;|%2f|／)"
+_WORD = _GAP.join("evidence")
+_DELIMITER = re.compile(
+    rf"{_LT}{_GAP}(?:{_SLASH}{_GAP})?{_WORD}(?![a-z0-9_])"  # the opener and the tag name
+    rf"(?:(?:(?!{_LT}).){{0,200}}?{_GAP}{_SLASH}?{_GAP}{_GT})?",  # attributes and the closer, when present
+    re.I | re.S,
+)
+
+
+def neutralise_tags(text: str) -> str:
+    """``text`` with every tag-like ``<evidence>``/``</evidence>`` variant replaced by ``[tag removed]``."""
+    return _DELIMITER.sub("[tag removed]", text)
 
 
 # Sentences that address the model rather than the reader of a 10-K: planted
@@ -64,7 +84,7 @@ def fit_evidence(evidence: Sequence[EvidenceItem], budget_chars: int) -> list[Ev
     out: list[EvidenceItem] = []
     total = 0
     for ev in evidence:
-        text = _DELIMITER.sub("[tag removed]", ev.text.strip())  # no way out of the <evidence> block
+        text = neutralise_tags(ev.text.strip())  # no way out of the <evidence> block
         text, _ = redact_instructions(text)
         room = budget_chars - total
         if room < 200:

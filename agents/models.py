@@ -155,6 +155,16 @@ def get_chat_model(model_id: str = DEFAULT_MODEL, **params: Any):
     return prov.create(name, model_params)
 
 
+def has_capability(model_id: str, capability: str) -> bool:
+    """Whether ``model_id``'s provider declares ``capability`` (e.g. ``"token_probabilities"``);
+    False for an unknown id."""
+    try:
+        prov, _ = _resolve(model_id)
+    except ConfigError:
+        return False
+    return capability in prov.capabilities
+
+
 def list_models() -> list[ModelStatus]:
     """Every listed model id with whether it can be used here and, if not, why."""
     rows: list[ModelStatus] = []
@@ -172,18 +182,3 @@ def list_models() -> list[ModelStatus]:
                 note = prov.note(name) if prov.note else ""
                 rows.append(ModelStatus(model_id, pname, description, True, note))
     return rows
-
-
-def models_table(rows: list[ModelStatus]):
-    """A rich table of :func:`list_models` rows for the CLI."""
-    from rich.table import Table
-
-    table = Table(title="Chat models", title_justify="left")
-    table.add_column("id", style="bold")
-    table.add_column("provider")
-    table.add_column("available")
-    table.add_column("reason / note", overflow="fold")
-    for row in rows:
-        mark = "[green]yes[/]" if row.available else "[red]no[/]"
-        table.add_row(row.id, row.provider, mark, row.reason or row.description)
-    return table

@@ -141,19 +141,3 @@ def _fill(result: Answer, data: dict, used: list[EvidenceItem]) -> None:
         result.citations.append(Citation(n, used[n - 1].chunk_id, used[n - 1].citation, quote, checked["verified"]))
     result.sufficient = sufficient
     result.answer = answer if sufficient else INSUFFICIENT
-
-
-def answer_panel(answer: Answer):
-    """A rich rendering of an answer with its numbered citations."""
-    from rich.console import Group
-    from rich.panel import Panel
-    from rich.text import Text
-
-    parts = [Text(answer.answer, style="bold" if answer.sufficient else "yellow")]
-    for c in answer.citations:
-        mark = "" if c.verified else "  [quote NOT found in the filing]"
-        parts.append(Text(f"[E{c.n}] {c.citation}\n    “{c.quote}”{mark}", style="" if c.verified else "red"))
-    if answer.error:
-        parts.append(Text(f"error: {answer.error}", style="red"))
-    footer = f"{answer.model_id} · {answer.prompt} · {answer.tokens_in} tokens in" + (" · cached" if answer.cached else "")
-    return Panel(Group(*parts), title=answer.question, subtitle=footer)

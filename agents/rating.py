@@ -10,7 +10,20 @@ prompt's method rates it, and the result is validated:
 * ``yesno`` — each rubric question is answered on its own; local models give
   P(yes) from next-token probabilities, hosted models a yes/no answer; the
   expected score ``E = P(level1) * (1 + mean P(level2))`` lies in [0, 2] and
-  the prompt's cut-offs turn it into 0, 1 or 2.
+  the prompt's cut-offs turn it into 0, 1 or 2;
+* ``indicators`` — an analytic checklist: each indicator is a fact from the
+  filing's own numbers (revenue growth, a net loss, R&D reported, going-concern
+  doubt... see :mod:`filinglens.retrieval.facts`) or, when the filing lacks the
+  fact or the indicator has none, a yes/no question answered from P(yes) on
+  the category's evidence (all questions share one evidence block, so a local
+  model reuses its prefix cache). ``E = gate × (bias + Σ weight × value)``,
+  clipped to [0, 2], with the weights and the fitted cut-offs in the prompt
+  file; ``E ± sd`` (sd from treating each P(yes) as a yes/no coin) is the
+  interval; a cell is ``borderline`` when E lies in a cut-off's band (how far
+  the cut-off moves when the labelled filings are resampled, fitted with it),
+  or, for a prompt without bands, when its interval holds a cut-off. The
+  rating cites the facts it used (concept, period, value) and, per deciding
+  question, the evidence sentence closest to it.
 
 Quotes are checked against the evidence (and so the filing); unverifiable
 ones are flagged. Evidence is untrusted: it is delimited, any delimiter inside
@@ -32,7 +45,8 @@ from filinglens.store import Store
 
 MAX_ATTEMPTS = 3
 DEFAULT_EVIDENCE_CHARS = 6000
-LOCAL_PROB_MODELS = ("local", "local-small")
+#: Methods whose scores come from next-token probabilities on models that give them (deterministic).
+PROBABILITY_METHODS = ("yesno", "indicators")
 
 
 @dataclass
@@ -74,6 +88,10 @@ class Rating:
     tokens_in: int = 0
     tokens_out: int = 0
     latency_ms: float = 0.0
+    interval: list[float] | None = None  # indicators: [E - sd, E + sd]
+    borderline: bool = False  # indicators: the interval holds a cut-off
+    indicators: list[dict] = field(default_factory=list)  # indicators: id, source, value, weight, contribution
+    facts: list[dict] = field(default_factory=list)  # indicators: the filing's figures and signals it used
 
     @property
     def cell_key(self) -> str:
@@ -116,8 +134,12 @@ class Rating:
         }
 
     def to_dict(self) -> dict:
+        """The store row plus the target and, for the indicators method, interval, borderline flag,
+        indicators and cited facts (``rate --json``)."""
         data = self.to_row()
         data["target"] = asdict(self.target)
+        data.update(interval=self.interval, borderline=self.borderline, indicators=self.indicators,
+                    facts=self.facts)
         return data
 
 
@@ -203,6 +225,7 @@ class RatingChain:
     # where the model is served (e.g. {"base_url": ...} of one of several replicas): passed to the
     # model, but not recorded and not part of the cache key, since any replica gives the same answers
     connection: dict = field(default_factory=dict)
+    facts: Callable[[Target], Any] | None = None  # the filing's key figures (``Financials``) or None
 
     def rate(self, target: Target, category: str, prompt_version: str = "v1", sample_index: int = 0) -> Rating:
         """Rate one filing on one category; failures come back as ``status="failed"``, never as a score."""
@@ -217,6 +240,8 @@ class RatingChain:
             rating.evidence = [{"chunk_id": e.chunk_id, "citation": e.citation, "item": e.item} for e in used]
             if prompt.method == "yesno":
                 self._rate_yesno(prompt, target, evidence_text, used, rating)
+            elif prompt.method == "indicators":
+                self._rate_indicators(prompt, target, evidence_text, used, rating)
             else:
                 self._rate_direct(prompt, target, evidence_text, used, rating)
             rating.status = "ok"
@@ -243,6 +268,7 @@ class RatingChain:
         result = invoke_cached(
             self.store, self.model_id, params, messages, prompt_ref=prompt.ref, prompt_hash=prompt.hash,
             sample_index=rating.sample_index, run_id=self.run_id, model=model,
+            input_only_key=prompt.method == "indicators",
         )
         self._count(rating, result)
         return result
@@ -286,12 +312,49 @@ class RatingChain:
         # the yes/no method quotes the strongest evidence verbatim (verified by construction)
         rating.quotes = verify_quotes([_first_sentence(ev.text) for ev in used[:2]], used)
 
+    def _financials(self, target: Target):
+        if self.facts is None:
+            return None
+        try:
+            return self.facts(target)
+        except FilingLensError:
+            return None
+
+    def _rate_indicators(self, prompt, target, evidence_text, used, rating: Rating) -> None:
+        fin = self._financials(target) if any(i.fact for i in prompt.indicators) else None
+        values: list[IndicatorValue] = []
+        for ind in prompt.indicators:
+            got = fact_value(fin, ind) if (ind.fact and fin is not None) else None
+            if got is not None:
+                values.append(IndicatorValue(ind, got[0], "fact", cited=got[1]))
+            elif ind.question:
+                p = self._p_yes(prompt, target, evidence_text, ind.question, rating)
+                values.append(IndicatorValue(ind, p, "model"))
+            else:
+                values.append(IndicatorValue(ind, None, "unavailable"))
+        result = combine_indicators(prompt, values)
+        rating.expected_score = round(result.expected, 4)
+        rating.score = score_from_expected(result.expected, prompt.cutoffs)
+        low, high = max(0.0, result.expected - result.sd), min(2.0, result.expected + result.sd)
+        rating.interval = [round(low, 4), round(high, 4)]
+        if prompt.borderline_bands:  # fitted with the cut-offs: where the calibration itself is unsure
+            rating.borderline = any(low <= result.expected <= high for low, high in prompt.borderline_bands)
+        else:
+            rating.borderline = is_borderline(result.expected, result.sd, prompt.cutoffs)
+        rating.indicators = [v.to_dict() for v in values]
+        rating.facts = [c for v in values if v.cited for c in v.cited]
+        rating.quotes = verify_quotes(indicator_quotes(values, used), used)
+        rating.rationale = result.explain(prompt)
+
     def _p_yes(self, prompt, target, evidence_text, question, rating: Rating) -> float:
         messages = build_messages(prompt, target, evidence_text, question)
-        if self.model is None and self.model_id in LOCAL_PROB_MODELS:
+        if self.model is None and token_probabilities(self.model_id):
             probs, result = next_token_probs_cached(
                 self.store, self.model_id, messages, ("yes", "no"), prompt_ref=prompt.ref,
                 prompt_hash=prompt.hash, run_id=self.run_id,
+                # the indicators method: weights and cut-offs are not in the messages; refitting them
+                # changes the prompt hash but must not invalidate the cached answers
+                input_only_key=prompt.method == "indicators",
             )
             self._count(rating, result)
             total = probs["yes"] + probs["no"]
@@ -304,6 +367,157 @@ class RatingChain:
             if word:
                 return 1.0 if word.group(1).lower() == "yes" else 0.0
         raise RatingOutputError(f"no yes/no answer after {MAX_ATTEMPTS} tries to: {question}")
+
+
+# ----------------------------------------------------------------------------- the indicators method
+
+
+@dataclass
+class IndicatorValue:
+    """One indicator's value in [0, 1] (None: unavailable) and where it came from."""
+
+    indicator: Any  # prompts.loader.Indicator
+    value: float | None
+    source: str  # fact | model | unavailable
+    cited: list[dict] = field(default_factory=list)  # facts behind a fact value
+
+    @property
+    def contribution(self) -> float:
+        if self.value is None or self.indicator.gate:
+            return 0.0
+        return self.indicator.weight * self.value
+
+    def to_dict(self) -> dict:
+        ind = self.indicator
+        return {"id": ind.id, "source": self.source, "value": None if self.value is None else round(self.value, 4),
+                "weight": ind.weight, "gate": ind.gate, "contribution": round(self.contribution, 4),
+                "question": ind.question if self.source == "model" else None, "fact": ind.fact}
+
+
+@dataclass
+class Combined:
+    """The expected score of the indicators method and its spread."""
+
+    expected: float
+    sd: float
+    raw: float  # bias + Σ weight × value, before the gate and the clip
+    gate: float | None
+    values: list[IndicatorValue]
+
+    def explain(self, prompt) -> str:
+        """``E = 0.97 × (1 + 0.4·0.81 + …) = 1.36 ± 0.12; dated_target P(yes)=0.81 …``."""
+        terms = " + ".join(f"{v.indicator.weight:g}·{v.value:.2f}" for v in self.values
+                           if v.value is not None and not v.indicator.gate)
+        head = f"{prompt.bias:g}" + (f" + {terms}" if terms else "")
+        formula = f"{self.gate:.2f} × ({head})" if self.gate is not None else head
+        parts = [f"E = {formula} = {self.expected:.2f} ± {self.sd:.2f}"]
+        for v in self.values:
+            what = {"fact": "fact", "model": "P(yes)", "unavailable": "unavailable"}[v.source]
+            shown = "n/a" if v.value is None else f"{v.value:.2f}"
+            parts.append(f"{v.indicator.id} {what}={shown}")
+        return "; ".join(parts)
+
+
+def combine_indicators(prompt, values: Sequence[IndicatorValue]) -> Combined:
+    """``E = gate × (bias + Σ weight × value)`` clipped to [0, 2], and its sd.
+
+    Unavailable indicators are left out (an unavailable gate counts as 1). The
+    sd treats each P(yes) as a yes/no coin with that probability (facts are
+    certain): ``var(raw) = Σ weight² p (1 − p)``, and with a gate ``g``
+    ``var(E) ≈ g² var(raw) + raw² g (1 − g)``.
+    """
+    raw = prompt.bias + sum(v.contribution for v in values)
+    var_raw = sum(v.indicator.weight ** 2 * v.value * (1 - v.value) for v in values
+                  if v.source == "model" and v.value is not None and not v.indicator.gate)
+    gate = next((v for v in values if v.indicator.gate and v.value is not None), None)
+    if gate is None:
+        expected, var = raw, var_raw
+        g = None
+    else:
+        g = gate.value
+        expected = g * raw
+        var = g * g * var_raw + (raw * raw * g * (1 - g) if gate.source == "model" else 0.0)
+    return Combined(min(2.0, max(0.0, expected)), var ** 0.5, raw, g, list(values))
+
+
+def is_borderline(expected: float, sd: float, cutoffs: Sequence[float]) -> bool:
+    """Whether a cut-off lies within ``expected ± sd`` (or ``expected`` sits on it)."""
+    return any(abs(expected - c) < max(sd, 1e-9) for c in cutoffs)
+
+
+def fact_value(fin, indicator) -> tuple[float, list[dict]] | None:
+    """An indicator's value from the filing's figures (``Financials``) and the facts it cites; None when the
+    filing does not have the fact (then the indicator's question, if any, is asked)."""
+    fact = indicator.fact
+    if fact.endswith("_change"):
+        fig = fin.get(fact.removesuffix("_change"))
+        if fig is None or fig.change is None:
+            return None
+        low, high = indicator.scale
+        value = min(1.0, max(0.0, (fig.change - low) / (high - low)))
+        return value, [_figure_fact(fig, indicator.id)]
+    if fact in ("net_loss", "operating_cash_negative"):
+        fig = fin.get("net_income" if fact == "net_loss" else "operating_cash_flow")
+        if fig is None or fig.current is None:
+            return None
+        return (1.0 if fig.current < 0 else 0.0), [_figure_fact(fig, indicator.id)]
+    if fact == "rnd_reported":
+        fig = fin.get("rnd_expense")
+        if fig is None or not fig.current or fig.current <= 0:
+            return None
+        return 1.0, [_figure_fact(fig, indicator.id)]
+    # text signals (going_concern, downgrade, impairment): known whenever the filing was read
+    found = fin.signals.get(fact) or []
+    return (1.0 if found else 0.0), [{"indicator": indicator.id, "fact": fact, "text": s} for s in found[:2]]
+
+
+def _figure_fact(fig, indicator_id: str) -> dict:
+    return {"indicator": indicator_id, "fact": fig.metric, "concept": fig.concept, "source": fig.source,
+            "period": fig.period, "prior_period": fig.prior_period, "current": fig.current, "prior": fig.prior,
+            "change": None if fig.change is None else round(fig.change, 4), "text": fig.describe()}
+
+
+_QUOTE_STOP = frozenset("""the and for that with this from are was were have has had does not any such its our their
+which into than then them they these those about other only also more most some what when where will would could
+evidence company company's describe describes say says state states report reports""".split())
+
+
+def _words(text: str) -> set[str]:
+    return {w[:6] for w in re.findall(r"[a-z][a-z0-9\-]{2,}", text.lower()) if w not in _QUOTE_STOP}
+
+
+def indicator_quotes(values: Sequence[IndicatorValue], used: Sequence[EvidenceItem], limit: int = 3) -> list[str]:
+    """Per deciding question (answered yes, largest contribution first), the evidence sentence that shares
+    the most words with it and its queries: verbatim filing text, so the quote verifies."""
+    deciding = sorted((v for v in values if v.source == "model" and (v.value or 0) >= 0.5
+                       and (v.indicator.gate or v.indicator.weight > 0)),
+                      key=lambda v: -(1.0 if v.indicator.gate else v.contribution))
+    sentences = [sent for ev in used for sent in _sentences(ev.text)]
+    quotes: list[str] = []
+    for v in deciding:
+        want = _words(" ".join([v.indicator.question or "", *v.indicator.queries]))
+        best = max(sentences, key=lambda sent: len(want & _words(sent)), default=None)
+        if best and want & _words(best) and best not in quotes:
+            quotes.append(best)
+        if len(quotes) >= limit:
+            break
+    return quotes
+
+
+def _sentences(text: str, limit: int = 300) -> list[str]:
+    out = []
+    for sent in re.split(r"(?<=[.!?])\s+", re.sub(r"\s+", " ", text).strip()):
+        if 30 <= len(sent) <= limit and "|" not in sent:
+            out.append(sent)
+    return out
+
+
+def token_probabilities(model_id: str) -> bool:
+    """Whether the model gives next-token probabilities (its provider declares the capability)."""
+    from filinglens.agents.models import has_capability
+    from filinglens.agents.providers import TOKEN_PROBABILITIES
+
+    return has_capability(model_id, TOKEN_PROBABILITIES)
 
 
 def _first_sentence(text: str, limit: int = 240) -> str:
@@ -334,32 +548,20 @@ def rate_many(
     return ratings
 
 
-def ratings_table(ratings: Sequence[Rating]):
-    """A rich table: filing, category, score, the first evidence quote with its citation, calls."""
-    from rich.table import Table
-
-    setups = sorted({f"{r.model_id} · prompt {r.prompt_version} ({r.method})" for r in ratings})
-    table = Table(title="Ratings — " + "; ".join(setups), show_lines=True, expand=True)
-    table.add_column("filing", ratio=1)
-    table.add_column("category", ratio=1)
-    table.add_column("score", ratio=1)
-    table.add_column("evidence", ratio=5)
-    table.add_column("calls (cached)", ratio=1)
-    for r in ratings:
-        if r.status == "ok":
-            expected = f"\nE={r.expected_score:.2f}" if r.method == "yesno" else ""
-            score = f"[bold]{r.score}[/]{expected}"
-            quote = next((q for q in r.quotes if q["verified"]), r.quotes[0] if r.quotes else None)
-            evidence = ""
-            if quote:
-                evidence = f"“{quote['text'][:200]}”" + ("" if quote["verified"] else " [red](unverified)[/]")
-            if r.evidence:
-                evidence += f"\n[dim]{r.evidence[0]['citation']}[/]"
-        else:
-            score, evidence = "[red]failed[/]", f"[red]{(r.error or '')[:200]}[/]"
-        sample = f" #{r.sample_index}" if r.sample_index else ""
-        table.add_row(r.target.label + sample, r.category, score, evidence, f"{r.model_calls} ({r.cached_calls})")
-    return table
+def deciding_indicators(rating: Rating, limit: int = 3) -> list[str]:
+    """The indicators that moved the expected score most: ``"dated_target P(yes)=0.81 → +0.32"``, the gate
+    first (``"gate discusses_sustainability P(yes)=0.97"``)."""
+    out = []
+    gate = next((i for i in rating.indicators if i["gate"] and i["value"] is not None), None)
+    if gate:
+        what = "P(yes)" if gate["source"] == "model" else gate["source"]
+        out.append(f"gate {gate['id']} {what}={gate['value']:.2f}")
+    rest = sorted((i for i in rating.indicators if not i["gate"] and i["value"] is not None),
+                  key=lambda i: -abs(i["contribution"]))
+    for i in rest[: max(0, limit - len(out))]:
+        what = "P(yes)" if i["source"] == "model" else "fact"
+        out.append(f"{i['id']} {what}={i['value']:.2f} → {i['contribution']:+.2f}")
+    return out
 
 
 def export_ratings(ratings: Sequence[Rating], path) -> None:

@@ -531,12 +531,15 @@ def run_metamorphic(
     run_id: str | None = None,
     label: str | None = None,
     progress: Callable[[CheckResult], None] | None = None,
+    facts: Callable[[Target], Any] | None = None,
 ) -> MetamorphicReport:
     """Rate each target × category × sample, then every check's variant; compare (module docstring).
 
-    ``gather`` defaults to the index gatherer (``agents.jobs.index_gatherer``);
+    ``gather`` defaults to the index gatherer (``app.index_gatherer``);
     ``model`` is a ready chat model (tests) — leave it None for ``local`` so the
-    yes/no method reads next-token probabilities. Ratings are saved into
+    yes/no method reads next-token probabilities. ``facts`` gives a filing's key
+    figures to the indicators method (default: from the index when ``gather``
+    is the index's; the variants rate the same filing, so its facts do not change). Ratings are saved into
     ``run_id`` (default: a new run of kind ``metamorphic``, finished here).
     """
     unknown = [c for c in checks if c not in CHECKS]
@@ -546,9 +549,10 @@ def run_metamorphic(
         raise ConfigError(f"unknown metamorphic check(s) {', '.join(unknown)} (known: {', '.join(CHECKS)})")
     store = store or Store()
     if gather is None:
-        from filinglens.app import index_gatherer
+        from filinglens.app import index_facts, index_gatherer
 
         gather = index_gatherer()
+        facts = facts if facts is not None else index_facts()
     gather = _memo(gather)
     own_run = run_id is None
     if own_run:
@@ -556,7 +560,8 @@ def run_metamorphic(
                   "temperature": temperature, "categories": list(categories),
                   "filings": [t.filing_id for t in targets]}
         run_id = store.start_run("metamorphic", config, label=label)
-    chain = RatingChain(store, model_id=model_id, temperature=temperature, run_id=run_id, gather=gather, model=model)
+    chain = RatingChain(store, model_id=model_id, temperature=temperature, run_id=run_id, gather=gather, model=model,
+                        facts=facts)
     if evidence_chars:
         chain.evidence_chars = evidence_chars
     report = MetamorphicReport(model_id, prompt_version, list(checks), run_id=run_id)

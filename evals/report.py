@@ -235,6 +235,33 @@ def plot_matrix(result, stat: str = "alpha_interval") -> bytes | None:
     return _png(fig)
 
 
+def plot_confusion(result) -> bytes | None:
+    """One panel per rater: reference score (rows) × rating (columns), counts of cells."""
+    raters = [(r, got) for r, got in ((result.reference or {}).get("raters") or {}).items() if got.get("confusion")]
+    if not raters:
+        return None
+    plt = _pyplot()
+    cols = min(len(raters), 3)
+    rows_n = math.ceil(len(raters) / cols)
+    fig, axes = plt.subplots(rows_n, cols, figsize=(3.3 * cols, 3.0 * rows_n), squeeze=False, layout="constrained")
+    for ax, (rater, got) in zip(axes.flat, raters):
+        counts = np.array(got["confusion"], dtype=float)
+        ax.imshow(counts, cmap="Blues", vmin=0, vmax=max(1.0, counts.max()))
+        for i in range(3):
+            for j in range(3):
+                ax.text(j, i, f"{int(counts[i, j])}", ha="center", va="center", fontsize=10,
+                        color="white" if counts[i, j] > counts.max() / 2 else "black")
+        ax.set_xticks(range(3), ["0", "1", "2"])
+        ax.set_yticks(range(3), ["0", "1", "2"])
+        ax.set_xlabel("rating", fontsize=8)
+        ax.set_ylabel("reference", fontsize=8)
+        exact = got["overall"]["exact_agreement"].get("estimate")
+        ax.set_title(f"{rater}\nexact {fmt_share(exact)}", fontsize=9)
+    for ax in list(axes.flat)[len(raters):]:
+        ax.axis("off")
+    return _png(fig)
+
+
 def trend_series(result) -> dict[str, pd.DataFrame]:
     """Per ticker rated in ≥ 2 fiscal years: rows (rater, category, year, score) — mean over samples."""
     frame = result.frame.copy()
@@ -315,6 +342,71 @@ def _category_rows(by_category: dict) -> list[list[str]]:
     return [[c, str(p["n_units"]), fmt_est(p["alpha_interval"], reason=False), fmt_est(p["kappa_quadratic"], reason=False),
              fmt_est(p["icc2"], reason=False), fmt_est(p["mean_abs_diff"]), fmt_est(p["exact_agreement"])]
             for c, p in by_category.items()]
+
+
+REFERENCE_HEADER = ["rater", "cells", "exact [95% CI]", "within one", "κ quadratic [95% CI]", "α ordinal [95% CI]",
+                    "evidence recall (shown)", "evidence recall (cited)"]
+
+
+def _recall_text(recall: dict | None) -> str:
+    if not recall or recall.get("estimate") is None:
+        return f"n/a ({(recall or {}).get('reason') or 'not computed'})"
+    return f"{fmt_share(recall['estimate'])} ({recall['covered']}/{recall['quotes']})"
+
+
+def _reference_row(name: str, s: dict, recall: dict | None = None) -> list[str]:
+    row = [name, str(s["n_units"]), fmt_est(s["exact_agreement"]), fmt_est(s["within_one"], reason=False),
+           fmt_est(s["kappa_quadratic"]), fmt_est(s["alpha_ordinal"])]
+    if recall is not None:
+        row += [_recall_text(recall.get("shown")), _recall_text(recall.get("cited"))]
+    return row
+
+
+def reference_blocks(ref: dict, with_plot: bool) -> list[Block]:
+    """The report section on agreement with reference labels (criterion validity)."""
+    blocks = [Block("h2", "Agreement with the reference labels")]
+    dist = ref.get("distribution") or {}
+    blocks.append(Block("p", f"`{ref['path']}`: {ref['labels']} labels, {ref['matched']} matched to rated cells "
+                             f"({ref.get('borderline', 0)} borderline; reference scores 0/1/2: "
+                             f"{dist.get('0', 0)}/{dist.get('1', 0)}/{dist.get('2', 0)}). Each rater's mean over "
+                             "samples per cell; 95% bootstrap intervals over cells; κ and the confusion matrix on "
+                             "scores rounded to 0/1/2. Evidence recall: share of the reference quotes covered by "
+                             "the evidence chunks the rating was shown (or cited) — normalised substring of one "
+                             "chunk, or ≥ 80% of its words inside word 5-grams found in the chunks."))
+    if ref.get("unmatched"):
+        blocks.append(Block("p", f"Labels with no rated cell ({len(ref['unmatched'])}): "
+                                 + ", ".join(ref["unmatched"][:20]) + (" …" if len(ref["unmatched"]) > 20 else "")))
+    if ref.get("reason"):
+        blocks.append(Block("p", f"Not computed: {ref['reason']}"))
+        return blocks
+    raters = ref.get("raters") or {}
+    blocks.append(Block("table", [_reference_row(f"`{r}`", got["overall"], got.get("evidence_recall"))
+                                  for r, got in raters.items()], REFERENCE_HEADER))
+    rows = []
+    for r, got in raters.items():
+        recall_by = (got.get("evidence_recall") or {}).get("by_category") or {}
+        for category, s in got["by_category"].items():
+            rows.append(_reference_row(f"`{r}` {category}", s) + [_recall_text(recall_by.get(category))])
+        for kind, s in got["by_label"].items():
+            rows.append(_reference_row(f"`{r}` {kind} labels", s) + [""])
+    if rows:
+        blocks.append(Block("h3", "Per category and on clear vs borderline labels"))
+        blocks.append(Block("table", rows, REFERENCE_HEADER[:6] + ["evidence recall (shown)"]))
+    blocks.append(Block("h3", "Confusion matrices (rows: reference, columns: rating)"))
+    if with_plot:
+        blocks.append(Block("img", "confusion", "confusion matrix per rater"))
+    for r, got in raters.items():
+        m = got["confusion"]
+        blocks.append(Block("table", [[f"reference {i}", *[str(v) for v in m[i]]] for i in range(3)],
+                            [f"`{r}`", "rated 0", "rated 1", "rated 2"]))
+    wrong = [(r, c) for r, got in raters.items() for c in got.get("cells", [])
+             if c["rating"] is not None and abs(c["rating"] - c["reference"]) > 1e-9]
+    if wrong:
+        blocks.append(Block("p", f"Cells that disagree with the reference ({len(wrong)}):"))
+        blocks.append(Block("table", [[f"`{r}`", c["unit"], str(c["reference"]) + (" (borderline)" if c["borderline"] else ""),
+                                       fmt_num(c["rating"])] for r, c in wrong[:80]],
+                            ["rater", "cell", "reference", "rating"]))
+    return blocks
 
 
 def build_blocks(result, images: dict[str, bytes]) -> list[Block]:
@@ -440,6 +532,9 @@ def build_blocks(result, images: dict[str, bytes]) -> list[Block]:
         for name in trends:
             blocks.append(Block("img", name, f"{name.removeprefix('trend-')} ratings by fiscal year"))
 
+    if result.reference is not None:
+        blocks.extend(reference_blocks(result.reference, "confusion" in images))
+
     if result.metamorphic is not None:
         from filinglens.evals.run import metamorphic_pass_rates
 
@@ -493,6 +588,9 @@ def make_plots(result) -> dict[str, bytes]:
     matrix = plot_matrix(result)
     if matrix:
         images["matrix"] = matrix
+    conf = plot_confusion(result)
+    if conf:
+        images["confusion"] = conf
     for ticker, series in trend_series(result).items():
         images[f"trend-{ticker}"] = plot_trends(ticker, series, result.suite.category_list)
     return images
@@ -595,6 +693,23 @@ def summary_renderable(result):
             table.add_row(f"{p['rater_a']} vs {p['rater_b']}", str(p["n_units"]), est(p["alpha_interval"]),
                           est(p["kappa_quadratic"]), est(p["icc2"]), est(p["mean_abs_diff"]))
         parts.append(table)
+    ref_raters = ((result.reference or {}).get("raters") or {})
+    if ref_raters:
+        ref = result.reference
+        table = Table(title=f"Agreement with reference labels ({ref['matched']} of {ref['labels']} matched)",
+                      title_justify="left")
+        for col in ("rater", "cells", "exact [95% CI]", "within one", "κ quadratic [95% CI]", "α ordinal",
+                    "evidence recall"):
+            table.add_column(col)
+        for rater, got in ref_raters.items():
+            o = got["overall"]
+            recall = (got.get("evidence_recall") or {}).get("shown") or {}
+            table.add_row(rater, str(o["n_units"]), est(o["exact_agreement"]), est(o["within_one"]),
+                          est(o["kappa_quadratic"]), est(o["alpha_ordinal"]),
+                          fmt_share(recall.get("estimate")) if recall.get("estimate") is not None else "n/a")
+        parts.append(table)
+    elif result.reference is not None and result.reference.get("reason"):
+        parts.append(Text(f"reference labels: {result.reference['reason']}", style="yellow"))
     for reason in reasons:
         parts.append(Text(f"n/a: {reason}", style="dim"))
     if result.metamorphic is not None:

@@ -15,7 +15,11 @@ Statistics (all from :mod:`filinglens.evals.stats`, with bootstrap CIs):
   version): α, weighted κ, ICC(2,1), mean absolute difference, overall and
   per category;
 * agreement with the paper's Command-R+ ratings when ``paper: true``;
-* metamorphic pass rates when the suite has a ``metamorphic:`` section.
+* metamorphic pass rates when the suite has a ``metamorphic:`` section;
+* criterion validity when the suite names ``reference`` labels
+  (:mod:`filinglens.evals.reference`): exact / within-one agreement,
+  quadratic κ and ordinal α with the labels per rater, per category and on
+  clear vs borderline labels, the confusion matrix and evidence recall.
 """
 
 from __future__ import annotations
@@ -94,7 +98,7 @@ class RichSuiteProgress(SuiteProgress):
     def __init__(self, console=None) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-        from filinglens.retrieval.ingest import RichIngestProgress
+        from filinglens.display import RichIngestProgress
 
         self.console = console
         self.ingest = RichIngestProgress(console)
@@ -178,6 +182,7 @@ class SuiteResult:
     matrix: dict[str, pd.DataFrame] = field(default_factory=dict)
     paper: dict[str, Any] | None = None
     metamorphic: dict[str, Any] | None = None
+    reference: dict[str, Any] | None = None
     checks: list[Check] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
@@ -244,6 +249,7 @@ class SuiteResult:
             "agreement_matrix": {stat: _matrix_dict(m) for stat, m in self.matrix.items()},
             "paper": self.paper,
             "metamorphic": self.metamorphic,
+            "reference": self.reference,
             "notes": self.notes,
             "timings": self.timings,
             "files": self.files,
@@ -287,6 +293,14 @@ def resolve_suite_targets(suite: Suite, progress: SuiteProgress | None = None) -
 
     ingest_progress = getattr(progress, "ingest", None)
     targets: dict[str, Target] = {}
+    if not suite.filings:  # the files the reference labels name
+        reference = suite.load_reference()
+        files = reference.files() if reference else []
+        if not files:
+            raise SuiteError(f"{suite.path or suite.name}: no `filings`, and the reference labels name no 10-K file "
+                             "that exists here")
+        for t in resolve_targets(files, progress=ingest_progress):
+            targets.setdefault(t.filing_id, t)
     for i, spec in enumerate(suite.filings):
         if spec.paths:
             paths = suite.resolve_paths(spec)
@@ -325,26 +339,35 @@ def run_suite(
     gather: Callable | None = None,
     targets: Sequence[Target] | None = None,
     write: bool = True,
+    chunk_text: Callable[[list[str]], dict[str, str]] | None = None,
+    facts: Callable | None = None,
 ) -> SuiteResult:
     """Rate every cell of ``suite``, compute its statistics and checks, and write the report.
 
-    ``gather`` (evidence for a prompt and target) and ``targets`` default to
-    the index (:func:`filinglens.app.index_gatherer`,
-    :func:`resolve_suite_targets`); tests pass stubs. The report goes to
+    ``gather`` (evidence for a prompt and target), ``targets``, ``chunk_text``
+    (evidence texts by chunk id, for evidence recall) and ``facts`` (a filing's
+    key figures, for the indicators method) default to the index
+    (:func:`filinglens.app.index_gatherer`, :func:`resolve_suite_targets`,
+    :func:`filinglens.evals.reference.index_chunk_text`,
+    :func:`filinglens.app.index_facts`; no facts when ``gather`` is
+    given); tests pass stubs. The report goes to
     ``out_dir`` (default ``$FILINGLENS_HOME/evals/{suite}-{hash}``).
     """
-    from filinglens.app import index_gatherer, run_ratings
+    from filinglens.app import index_facts, index_gatherer, run_ratings
 
     progress = progress or SuiteProgress()
     store = store or Store()
     timings: dict[str, float] = {}
     started = time.perf_counter()
+    reference = suite.load_reference()  # a bad label file fails before any rating
 
     progress.stage(f"suite {suite.name}: resolving filings")
     targets = list(targets) if targets is not None else resolve_suite_targets(suite, progress)
     if not targets:
         raise SuiteError(f"{suite.path or suite.name}: no filings to rate")
     timings["filings_s"] = round(time.perf_counter() - started, 2)
+    if facts is None and gather is None:
+        facts = index_facts()
     gather = gather or index_gatherer()
     categories = suite.category_list
     suite_hash = json_hash([suite.content_hash(), sorted(t.content_hash for t in targets)])[:12]
@@ -359,7 +382,7 @@ def run_suite(
             targets, categories, model_id=model_id, prompt_version=version, samples=suite.samples,
             temperature=suite.temperature, evidence_chars=suite.evidence_chars, store=store,
             run_id=run_id_for(suite, targets, model_id, version), label=f"{suite.name}: {rater}", gather=gather,
-            progress=lambda r, rater=rater: progress.rated(r, rater),
+            facts=facts, progress=lambda r, rater=rater: progress.rated(r, rater),
         )
         runs[rater] = run_id
         ratings.extend(got)
@@ -385,9 +408,15 @@ def run_suite(
     if suite.paper.enabled:
         progress.stage("agreement with the paper")
         result.paper = paper_agreement(result)
+    if reference is not None:
+        from filinglens.evals.reference import reference_agreement
+
+        progress.stage("agreement with the reference labels")
+        result.reference = reference_agreement(reference, targets, ratings, frame, chunk_text=chunk_text,
+                                               n_boot=suite.n_boot, n_boot_slow=suite.n_boot_slow, seed=suite.seed)
     if suite.metamorphic is not None:
         progress.stage("metamorphic checks")
-        result.metamorphic = run_metamorphic_checks(suite, targets, store, gather)
+        result.metamorphic = run_metamorphic_checks(suite, targets, store, gather, facts)
     timings["statistics_s"] = round(time.perf_counter() - t0, 2)
     result.checks = check_thresholds(result)
     result.timings = timings
@@ -416,10 +445,10 @@ def compute_statistics(result: SuiteResult) -> None:
     boot = dict(n_boot=suite.n_boot, n_boot_slow=suite.n_boot_slow, seed=suite.seed)
     if suite.samples >= 2:
         result.test_retest = stats.test_retest(frame, n_boot=suite.n_boot, seed=suite.seed)
-        from filinglens.agents.rating import LOCAL_PROB_MODELS
+        from filinglens.agents.rating import PROBABILITY_METHODS, token_probabilities
 
         fixed = sorted({rater_id(r.model_id, r.prompt_version) for r in result.ratings
-                        if r.method == "yesno" and r.model_id in LOCAL_PROB_MODELS})
+                        if r.method in PROBABILITY_METHODS and token_probabilities(r.model_id)})
         if fixed:
             result.notes.append(f"{', '.join(fixed)}: yes/no from next-token probabilities is deterministic, "
                                 "so its samples agree by construction (test-retest shows the sampling method, "
@@ -473,7 +502,7 @@ def paper_agreement(result: SuiteResult) -> dict:
     return out
 
 
-def run_metamorphic_checks(suite: Suite, targets: Sequence[Target], store: Store, gather) -> dict:
+def run_metamorphic_checks(suite: Suite, targets: Sequence[Target], store: Store, gather, facts=None) -> dict:
     """Per rater: ``filinglens.evals.metamorphic.run_metamorphic(...)`` (imported only when a suite asks)."""
     import inspect
 
@@ -496,7 +525,7 @@ def run_metamorphic_checks(suite: Suite, targets: Sequence[Target], store: Store
             if spec.checks:
                 kwargs["checks"] = list(spec.checks)
             optional = {"temperature": suite.temperature, "evidence_chars": suite.evidence_chars,
-                        "label": f"{suite.name}: metamorphic {rater}"}
+                        "label": f"{suite.name}: metamorphic {rater}", "facts": facts}
             kwargs.update({k: v for k, v in optional.items() if v is not None and (takes_any or k in accepted)})
             kwargs.update(spec.options)
             try:
@@ -578,6 +607,17 @@ def check_thresholds(result: SuiteResult) -> list[Check]:
             add("min_paper_alpha", f"{rater} vs paper", (overall or {}).get(level), None if overall else reason)
             add("max_paper_mean_abs_diff", f"{rater} vs paper", (overall or {}).get("mean_abs_diff"),
                 None if overall else reason)
+    if result.reference is not None:
+        for rater in result.raters:
+            got = (result.reference.get("raters") or {}).get(rater)
+            reason = None if got else (result.reference.get("reason") or "no labelled cell rated")
+            overall = (got or {}).get("overall") or {}
+            add("min_reference_exact", f"{rater} vs reference", overall.get("exact_agreement"), reason)
+            add("min_reference_within_one", f"{rater} vs reference", overall.get("within_one"), reason)
+            add("min_reference_kappa", f"{rater} vs reference", overall.get("kappa_quadratic"), reason)
+            add("min_reference_alpha", f"{rater} vs reference", overall.get("alpha_ordinal"), reason)
+            recall = ((got or {}).get("evidence_recall") or {}).get("shown")
+            add("min_evidence_recall", f"{rater} vs reference", recall, reason)
     if result.metamorphic is not None and th.min_metamorphic_pass_rate is not None:
         raters = result.metamorphic.get("raters") or {}
         if not raters:

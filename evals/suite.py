@@ -20,6 +20,7 @@ every cell and checks the thresholds::
     temperature: 0.7
     paper: true                 # agreement with the paper's Command-R+ ratings
     metamorphic: {checks: [...]}  # optional, run by evals/metamorphic.py
+    reference: ${FILINGLENS_SHARED}/data/labels/ratings_dev.json   # optional: criterion validity
     thresholds:
       min_test_retest_alpha: 0.5
 
@@ -60,25 +61,14 @@ class _Strict(BaseModel):
 
 
 def parse_years(value: Any) -> list[int] | None:
-    """``2019`` / ``"2019"`` / ``"2015-2022"`` / ``"2019,2021"`` / ``[2019, "2020-2021"]`` → sorted years."""
-    if value is None:
-        return None
-    parts = value if isinstance(value, list) else [value]
-    years: set[int] = set()
-    for part in parts:
-        for piece in str(part).split(","):
-            piece = piece.strip()
-            m = re.fullmatch(r"(\d{4})(?:\s*-\s*(\d{4}))?", piece)
-            if not m:
-                raise ValueError(f"`{piece}` is not a year or a range like 2015-2022")
-            low, high = int(m.group(1)), int(m.group(2) or m.group(1))
-            if high < low:
-                raise ValueError(f"`{piece}`: the range ends before it starts")
-            years.update(range(low, high + 1))
-    if not years:
-        raise ValueError("no years given")
-    return sorted(years)
+    """Suite ``years:`` values, parsed by the one year parser (``ValueError`` for pydantic)."""
+    from filinglens.errors import InputError
+    from filinglens.retrieval.filing import parse_years as parse
 
+    try:
+        return parse(value)
+    except InputError as exc:
+        raise ValueError(str(exc)) from None
 
 class FilingSpec(_Strict):
     """Filings to rate: ``paths`` (files, globs, ``{year}`` templates) and/or ``ticker`` + ``years``."""
@@ -112,7 +102,7 @@ class FilingSpec(_Strict):
 
     @property
     def year_range(self) -> str | None:
-        """``"2015-2022"`` for :func:`filinglens.agents.jobs.resolve_targets` (None: all years)."""
+        """``"2015-2022"`` for :func:`filinglens.app.resolve_targets` (None: all years)."""
         return f"{self.years[0]}-{self.years[-1]}" if self.years else None
 
 
@@ -138,8 +128,10 @@ class Thresholds(_Strict):
 
     ``min_*`` statistics must be at least, ``max_*`` at most, the value.
     Test-retest gates apply to every rater, cross gates to every pair, the
-    paper gate to every rater. A statistic that cannot be computed (e.g. α
-    when all samples agree on every cell) fails only with ``on_missing: fail``.
+    paper gate to every rater, the reference gates (agreement with the suite's
+    ``reference`` labels, all cells) to every rater. A statistic that cannot be
+    computed (e.g. α when all samples agree on every cell) fails only with
+    ``on_missing: fail``.
     """
 
     max_failed_share: float | None = Field(default=None, ge=0, le=1)
@@ -153,8 +145,19 @@ class Thresholds(_Strict):
     min_paper_alpha: float | None = Field(default=None, ge=-1, le=1)
     max_paper_mean_abs_diff: float | None = Field(default=None, ge=0, le=2)
     min_metamorphic_pass_rate: float | None = Field(default=None, ge=0, le=1)
+    min_reference_exact: float | None = Field(default=None, ge=0, le=1)
+    min_reference_within_one: float | None = Field(default=None, ge=0, le=1)
+    min_reference_kappa: float | None = Field(default=None, ge=-1, le=1)  # quadratic-weighted
+    min_reference_alpha: float | None = Field(default=None, ge=-1, le=1)  # Krippendorff's α, ordinal
+    min_evidence_recall: float | None = Field(default=None, ge=0, le=1)  # reference quotes in the shown evidence
     alpha_level: Literal["interval", "ordinal"] = "interval"
     on_missing: Literal["skip", "fail"] = "skip"
+
+
+def _default_version() -> str:
+    from filinglens.prompts.loader import DEFAULT_RATING_VERSION
+
+    return DEFAULT_RATING_VERSION
 
 
 class Suite(_Strict):
@@ -162,15 +165,16 @@ class Suite(_Strict):
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     description: str = ""
-    filings: list[FilingSpec] = Field(min_length=1)
+    filings: list[FilingSpec] = Field(default_factory=list)  # empty: the files the reference labels name
     categories: list[str] = Field(default_factory=list)  # empty: all categories
     models: list[str] = Field(default_factory=lambda: ["local"], min_length=1)
-    prompt_versions: list[str] = Field(default_factory=lambda: ["v2"], min_length=1)
+    prompt_versions: list[str] = Field(default_factory=lambda: [_default_version()], min_length=1)
     samples: int = Field(default=1, ge=1, le=100)
     temperature: float = Field(default=0.0, ge=0, le=2)
     evidence_chars: int | None = Field(default=None, ge=500)
     paper: PaperSpec = Field(default_factory=lambda: PaperSpec(enabled=False))
     metamorphic: MetamorphicSpec | None = None
+    reference: str | None = None  # reference labels (JSON or CSV; evals/reference.py)
     thresholds: Thresholds = Field(default_factory=Thresholds)
     n_boot: int = Field(default=1000, ge=0, le=100_000)
     n_boot_slow: int = Field(default=200, ge=0, le=10_000)
@@ -207,6 +211,12 @@ class Suite(_Strict):
         if isinstance(value, list):
             return {"checks": value}
         return value
+
+    @model_validator(mode="after")
+    def _filings_or_reference(self) -> "Suite":
+        if not self.filings and not self.reference:
+            raise ValueError("give `filings` (or `reference` labels that name the filings)")
+        return self
 
     @model_validator(mode="after")
     def _prompts_exist(self) -> "Suite":
@@ -259,6 +269,28 @@ class Suite(_Strict):
                                      + (f" (as {expanded})" if expanded != raw else ""))
                 out.extend(m for m in matches if m not in out)
         return out
+
+
+    def reference_path(self) -> Path | None:
+        """The reference labels file: ``${FILINGLENS_SHARED}``/``${VAR}`` expanded; a relative path is looked
+        up beside the suite file, in the repository, then in the shared data folder."""
+        if not self.reference:
+            return None
+        expanded = expand_vars(self.reference, self.path)
+        path = Path(expanded)
+        bases = [Path("/")] if path.is_absolute() else [self.base_dir, REPO_DIR, shared_dir()]
+        for base in bases:
+            if (base / path).is_file():
+                return (base / path).resolve()
+        raise SuiteError(f"{self.path or self.name}: reference: no file `{self.reference}`"
+                         + (f" (as {expanded})" if expanded != self.reference else ""))
+
+    def load_reference(self):
+        """The suite's reference labels (:class:`filinglens.evals.reference.ReferenceSet`), or None."""
+        from filinglens.evals.reference import load_reference
+
+        path = self.reference_path()
+        return load_reference(path, self.base_dir) if path else None
 
 
 def expand_vars(text: str, where: str | None = None) -> str:

@@ -26,10 +26,15 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
+from filinglens import settings
 from filinglens.errors import ConfigError
 
 BUILTIN_DIR = Path(__file__).parent
-METHODS = ("direct", "yesno", "cot")
+#: Facts an indicator can read from the filing's own numbers (``filinglens.retrieval.facts``):
+#: relative changes vs the prior year (mapped to [0, 1] by the indicator's ``scale``), and flags (0 or 1).
+FACT_CHANGES = ("revenue_change", "net_income_change", "operating_cash_flow_change")
+FACT_FLAGS = ("net_loss", "operating_cash_negative", "rnd_reported", "going_concern", "downgrade", "impairment")
+FACTS = FACT_CHANGES + FACT_FLAGS
 
 
 class Questions(BaseModel):
@@ -37,6 +42,32 @@ class Questions(BaseModel):
 
     level1: str
     level2: list[str] = Field(min_length=1)
+
+
+class Indicator(BaseModel):
+    """One check of the ``indicators`` method: a yes/no question answered from P(yes), a fact from the
+    filing's numbers, or both (the fact when the filing has it, else the question)."""
+
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    question: str | None = None
+    queries: list[str] = Field(default_factory=list)  # this indicator's retrieval queries
+    fact: str | None = None
+    scale: list[float] | None = None  # change facts: value mapped linearly, 0 at scale[0], 1 at scale[1]
+    weight: float = 0.0
+    gate: bool = False  # the expected score is multiplied by this indicator's value
+
+    @model_validator(mode="after")
+    def _valid(self) -> "Indicator":
+        if not self.question and not self.fact:
+            raise ValueError(f"indicator {self.id}: needs a `question` or a `fact`")
+        if self.fact is not None and self.fact not in FACTS:
+            raise ValueError(f"indicator {self.id}: unknown fact {self.fact!r} (known: {', '.join(FACTS)})")
+        if self.fact in FACT_CHANGES and (self.scale is None or len(self.scale) != 2
+                                          or self.scale[0] >= self.scale[1]):
+            raise ValueError(f"indicator {self.id}: fact {self.fact} needs `scale: [low, high]` with low < high")
+        if not self.gate and self.weight == 0:
+            raise ValueError(f"indicator {self.id}: needs a non-zero `weight` (or `gate: true`)")
+        return self
 
 
 class Retrieval(BaseModel):
@@ -72,7 +103,7 @@ class RatingPrompt(_PromptFile):
     category: str
     version: str
     title: str
-    method: Literal["direct", "yesno", "cot"]
+    method: Literal["direct", "yesno", "cot", "indicators"]
     description: str
     rubric: dict[int, str]
     retrieval: Retrieval
@@ -82,6 +113,10 @@ class RatingPrompt(_PromptFile):
     questions: Questions | None = None
     cutoffs: list[float] = Field(default_factory=lambda: [0.5, 1.5])
     examples: list[dict] = Field(default_factory=list)
+    indicators: list[Indicator] = Field(default_factory=list)
+    bias: float = 0.0  # indicators: E = gate × (bias + Σ weight × value), clipped to [0, 2]
+    borderline_bands: list[list[float]] = Field(default_factory=list)  # E inside one: the score is borderline
+    calibration: dict = Field(default_factory=dict)  # how the cut-offs were fitted (data, CV figures)
 
     @field_validator("rubric")
     @classmethod
@@ -94,8 +129,19 @@ class RatingPrompt(_PromptFile):
     def _method_needs(self) -> "RatingPrompt":
         if self.method == "yesno" and self.questions is None:
             raise ValueError("method yesno needs `questions` (level1, level2)")
+        if self.method == "indicators":
+            if not self.indicators:
+                raise ValueError("method indicators needs `indicators`")
+            ids = [i.id for i in self.indicators]
+            if len(set(ids)) != len(ids):
+                raise ValueError(f"indicator ids must be unique: {ids}")
+            if sum(i.gate for i in self.indicators) > 1:
+                raise ValueError("at most one indicator can be the `gate`")
         if len(self.cutoffs) != 2 or not 0 <= self.cutoffs[0] < self.cutoffs[1] <= 2:
             raise ValueError("cutoffs must be two increasing numbers within [0, 2]")
+        for band in self.borderline_bands:
+            if len(band) != 2 or not 0 <= band[0] <= band[1] <= 2:
+                raise ValueError("borderline_bands must be [low, high] pairs within [0, 2]")
         for field_name in ("system", "user"):
             try:
                 getattr(self, field_name).format_map(_Probe())
@@ -121,13 +167,14 @@ class _Probe(dict):
 def prompt_dirs(extra_dirs: list[Path] | None = None) -> list[Path]:
     """Directories searched for prompts, user ones first."""
     dirs = [Path(p) for p in (extra_dirs or [])]
-    env = os.environ.get("FILINGLENS_PROMPTS")
+    env = settings.get().prompts
     if env:
         dirs += [Path(p) for p in env.split(os.pathsep) if p]
     return dirs + [BUILTIN_DIR]
 
 
-def _version_key(version: str) -> tuple:
+def version_key(version: str) -> tuple:
+    """Sort key for prompt versions: ``v2`` < ``v10``."""
     return tuple(int(n) if n.isdigit() else n for n in re.findall(r"\d+|\D+", version))
 
 
@@ -188,7 +235,7 @@ def load_prompt(ref: str, extra_dirs: list[Path] | None = None) -> RatingPrompt:
     dirs = prompt_dirs(extra_dirs)
     files = _files(dirs)
     if not version:
-        versions = sorted((v for c, v in files if c == category), key=_version_key)
+        versions = sorted((v for c, v in files if c == category), key=version_key)
         if not versions:
             raise ConfigError(f"no prompt category {category!r} (known: {', '.join(sorted({c for c, _ in files}))})")
         version = "v1" if "v1" in versions else versions[0]
@@ -207,7 +254,7 @@ def list_prompts(extra_dirs: list[Path] | None = None) -> list[RatingPrompt]:
     """All valid prompts, by category and version."""
     dirs = prompt_dirs(extra_dirs)
     files = _files(dirs)
-    keys = sorted(files, key=lambda cv: (cv[0], _version_key(cv[1])))
+    keys = sorted(files, key=lambda cv: (cv[0], version_key(cv[1])))
     return [load_prompt(f"{c}@{v}", extra_dirs) for c, v in keys]
 
 
@@ -229,18 +276,6 @@ def diff_prompts(ref_a: str, ref_b: str, extra_dirs: list[Path] | None = None) -
     )
 
 
-def prompts_table(prompts: list[RatingPrompt]):
-    """A rich table of prompts: ref, method, hash, note."""
-    from rich.table import Table
-
-    table = Table(title="Rating prompts")
-    for col in ("prompt", "method", "hash", "note"):
-        table.add_column(col)
-    for p in prompts:
-        table.add_row(p.ref, p.method, p.hash, (p.note or "")[:70])
-    return table
-
-
 class QAPrompt(_PromptFile):
     """The question-answering prompt (``prompts/qa/<version>.yaml``)."""
 
@@ -252,6 +287,9 @@ class QAPrompt(_PromptFile):
     def ref(self) -> str:
         return f"qa@{self.version}"
 
+
+#: The rating prompt version used when none is given (`rate`, suites, the app).
+DEFAULT_RATING_VERSION = "v2"
 
 #: The QA prompt version used when none is given (`ask`, `eval qa`).
 DEFAULT_QA_VERSION = "v2"
@@ -271,3 +309,51 @@ def load_qa_prompt(version: str | None = None, extra_dirs: list[Path] | None = N
             except ValidationError as exc:
                 raise ConfigError(f"{path}: invalid QA prompt ({exc.errors()[0]['msg']})") from exc
     raise ConfigError(f"no QA prompt {version} (expected qa/{version}.yaml in a prompts directory)")
+
+
+class ComparePrompt(_PromptFile):
+    """The pairwise company-comparison prompt (``prompts/compare/<version>.yaml``)."""
+
+    version: str
+    system: str
+    user: str
+    evidence_chars: int = Field(default=3000, ge=500, le=20000)  # per company
+
+    @model_validator(mode="after")
+    def _formats(self) -> "ComparePrompt":
+        for field_name in ("system", "user"):
+            try:
+                getattr(self, field_name).format_map(_Probe())
+            except (ValueError, IndexError) as exc:
+                raise ValueError(f"{field_name} template does not format: {exc}") from exc
+        if "{evidence_a}" not in self.user or "{evidence_b}" not in self.user:
+            raise ValueError("user must contain {evidence_a} and {evidence_b}")
+        return self
+
+    @property
+    def ref(self) -> str:
+        return f"compare@{self.version}"
+
+
+#: The comparison prompt version used when none is given (`compare`, the workbench).
+DEFAULT_COMPARE_VERSION = "v1"
+
+
+def load_compare_prompt(version: str | None = None, extra_dirs: list[Path] | None = None) -> ComparePrompt:
+    """Load the pairwise comparison prompt of ``version`` (default ``DEFAULT_COMPARE_VERSION``; user dirs first)."""
+    version = version or DEFAULT_COMPARE_VERSION
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,40}", version):
+        raise ConfigError(f"invalid comparison prompt version {version!r}")
+    for base in prompt_dirs(extra_dirs):
+        path = base / "compare" / f"{version}.yaml"
+        if path.is_file():
+            data = _read(path)
+            data["version"] = version
+            data["path"] = str(path)
+            try:
+                return ComparePrompt.model_validate(data)
+            except ValidationError as exc:
+                problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+                raise ConfigError(f"{path}: invalid comparison prompt ({problems})") from exc
+    known = sorted({p.stem for base in prompt_dirs(extra_dirs) for p in (base / "compare").glob("*.yaml")})
+    raise ConfigError(f"no comparison prompt {version} (versions: {', '.join(known) or 'none'})")

@@ -28,6 +28,11 @@ from filinglens.retrieval.filing import Block, Filing, Item
 
 #: Default chunk size in characters, chosen by measurement (bench/README.md).
 DEFAULT_CHUNK_CHARS = 1000
+#: Smallest chunk size ``ingest`` accepts: below it chunks are fragments of a sentence or a table row.
+MIN_CHUNK_CHARS = 200
+#: Largest chunk size ``ingest`` accepts: the default evidence budget of a rating (6,000 characters)
+#: must hold at least one whole chunk (the embedder reads only the first ~1,000 characters of each).
+MAX_CHUNK_CHARS = 6000
 #: Version of the chunking rules; part of the index manifest.
 CHUNKER_VERSION = "para-v2"
 

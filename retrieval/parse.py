@@ -1,9 +1,10 @@
 """Read a 10-K from disk (HTML/iXBRL, EDGAR full-submission text, PDF) into a ``Filing``.
 
 ``parse_filing`` is the one entry point: it checks the input (empty, binary,
-oversized, another form), picks the reader for the format, finds the items
-and fills in the metadata from the iXBRL cover facts, the SGML header or the
-cover page text.
+oversized, another form), picks the reader for the format, finds the items,
+fills in the metadata from the iXBRL cover facts, the SGML header or the
+cover page text, and flags a document that was cut off (``Filing.truncated``
+with reasons in ``Filing.warnings``, see ``retrieval.truncation``).
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from filinglens.errors import InputError, NotA10KError
 from filinglens.retrieval.blocks import DocBlock
 from filinglens.retrieval.filing import Filing
 from filinglens.retrieval.items import build_items
+from filinglens.retrieval.structure import is_annual_form
+from filinglens.retrieval.truncation import assess, closing_problems
 
 MAX_BYTES = 80 * 1024 * 1024  # the largest real 10-K documents are ~40 MB
-TEN_K_FORMS = ("10-K", "10-K405", "10-KT", "10-KSB", "10-K/A", "10-K405/A", "10-KT/A", "10-KSB/A")
 
 _MONTHS = "january|february|march|april|may|june|july|august|september|october|november|december"
 _FY_END = re.compile(
@@ -50,16 +52,19 @@ def parse_bytes(data: bytes, *, source: str, ticker: str | None = None) -> Filin
     content_hash = hashlib.sha256(data).hexdigest()
     facts: dict[str, str] = {}
     header: dict[str, str] = {}
+    warnings: list[str] = []
     if data[:5] == b"%PDF-":
         from filinglens.retrieval.pdf_text import parse_pdf
 
-        blocks = parse_pdf(data, source)
+        blocks = parse_pdf(data, source, warnings)
         source_type = "pdf"
+        closing = closing_problems("pdf", data=data)
     else:
-        text = _decode(data, source)
+        full = _decode(data, source, warnings)
         from filinglens.retrieval.sgml import split_submission
 
-        text, header = split_submission(text, source)
+        text, header = split_submission(full, source)
+        closed = _document_closed(full, text) if header else None
         if re.search(r"<(?:html|body|div|p|table|font)\b", text[:20000], re.I):
             from filinglens.retrieval.html_text import parse_html
 
@@ -70,15 +75,17 @@ def parse_bytes(data: bytes, *, source: str, ticker: str | None = None) -> Filin
 
             blocks = parse_plain_text(text)
             source_type = "text"
+        closing = closing_problems(source_type, markup=text, document_closed=closed)
+    cut = f"; {closing[0]}" if closing else ""
     if not any(b.text.strip() for b in blocks):
-        raise InputError(f"{source}: no readable text (truncated or not a document)")
+        raise InputError(f"{source}: no readable text (truncated or not a document){cut}")
     form = _form(facts, header, blocks, source)
     items, doc_text, page_starts = build_items(blocks)
     if not any(i.status != "absent" for i in items.values()):
-        raise InputError(f"{source}: no 10-K items (\"Item 1. Business\", ...) were found; is this a complete 10-K?")
+        raise InputError(f"{source}: no 10-K items (\"Item 1. Business\", ...) were found; is this a complete 10-K?{cut}")
     period_end = _period_end(facts, header, blocks)
     fiscal_year = _fiscal_year(facts, period_end)
-    return Filing(
+    filing = Filing(
         company=facts.get("dei:EntityRegistrantName") or header.get("COMPANY CONFORMED NAME") or _company_from_cover(blocks),
         cik=_cik(facts.get("dei:EntityCentralIndexKey") or header.get("CENTRAL INDEX KEY")),
         form=form,
@@ -92,23 +99,47 @@ def parse_bytes(data: bytes, *, source: str, ticker: str | None = None) -> Filin
         ticker=(ticker or facts.get("dei:TradingSymbol") or None),
         accession=header.get("ACCESSION NUMBER"),
         page_starts=page_starts,
+        warnings=warnings,
+        truncated=source_type == "pdf" and bool(warnings),  # unreadable PDF pages: their text is missing
     )
+    assess(filing, closing)
+    return filing
 
 
 # ----------------------------------------------------------------------------- input checks
 
 
-def _decode(data: bytes, source: str) -> str:
+def _decode(data: bytes, source: str, warnings: list[str]) -> str:
+    """The document's text: UTF-8, else Windows-1252; a few damaged bytes are replaced (and reported)."""
     sample = data[:65536]
     if b"\x00" in sample or _binary_ratio(sample) > 0.10:
         raise InputError(f"{source}: binary data, not an HTML, text or PDF 10-K")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
+        pass
+    limit = max(20, len(data) // 1000)
+    # A UTF-8 document with a few damaged bytes stays UTF-8 (decoding it as Windows-1252 would
+    # garble every curly quote and dash); a legacy Windows-1252 document is mostly not UTF-8.
+    text = data.decode("utf-8", errors="replace")
+    bad = text.count("\ufffd") - data.count("\ufffd".encode())
+    non_ascii = len(text) - len(text.encode("ascii", "ignore")) - bad
+    if non_ascii <= bad:
         text = data.decode("cp1252", errors="replace")
-        if text.count("\ufffd") > max(20, len(text) // 1000):
-            raise InputError(f"{source}: undecodable bytes (neither UTF-8 nor Windows-1252 text)")
-        return text
+        bad = text.count("\ufffd")
+    if bad > limit:
+        raise InputError(f"{source}: undecodable bytes (neither UTF-8 nor Windows-1252 text)")
+    if bad:
+        warnings.append(f"{bad} undecodable byte{'s' if bad > 1 else ''} replaced by \ufffd (a damaged file?)")
+    return text
+
+
+def _document_closed(full: str, document: str) -> bool:
+    """Whether the 10-K document taken from a full submission ends with ``</TEXT>`` or ``</DOCUMENT>``."""
+    at = full.find(document) if document else -1
+    if at < 0:
+        return True  # cannot tell
+    return bool(re.match(r"\s*</(?:TEXT|DOCUMENT)>", full[at + len(document) : at + len(document) + 200], re.I))
 
 
 def _binary_ratio(sample: bytes) -> float:
@@ -124,7 +155,7 @@ def _form(facts: dict, header: dict, blocks: list[DocBlock], source: str) -> str
         cover = " ".join(b.text for b in blocks[:80])[:8000]
         m = _FORM_ON_COVER.search(cover)
         form = (m.group(0).replace(" ", "").replace("FORM", "") if m else "10-K").upper()
-    if not form.startswith("10-K"):
+    if not is_annual_form(form):
         raise NotA10KError(f"{source}: this is a Form {form} filing, not a 10-K")
     return form
 

@@ -17,25 +17,71 @@ _EMBEDDED_HEADING = re.compile(r"(?<=[.!?)”\"])\s+(?=ITEMS?\s+\d{1,2}[A-C]?\.\
 _SENTENCE_END = re.compile(r"[.:;!?”\"]$")
 
 
-def parse_pdf(data: bytes, source: str) -> list[DocBlock]:
-    """Blocks of a PDF document (one ``pagebreak`` block between pages)."""
+def pdf_end_marker(data: bytes) -> bool:
+    """Whether the PDF ends with its ``%%EOF`` marker (a PDF cut short has none)."""
+    return b"%%EOF" in data[-2048:]
+
+
+def parse_pdf(data: bytes, source: str, warnings: list[str] | None = None) -> list[DocBlock]:
+    """Blocks of a PDF document (one ``pagebreak`` block between pages).
+
+    A document pdfium cannot open is an ``InputError``; a page it cannot read
+    is left out and reported in ``warnings`` (the filing is then incomplete).
+    """
     import pypdfium2 as pdfium
 
     try:
         pdf = pdfium.PdfDocument(data)
     except pdfium.PdfiumError as exc:
-        raise InputError(f"{source}: not a readable PDF ({exc})") from exc
+        hint = "; it has no %%EOF end marker (the file is cut off or not a PDF)" if not pdf_end_marker(data) else ""
+        raise InputError(f"{source}: not a readable PDF ({_one_line(exc)}){hint}") from exc
     blocks: list[DocBlock] = []
+    unreadable: list[int] = []
     try:
-        for page_no in range(len(pdf)):
-            page = pdf[page_no]
-            text = page.get_textpage().get_text_bounded()
+        try:
+            pages = len(pdf)
+        except pdfium.PdfiumError as exc:
+            raise InputError(f"{source}: not a readable PDF ({_one_line(exc)})") from exc
+        for page_no in range(pages):
+            try:
+                page = pdf[page_no]
+                try:
+                    textpage = page.get_textpage()
+                    text = textpage.get_text_bounded()
+                    textpage.close()
+                finally:
+                    page.close()
+            except pdfium.PdfiumError:
+                unreadable.append(page_no)
+                continue
             if page_no:
                 blocks.append(DocBlock("pagebreak", ""))
             blocks.extend(page_blocks(text, page_no))
     finally:
         pdf.close()
+    if unreadable and len(unreadable) == pages:
+        raise InputError(f"{source}: not a readable PDF (none of its {pages} pages can be read; the file is damaged)")
+    if unreadable and warnings is not None:
+        warnings.append(
+            f"damaged PDF: {len(unreadable)} of {pages} pages could not be read (page{'s' if len(unreadable) > 1 else ''} "
+            f"{_ranges([p + 1 for p in unreadable])}); their text is missing"
+        )
     return blocks
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _ranges(numbers: list[int]) -> str:
+    """``[3, 4, 5, 9]`` -> ``"3-5, 9"``."""
+    out: list[str] = []
+    for n in numbers:
+        if out and out[-1].split("-")[-1] == str(n - 1):
+            out[-1] = f"{out[-1].split('-')[0]}-{n}"
+        else:
+            out.append(str(n))
+    return ", ".join(out[:12]) + (" ..." if len(out) > 12 else "")
 
 
 def _numeric_split(line: str) -> list[str] | None:

@@ -5,6 +5,12 @@
 - **Lexical**: BM25 (bm25s) built in-process over the stored chunks of the
   *filtered subset*, cached in memory and on disk under the index root, keyed
   by the collection's revision (which changes on every write) and the filter.
+  Each disk entry carries the sha256 of its files; an entry that fails the
+  check (truncated, overwritten) is rebuilt and the repair reported
+  (``HybridSearcher.notices`` / ``on_notice``), never used.
+- **Lost chunks**: before searching a new revision, the stored chunks are
+  checked against the manifests; filings the manifests list but the index
+  lost are a clear error naming ``filinglens ingest --repair``.
 - **Fusion**: reciprocal-rank fusion, ``sum_i w_i / (rrf_k + rank_i)``.
 - **Diversification**: maximal marginal relevance over the fused candidates
   (relevance = fused score scaled to [0, 1], similarity = cosine of the
@@ -24,22 +30,25 @@ import os
 import re
 import shutil
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from filinglens.errors import IndexStoreError, InputError, NoMatchError
+from filinglens.errors import IndexDamagedError, IndexStoreError, InputError, NoMatchError
 from filinglens.retrieval.chunking import indexed_text
-from filinglens.retrieval.index import ChunkStore, StoredChunk, _store_errors, open_store
+from filinglens.retrieval.index import REPAIR_HINT, ChunkStore, StoredChunk, store_errors, open_store
 
 MODES = ("hybrid", "dense", "bm25")
 DEFAULT_FETCH_K = 50
 DEFAULT_RRF_K = 60
 DEFAULT_MMR_LAMBDA = 0.75
 _BM25_DISK_ENTRIES = 24
+_BM25_CHECKSUMS = "checksums.json"
+_STALE_TMP_SECONDS = 3600
 
 
 # --------------------------------------------------------------------------- filters
@@ -208,24 +217,38 @@ class _Bm25Index:
         return out
 
     def save(self, directory: Path) -> None:
+        """Write the index into ``directory`` (via a temporary folder, with the files' checksums)."""
         tmp = directory.with_name(directory.name + ".tmp-" + str(os.getpid()))
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         self.retriever.save(str(tmp))
         (tmp / "chunk_ids.json").write_text(json.dumps(self.ids))
+        sums = {p.name: _sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+        (tmp / _BM25_CHECKSUMS).write_text(json.dumps(sums))
         shutil.rmtree(directory, ignore_errors=True)
         os.replace(tmp, directory)
 
     @classmethod
-    def load(cls, directory: Path) -> "_Bm25Index | None":
+    def load(cls, directory: Path) -> "tuple[_Bm25Index | None, str | None]":
+        """(the cached index, None), or (None, why the entry is damaged); (None, None) if there is none."""
         import bm25s
 
+        if not directory.is_dir():
+            return None, None
         try:
+            sums = json.loads((directory / _BM25_CHECKSUMS).read_text())
+            if not isinstance(sums, dict) or "chunk_ids.json" not in sums:
+                return None, "no valid checksum list"
+            for name, digest in sums.items():
+                if _sha256(directory / name) != digest:
+                    return None, f"{name} fails its checksum"
             ids = json.loads((directory / "chunk_ids.json").read_text())
             retriever = bm25s.BM25.load(str(directory))
-        except Exception:  # noqa: BLE001 - a damaged cache is rebuilt
-            return None
-        return cls(ids, retriever)
+        except Exception as exc:  # noqa: BLE001 - a damaged cache is rebuilt
+            return None, f"{type(exc).__name__}: {str(exc)[:120]}"
+        if not isinstance(ids, list) or len(ids) != int(retriever.scores.get("num_docs", len(ids))):
+            return None, "its chunk list does not match its index"
+        return cls(ids, retriever), None
 
 
 # --------------------------------------------------------------------------- fusion and MMR
@@ -296,17 +319,56 @@ class HybridSearcher:
         self._lock = threading.Lock()
         self._revision: str | None = None
         self._revision_checked = 0.0
+        self._verified: tuple | None = None  # (revision, manifests) last checked against each other
+        self.notices: list[str] = []  # repairs made (e.g. a damaged BM25 cache entry rebuilt)
+        self.on_notice = None  # optional callback(message)
+
+    def _notice(self, message: str) -> None:
+        self.notices.append(message)
+        if self.on_notice:
+            self.on_notice(message)
 
     # -- building blocks -----------------------------------------------------
 
+    def check_index(self) -> None:
+        """Raise ``IndexDamagedError`` when filings the manifests list have lost their chunks.
+
+        Checked once per revision of the collection and of the manifests;
+        cheap when the chunk count covers the manifests.
+        """
+        signature = _manifest_signature(self.store.manifest_dir)
+        if not self.store.exists:
+            if signature:
+                raise IndexDamagedError(
+                    f"the index at {self.store.location} has no collection but {len(signature)} indexed "
+                    f"filing(s) are listed in its manifests: {REPAIR_HINT}"
+                )
+            return
+        revision = (self.store.revision(), signature)
+        if revision == self._verified:
+            return
+        manifests = self.store.manifests()
+        expected = sum(int(m.get("chunks") or 0) for m in manifests)
+        if manifests and self.store.count() < expected:
+            stored = set(self.store._all_ids())
+            lost = [m for m in manifests if m.get("ids") and not stored.intersection(m["ids"])]
+            if lost:
+                names = sorted({_filing_label(m) for m in lost})
+                raise IndexDamagedError(
+                    f"the index at {self.store.location} has lost the chunks of {len(lost)} indexed filing(s) "
+                    f"({', '.join(names[:5])}{' …' if len(names) > 5 else ''}): {REPAIR_HINT}"
+                )
+        self._verified = revision
+
     def check_filters(self, filters: SearchFilters) -> None:
-        """Raise a clear error when the index is empty or the filter matches nothing."""
+        """Raise a clear error when the index is empty or lost, or the filter matches nothing."""
+        self.check_index()
         if not self.store.exists:
             raise IndexStoreError(
                 f"there is no index at {self.store.location} yet: run `filinglens ingest PATH` first"
             )
         where = filters.where()
-        with _store_errors("cannot read the index"):
+        with store_errors("cannot read the index"):
             probe = self.store.collection.get(where=where, limit=1, include=[])
         if probe["ids"]:
             return
@@ -332,7 +394,9 @@ class HybridSearcher:
         index = None
         cache_dir = self.store.root / "bm25" / self.store.collection_name
         if self.disk_cache:
-            index = _Bm25Index.load(cache_dir / key)
+            index, problem = _Bm25Index.load(cache_dir / key)
+            if problem:
+                self._notice(f"the BM25 cache entry {cache_dir / key} was damaged ({problem}); rebuilt it")
         if index is None:
             chunks = self.store.get(where=where)
             index = _Bm25Index.build(chunks)
@@ -386,6 +450,7 @@ class HybridSearcher:
         filters = filters or SearchFilters()
         if not self.store.exists:
             self.check_filters(filters)  # raises: no index yet
+        self.check_index()
         fetch = max(fetch_k, k)
         hits: dict[str, SearchHit] = {}
         rankings: list[list[str]] = []
@@ -459,25 +524,39 @@ def search(
     return searcher.search(query, k=k, filters=filters, mode=mode)
 
 
+def _filing_label(manifest: dict) -> str:
+    meta = manifest.get("filing") or {}
+    who = meta.get("ticker") or meta.get("company") or manifest.get("filing_id", "?")
+    return f"{who} {meta.get('fiscal_year') or ''}".strip()
+
+
+def _manifest_signature(directory: Path) -> tuple:
+    """(name, size, mtime) of every manifest: changes whenever one is written or removed."""
+    try:
+        with os.scandir(directory) as entries:
+            return tuple(sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in entries
+                                if e.name.endswith(".json") and e.is_file()))
+    except OSError:
+        return ()
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _prune(directory: Path, keep: int) -> None:
     entries = [p for p in directory.iterdir() if p.is_dir() and ".tmp-" not in p.name]
     entries.sort(key=lambda p: p.stat().st_mtime, reverse=True)
     for old in entries[keep:]:
         shutil.rmtree(old, ignore_errors=True)
-
-
-def hits_table(hits: Iterable[SearchHit], query: str):
-    """A rich table of search hits for the CLI."""
-    from rich.table import Table
-
-    table = Table(title=f"search: {query}", show_lines=True)
-    for col in ("#", "score", "filing", "item", "kind", "span", "text"):
-        table.add_column(col, overflow="fold")
-    for n, hit in enumerate(hits, start=1):
-        m = hit.metadata
-        who = m.get("ticker") or m.get("company") or "?"
-        span = f"{m.get('start')}-{m.get('end')}" + (f" p.{m['page'] + 1}" if m.get("page") is not None else "")
-        text = hit.text if len(hit.text) <= 600 else hit.text[:600] + " …"
-        table.add_row(str(n), f"{hit.score:.4f}", f"{who} FY{m.get('fiscal_year', '?')}",
-                      f"{m.get('item')} {m.get('item_title', '')}", m.get("kind", ""), span, text)
-    return table
+    now = time.time()
+    for tmp in directory.glob("*.tmp-*"):  # left by a process killed while saving
+        try:
+            if now - tmp.stat().st_mtime > _STALE_TMP_SECONDS:
+                shutil.rmtree(tmp, ignore_errors=True)
+        except OSError:
+            pass

@@ -6,6 +6,7 @@ import re
 
 from filinglens.errors import NotA10KError
 from filinglens.retrieval.blocks import DocBlock, clean_row, collapse, table_blocks
+from filinglens.retrieval.structure import is_annual_form
 
 _DOCUMENT = re.compile(r"<DOCUMENT>(.*?)(?:</DOCUMENT>|\Z)", re.S | re.I)
 _TAG_VALUE = re.compile(r"^<(TYPE|SEQUENCE|FILENAME|DESCRIPTION)>\s*(.*)$", re.M | re.I)
@@ -28,7 +29,7 @@ def split_submission(text: str, source: str) -> tuple[str, dict[str, str]]:
         fields = {k.upper(): v.strip() for k, v in _TAG_VALUE.findall(body[:2000])}
         doc_type = fields.get("TYPE", "").upper()
         first_type = first_type or doc_type
-        if doc_type.startswith("10-K"):
+        if is_annual_form(doc_type):
             m = _TEXT.search(body)
             header.setdefault("CONFORMED SUBMISSION TYPE", doc_type)
             return (m.group(1) if m else body), header

@@ -23,19 +23,18 @@ class ItemSpec:
 
 
 @lru_cache(maxsize=1)
-def _load() -> tuple[tuple[ItemSpec, ...], tuple[str, ...]]:
-    data = yaml.safe_load((Path(__file__).with_name("form10k.yaml")).read_text())
-    specs = tuple(
-        ItemSpec(item=str(entry["item"]), part=part["part"], titles=tuple(entry["titles"]))
-        for part in data["parts"]
-        for entry in part["items"]
-    )
-    return specs, tuple(data.get("continuations", ()))
+def _data() -> dict:
+    return yaml.safe_load((Path(__file__).with_name("form10k.yaml")).read_text())
 
 
+@lru_cache(maxsize=1)
 def item_specs() -> tuple[ItemSpec, ...]:
     """All 10-K items in canonical order."""
-    return _load()[0]
+    return tuple(
+        ItemSpec(item=str(entry["item"]), part=part["part"], titles=tuple(entry["titles"]))
+        for part in _data()["parts"]
+        for entry in part["items"]
+    )
 
 
 def item_ids() -> list[str]:
@@ -43,14 +42,14 @@ def item_ids() -> list[str]:
     return [spec.item for spec in item_specs()]
 
 
-def continuation_ids() -> tuple[str, ...]:
-    """Sub-item headings whose text belongs to the preceding item (``4A``, ``9A(T)``)."""
-    return _load()[1]
+def annual_forms(fetched_only: bool = False) -> tuple[str, ...]:
+    """The annual-report form types (``fetched_only``: those ``fetch`` downloads by default)."""
+    return tuple(_data()["forms"]["fetched" if fetched_only else "annual"])
 
 
-def spec_for(item: str) -> ItemSpec:
-    """The spec of one item id (``"7A"``); KeyError if it is not a 10-K item."""
-    for spec in item_specs():
-        if spec.item == item:
-            return spec
-    raise KeyError(item)
+def is_annual_form(form: str, amendments: bool = True) -> bool:
+    """Whether an EDGAR form type (``"10-K/A"``, ``"10-KSB"``) is an annual report of Form 10-K's family."""
+    form = form.strip().upper().replace(" ", "")
+    if form.endswith("/A"):
+        return amendments and form[:-2] in annual_forms()
+    return form in annual_forms()

@@ -22,6 +22,32 @@ Usage::
 
     with FakeEdgar() as edgar:
         client = EdgarClient(edgar.url)
+
+**Fault modes** (for tests and the reliability benchmark).  ``FAULT_MODES``
+names every hostile or broken behaviour the fetch layer must survive;
+``edgar.inject(mode)`` arms one against a target (default: Apple's FY2024
+10-K, its submissions JSON and the ticker table) and returns its
+``FaultMode``, whose ``expect`` says what a correct client does:
+
+* ``"ok"``      the fetch succeeds (retries, Retry-After, normalisation);
+* ``"error"``   one clear ``FetchError`` (CLI: one ``error:`` line, exit != 0);
+* ``"invalid"`` the fetch completes but the target filing is not written and
+  is reported in ``FetchReport.failed`` (CLI: a ``not fetched:`` line, exit 1).
+
+In every mode nothing may be written outside the data home (``outside``:
+paths the hostile values point at) and nothing may hang: time-based modes
+assume a client with small limits, e.g. ``FILINGLENS_EDGAR_TIMEOUT=0.5``,
+``FILINGLENS_EDGAR_DEADLINE=1``, ``FILINGLENS_EDGAR_TRIES=3``,
+``FILINGLENS_EDGAR_MAX_BACKOFF=0.3`` (``CLIENT_LIMITS``).
+
+``check_fault(mode, workdir)`` runs one in-process fetch (AAPL FY2024) against
+an armed fake under ``CLIENT_LIMITS`` and classifies what happened; a
+reliability benchmark is::
+
+    with FakeEdgar() as edgar:
+        for mode in FAULT_MODES:
+            outcome = check_fault(mode, Path(tempfile.mkdtemp()), edgar)
+            print(outcome.mode, outcome.expect, outcome.got, f"{outcome.seconds:.1f}s", outcome.passed)
 """
 
 from __future__ import annotations
@@ -29,8 +55,10 @@ from __future__ import annotations
 import gzip
 import html
 import json
+import os
 import re
 import socket
+import tempfile
 import threading
 import time
 from collections import Counter, deque
@@ -38,7 +66,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 FORM_COLUMNS = (
     "accessionNumber", "filingDate", "reportDate", "acceptanceDateTime", "act", "form",
@@ -195,8 +223,13 @@ class Failure:
     """One injected misbehaviour for one request.
 
     kind: ``status`` (answer ``status``, with ``Retry-After: retry_after`` if
-    set), ``slow`` (wait ``delay`` seconds, then answer normally), ``truncate``
-    (announce the full Content-Length, send ``fraction`` of the body, close).
+    set, and ``headers``), ``slow`` (wait ``delay`` seconds, then answer
+    normally), ``truncate`` (announce the full Content-Length, send
+    ``fraction`` of the body, close), ``trickle`` (send ``chunk`` bytes every
+    ``interval`` seconds: of the body after normal headers with
+    ``stage="body"``, of the headers themselves with ``stage="headers"``),
+    ``body`` (answer 200 with ``body`` and ``headers`` instead of the real
+    content), ``json`` (answer the real JSON passed through ``transform``).
     """
 
     kind: str
@@ -204,6 +237,96 @@ class Failure:
     retry_after: Optional[str] = None
     delay: float = 0.0
     fraction: float = 0.5
+    interval: float = 0.1
+    chunk: int = 1
+    stage: str = "body"
+    body: bytes = b""
+    headers: Optional[dict] = None
+    transform: Optional[Callable[[object], object]] = None
+
+
+# --------------------------------------------------------------------------- named fault modes
+
+
+@dataclass(frozen=True)
+class FaultMode:
+    """A named fault: what it does and what a correct client makes of it (``ok``/``error``/``invalid``)."""
+
+    name: str
+    expect: str
+    description: str
+    outside: tuple = ()  # paths hostile values point at (filled in by ``inject``)
+
+
+_MODES = [
+    ("429-retry-after", "ok", "the document answers 429 with Retry-After: 1 once, then the filing"),
+    ("429-forever", "error", "submissions answer 429 with Retry-After: 3600 forever (bounded by the max backoff)"),
+    ("retry-after-nan", "ok", "the document answers 429 with Retry-After: nan once"),
+    ("500-then-ok", "ok", "submissions answer 500 twice, then normally"),
+    ("500-forever", "error", "submissions answer 500 forever"),
+    ("read-timeout", "error", "submissions accept the request and answer only after 10 s"),
+    ("trickle-json", "error", "company_tickers.json trickles one byte every 0.1 s"),
+    ("trickle-headers", "error", "submissions send their headers one byte every 0.1 s"),
+    ("trickle-document", "error", "the document trickles one byte every 0.1 s"),
+    ("truncated-document", "error", "the document is cut off half-way, every time"),
+    ("bad-gzip", "error", "submissions claim gzip but send garbage"),
+    ("redirect-loop", "error", "submissions redirect to themselves"),
+    ("malformed-json-tickers", "error", "company_tickers.json is not JSON"),
+    ("malformed-json-submissions", "error", "the submissions JSON is cut off"),
+    ("deeply-nested-json", "error", "the submissions JSON nests 100,000 arrays"),
+    ("tickers-not-object", "error", "company_tickers.json is a list"),
+    ("tickers-bad-rows", "ok", "company_tickers.json has rows that are strings, lack cik_str or have a bad CIK"),
+    ("tickers-no-usable-row", "error", "no company_tickers.json row has a ticker and a CIK"),
+    ("submissions-not-object", "error", "the submissions JSON is a list"),
+    ("recent-not-object", "error", "filings.recent is a string"),
+    ("recent-unequal-columns", "error", "filings.recent.primaryDocument is one entry short"),
+    ("recent-column-not-list", "error", "filings.recent.form is a string, not a list"),
+    ("files-not-list", "error", "filings.files is an object"),
+    ("accession-not-text", "invalid", "the target's accessionNumber is a number"),
+    ("accession-path-traversal", "invalid", "the target's accessionNumber is ../../../escaped-accession"),
+    ("accession-absolute", "invalid", "the target's accessionNumber is an absolute path"),
+    ("accession-18-digits", "ok", "the target's accessionNumber has no dashes (normalised)"),
+    ("document-path-traversal", "invalid", "the target's primaryDocument is ../../../escaped.htm"),
+    ("document-absolute", "invalid", "the target's primaryDocument is an absolute path"),
+    ("document-nul", "invalid", "the target's primaryDocument contains a NUL byte"),
+    ("document-bad-extension", "invalid", "the target's primaryDocument is run.sh"),
+    ("bad-report-date", "invalid", "the target's reportDate is 20x4-09-28"),
+    ("bad-filing-date", "invalid", "the target's filingDate is 2024-13-45"),
+    ("markup-in-values", "invalid", "the company name and the target's document name contain rich markup [/]"),
+]
+#: Every fault mode by name (see the module docstring).
+FAULT_MODES: dict[str, FaultMode] = {name: FaultMode(name, expect, text) for name, expect, text in _MODES}
+
+#: Client limits (environment) under which every fault mode ends within seconds.
+CLIENT_LIMITS = {
+    "FILINGLENS_EDGAR_TIMEOUT": "0.5",
+    "FILINGLENS_EDGAR_DEADLINE": "1.0",
+    "FILINGLENS_EDGAR_TRIES": "3",
+    "FILINGLENS_EDGAR_BACKOFF": "0.01",
+    "FILINGLENS_EDGAR_MAX_BACKOFF": "0.3",
+}
+
+
+def _recent_index(data: dict, accession: str) -> int:
+    return data["filings"]["recent"]["accessionNumber"].index(accession)
+
+
+def _set_recent(accession: str, column: str, value) -> Callable[[object], object]:
+    """A ``json`` transform setting ``column`` of the row of ``accession`` in ``filings.recent``."""
+
+    def transform(data):
+        data["filings"]["recent"][column][_recent_index(data, accession)] = value
+        return data
+
+    return transform
+
+
+def _edit(change: Callable[[dict], None]) -> Callable[[object], object]:
+    def transform(data):
+        change(data)
+        return data
+
+    return transform
 
 
 # --------------------------------------------------------------------------- server
@@ -233,6 +356,7 @@ class FakeEdgar:
         self.log: list[tuple[float, str]] = []  # (time.monotonic() at arrival, path)
         self.user_agents: list[str] = []
         self.gzip = True  # gzip bodies when the client accepts it, like EDGAR
+        self.catch_all: Optional[bytes] = None  # a hostile mirror: answer any unknown path with this
         self._failures: dict[str, deque] = {}
         self._lock = threading.Lock()
         self._server: Optional[_Server] = None
@@ -271,6 +395,7 @@ class FakeEdgar:
             self.log.clear()
             self.user_agents.clear()
             self._failures.clear()
+            self.catch_all = None
 
     def fail(self, path: str, *failures: Failure, forever: bool = False) -> None:
         """Queue ``failures`` for the next requests to ``path`` (``forever``: repeat the last)."""
@@ -289,6 +414,124 @@ class FakeEdgar:
             if queue and queue[0] == "forever":
                 queue.appendleft(item)
             return item
+
+    def inject(self, mode: str, ticker: str = "AAPL", fiscal_year: int = 2024,
+               outside: Optional[Path] = None) -> FaultMode:
+        """Arm the fault ``mode`` (a key of ``FAULT_MODES``) against ``ticker``'s 10-K for ``fiscal_year``.
+
+        ``outside`` is a folder outside the data home that absolute hostile
+        paths point into (default: a fresh name in the system temp folder);
+        the returned ``FaultMode.outside`` lists what must not appear.
+        """
+        if mode not in FAULT_MODES:
+            raise KeyError(f"unknown fault mode {mode!r}; known: {', '.join(FAULT_MODES)}")
+        company = self.company(ticker)
+        filing = next(f for f in company.filings if f.form == "10-K" and f.report_date.startswith(str(fiscal_year)))
+        tickers, submissions = "/files/company_tickers.json", f"/submissions/CIK{company.cik10}.json"
+        document = self.document_path(company.cik, filing)
+        if outside is None:
+            outside = Path(tempfile.gettempdir()) / f"filinglens-fake-edgar-{id(self):x}-{time.monotonic_ns()}"
+        acc, fail = filing.accession, self.fail
+        hostile: list[Path] = []
+        if mode == "429-retry-after":
+            fail(document, Failure("status", status=429, retry_after="1"))
+        elif mode == "429-forever":
+            fail(submissions, Failure("status", status=429, retry_after="3600"), forever=True)
+        elif mode == "retry-after-nan":
+            fail(document, Failure("status", status=429, retry_after="nan"))
+        elif mode == "500-then-ok":
+            fail(submissions, Failure("status", status=500), Failure("status", status=500))
+        elif mode == "500-forever":
+            fail(submissions, Failure("status", status=500), forever=True)
+        elif mode == "read-timeout":
+            fail(submissions, Failure("slow", delay=10.0), forever=True)
+        elif mode == "trickle-json":
+            fail(tickers, Failure("trickle", stage="body"), forever=True)
+        elif mode == "trickle-headers":
+            fail(submissions, Failure("trickle", stage="headers"), forever=True)
+        elif mode == "trickle-document":
+            fail(document, Failure("trickle", stage="body"), forever=True)
+        elif mode == "truncated-document":
+            fail(document, Failure("truncate", fraction=0.5), forever=True)
+        elif mode == "bad-gzip":
+            fail(submissions, Failure("body", body=b"\x1f\x8bnot really gzip" * 10,
+                                      headers={"Content-Encoding": "gzip"}), forever=True)
+        elif mode == "redirect-loop":
+            fail(submissions, Failure("status", status=302, headers={"Location": submissions}), forever=True)
+        elif mode == "malformed-json-tickers":
+            fail(tickers, Failure("body", body=b"<html>Rate limited</html>"), forever=True)
+        elif mode == "malformed-json-submissions":
+            fail(submissions, Failure("body", body=b'{"cik": "320193", "filings": {"recent": {'), forever=True)
+        elif mode == "deeply-nested-json":
+            fail(submissions, Failure("body", body=b"[" * 100_000 + b"]" * 100_000), forever=True)
+        elif mode == "tickers-not-object":
+            fail(tickers, Failure("json", transform=lambda data: list(data.values())), forever=True)
+        elif mode == "tickers-bad-rows":
+            def bad_rows(data):
+                rows = {"0": "AAPL", "1": {"ticker": ticker}, "2": {"ticker": ticker, "cik_str": "../../x"},
+                        "3": {"ticker": 7, "cik_str": company.cik}, "4": None}
+                return {**rows, **{str(int(k) + 5): v for k, v in data.items()}}
+
+            fail(tickers, Failure("json", transform=bad_rows), forever=True)
+        elif mode == "tickers-no-usable-row":
+            fail(tickers, Failure("json", transform=lambda data: {k: {"ticker": v["ticker"]} for k, v in data.items()}),
+                 forever=True)
+        elif mode == "submissions-not-object":
+            fail(submissions, Failure("json", transform=lambda data: [data]), forever=True)
+        elif mode == "recent-not-object":
+            fail(submissions, Failure("json", transform=_edit(lambda d: d["filings"].update(recent="oops"))),
+                 forever=True)
+        elif mode == "recent-unequal-columns":
+            fail(submissions, Failure("json", transform=_edit(
+                lambda d: d["filings"]["recent"]["primaryDocument"].pop())), forever=True)
+        elif mode == "recent-column-not-list":
+            fail(submissions, Failure("json", transform=_edit(
+                lambda d: d["filings"]["recent"].update(form="10-K"))), forever=True)
+        elif mode == "files-not-list":
+            fail(submissions, Failure("json", transform=_edit(lambda d: d["filings"].update(files={"name": "x"}))),
+                 forever=True)
+        elif mode == "accession-not-text":
+            fail(submissions, Failure("json", transform=_set_recent(acc, "accessionNumber", 32019324000123)),
+                 forever=True)
+        elif mode == "accession-path-traversal":
+            self.catch_all = b"<html><body>hostile mirror</body></html>"
+            fail(submissions, Failure("json", transform=_set_recent(acc, "accessionNumber", "../../../escaped-accession")),
+                 forever=True)
+        elif mode == "accession-absolute":
+            self.catch_all = b"<html><body>hostile mirror</body></html>"
+            hostile.append(outside / "escaped-accession")
+            fail(submissions, Failure("json", transform=_set_recent(acc, "accessionNumber", str(hostile[-1]))),
+                 forever=True)
+        elif mode == "accession-18-digits":
+            fail(submissions, Failure("json", transform=_set_recent(acc, "accessionNumber", acc.replace("-", ""))),
+                 forever=True)
+        elif mode == "document-path-traversal":
+            self.catch_all = b"<html><body>hostile mirror</body></html>"
+            fail(submissions, Failure("json", transform=_set_recent(acc, "primaryDocument", "../../../escaped.htm")),
+                 forever=True)
+        elif mode == "document-absolute":
+            self.catch_all = b"<html><body>hostile mirror</body></html>"
+            hostile.append(outside / "escaped.htm")
+            fail(submissions, Failure("json", transform=_set_recent(acc, "primaryDocument", str(hostile[-1]))),
+                 forever=True)
+        elif mode == "document-nul":
+            fail(submissions, Failure("json", transform=_set_recent(acc, "primaryDocument", "aapl\x00.htm")),
+                 forever=True)
+        elif mode == "document-bad-extension":
+            fail(submissions, Failure("json", transform=_set_recent(acc, "primaryDocument", "run.sh")), forever=True)
+        elif mode == "bad-report-date":
+            fail(submissions, Failure("json", transform=_set_recent(acc, "reportDate", "20x4-09-28")), forever=True)
+        elif mode == "bad-filing-date":
+            fail(submissions, Failure("json", transform=_set_recent(acc, "filingDate", "2024-13-45")), forever=True)
+        elif mode == "markup-in-values":
+            def markup(data):
+                data["name"] = "[/][bold]Evil[/bold] \x1b[31mCorp"
+                data["filings"]["recent"]["primaryDocument"][_recent_index(data, acc)] = "[/]x.htm"
+                return data
+
+            fail(submissions, Failure("json", transform=markup), forever=True)
+        m = FAULT_MODES[mode]
+        return FaultMode(m.name, m.expect, m.description, tuple(hostile))
 
     def company(self, ticker: str) -> FakeCompany:
         for company in self.companies.values():
@@ -377,6 +620,25 @@ class FakeEdgar:
                 self.end_headers()
                 self.wfile.write(body)
 
+            def _trickle(self, failure: Failure, body: bytes, ctype: str, headers: dict):
+                """Send the answer ``failure.chunk`` bytes at a time (headers or body), then close."""
+                head = ["HTTP/1.1 200 OK", f"Content-Type: {ctype}", f"Content-Length: {len(body)}",
+                        *(f"{k}: {v}" for k, v in headers.items())]
+                if failure.stage == "headers":
+                    slow, fast = ("\r\n".join(head) + "\r\nX-Padding: " + "x" * 4096 + "\r\n\r\n").encode(), body
+                    self.wfile.write(slow[:20])  # the status line begins at once
+                    slow = slow[20:]
+                else:
+                    self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode())
+                    slow, fast = body, b""
+                self.wfile.flush()
+                for i in range(0, len(slow), failure.chunk):
+                    time.sleep(failure.interval)
+                    self.wfile.write(slow[i : i + failure.chunk])
+                    self.wfile.flush()
+                self.wfile.write(fast)
+                self.close_connection = True
+
             def _serve(self, path: str, agent: str):
                 if not agent.strip():
                     self._send(403, b"Your Request Originates from an Undeclared Automated Tool")
@@ -384,19 +646,30 @@ class FakeEdgar:
                 failure = fake._next_failure(path)
                 if failure and failure.kind == "status":
                     extra = {"Retry-After": failure.retry_after} if failure.retry_after else {}
+                    extra.update(failure.headers or {})
                     self._send(failure.status, f"fake failure {failure.status}".encode(), headers=extra)
                     return
                 if failure and failure.kind == "slow":
                     time.sleep(failure.delay)
+                if failure and failure.kind == "body":
+                    self._send(200, failure.body, "application/json", failure.headers)
+                    return
                 found = fake.route(path)
+                if found is None and fake.catch_all is not None:
+                    found = fake.catch_all, "text/html"
                 if found is None:
                     self._send(404, b"Not Found")
                     return
                 body, ctype = found
+                if failure and failure.kind == "json":
+                    body = json.dumps(failure.transform(json.loads(body))).encode()
                 headers = {}
                 if fake.gzip and "gzip" in self.headers.get("Accept-Encoding", ""):
                     body = gzip.compress(body, compresslevel=1)
                     headers["Content-Encoding"] = "gzip"
+                if failure and failure.kind == "trickle":
+                    self._trickle(failure, body, ctype, headers)
+                    return
                 if failure and failure.kind == "truncate":
                     self.send_response(200)
                     self.send_header("Content-Type", ctype)
@@ -415,3 +688,69 @@ class FakeEdgar:
                 self._send(200, body, ctype, headers)
 
         return Handler
+
+
+# --------------------------------------------------------------------------- benchmark helper
+
+
+@dataclass
+class FaultOutcome:
+    """What one fetch made of a fault: ``got`` is ``ok``, ``error``, ``invalid`` or ``crash``."""
+
+    mode: str
+    expect: str
+    got: str
+    seconds: float
+    message: str  # the error, or the first "not fetched" line
+    escaped: list[str]  # paths written outside the data home (must be empty)
+
+    @property
+    def passed(self) -> bool:
+        """The client did what the mode expects and wrote nothing outside the data home."""
+        return self.got == self.expect and not self.escaped
+
+
+def check_fault(mode: str, workdir: Path, edgar: Optional[FakeEdgar] = None,
+                ticker: str = "AAPL", fiscal_year: int = 2024) -> FaultOutcome:
+    """Fetch ``ticker``'s 10-K for ``fiscal_year`` from a fake armed with ``mode`` and classify it.
+
+    ``workdir`` must be an empty folder: the data home is ``workdir/home``, and
+    anything else appearing in ``workdir`` (or at the fault's ``outside``
+    paths) counts as escaped.  Runs under ``CLIENT_LIMITS`` (the environment
+    is restored afterwards); ``edgar`` is reused (and reset) when given.
+    """
+    from filinglens.errors import FilingLensError
+    from filinglens.retrieval import edgar as fetch_layer
+
+    own = edgar is None
+    server = FakeEdgar().start() if own else edgar
+    server.reset()
+    workdir.mkdir(parents=True, exist_ok=True)
+    settings = {**CLIENT_LIMITS, "FILINGLENS_HOME": str(workdir / "home"),
+                "SEC_USER_AGENT": os.environ.get("SEC_USER_AGENT") or "FilingLens fault check fault@example.com"}
+    saved = {name: os.environ.get(name) for name in settings}
+    os.environ.update(settings)
+    fault = server.inject(mode, ticker=ticker, fiscal_year=fiscal_year, outside=workdir / "outside")
+    started = time.monotonic()
+    try:
+        report = fetch_layer.fetch_filings(ticker=ticker, years=fiscal_year, base_url=server.url)
+        failed = getattr(report, "failed", [])  # older versions of the fetch layer have no ``failed``
+        got = "invalid" if failed else "ok"
+        message = failed[0].line() if failed else ""
+    except FilingLensError as exc:
+        got, message = "error", str(exc)
+    except Exception as exc:  # what the fault suite exists to catch
+        got, message = "crash", f"{type(exc).__name__}: {exc}"
+    finally:
+        seconds = time.monotonic() - started
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        server.reset()
+        if own:
+            server.stop()
+    escaped = [str(p) for p in workdir.iterdir() if p.name != "home"]
+    escaped += [str(p) for p in fault.outside if p.exists() and str(p) not in escaped]
+    return FaultOutcome(mode, fault.expect, got, seconds, message, escaped)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import pytest
 
+pytestmark = pytest.mark.model
+
 from filinglens.agents.evidence import EvidenceItem
 from filinglens.app import index_gatherer, resolve_targets, run_ratings
 from filinglens.agents.qa import answer_question

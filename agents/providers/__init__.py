@@ -24,6 +24,9 @@ from filinglens.errors import ConfigError
 #: Parameters every provider understands (others are provider-specific).
 COMMON_PARAMS = ("temperature", "max_tokens", "seed", "timeout", "base_url")
 
+#: Capability: the provider gives next-token probabilities (``next_token_probs``).
+TOKEN_PROBABILITIES = "token_probabilities"
+
 
 @dataclass(frozen=True)
 class ModelParams:
@@ -46,7 +49,10 @@ class Provider:
     returns ``None`` when the provider can be used or a one-line reason/fix
     when it cannot; ``listed`` are ``(model id, description)`` rows shown by
     ``filinglens models``.  ``note(name)`` is an optional remark shown for an
-    available model (e.g. "needs a running server at ...").
+    available model (e.g. "needs a running server at ...").  ``capabilities``
+    names what the provider's models can do beyond chat, e.g.
+    ``"token_probabilities"`` (next-token probabilities, used by the yes/no and
+    indicator rating methods); ask :func:`filinglens.agents.models.has_capability`.
     """
 
     name: str
@@ -58,6 +64,23 @@ class Provider:
     names: Optional[tuple[str, ...]] = None  # closed set of valid names, if any
     extra_params: tuple[str, ...] = ()
     note: Optional[Callable[[str], str]] = None
+    capabilities: frozenset[str] = frozenset()
+
+
+def messages_payload(messages: Any) -> list[dict]:
+    """``[{"role", "content"}]`` for LangChain messages, ``(role, content)`` pairs or role dicts
+    (roles normalised: ``human`` -> ``user``, ``ai`` -> ``assistant``)."""
+    roles = {"human": "user", "ai": "assistant"}
+    out = []
+    for m in messages:
+        if isinstance(m, (tuple, list)):
+            role, content = m[0], m[1]
+        elif isinstance(m, dict):
+            role, content = m["role"], m["content"]
+        else:  # a LangChain BaseMessage
+            role, content = m.type, m.content
+        out.append({"role": roles.get(role, role), "content": content})
+    return out
 
 
 def has_module(module: str) -> bool:

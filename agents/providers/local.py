@@ -31,21 +31,14 @@ from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
 from filinglens import settings
-from filinglens.agents.providers import ModelParams, Provider, has_module, require
+from filinglens.agents.providers import TOKEN_PROBABILITIES, ModelParams, Provider, has_module, messages_payload, require
 from filinglens.errors import ConfigError
 
-THREADS_ENV = "FILINGLENS_THREADS"
 
 
 def n_threads() -> int:
     """llama.cpp threads: ``FILINGLENS_THREADS``, else every CPU (llama.cpp's own default used 1 of 2 here)."""
-    value = os.environ.get(THREADS_ENV, "").strip()
-    if value:
-        try:
-            return max(1, int(value))
-        except ValueError:
-            raise ConfigError(f"{THREADS_ENV}={value!r} is not a number of threads") from None
-    return max(1, os.cpu_count() or 1)
+    return settings.get().threads or max(1, os.cpu_count() or 1)
 
 CHUNK = 8 * 1024 * 1024
 
@@ -150,7 +143,8 @@ def _read_stamp(path: Path) -> Optional[dict]:
         return None
 
 
-def _stamp_ok(path: Path, s: GGUFSpec) -> bool:
+def weights_verified(path: Path, s: GGUFSpec) -> bool:
+    """Whether ``path`` holds the verified weights of ``s`` (its sha256 stamp matches size and mtime)."""
     stamp = _read_stamp(path)
     if not stamp or not path.is_file():
         return False
@@ -196,10 +190,10 @@ def model_path(model_id: str) -> Path:
     """The verified GGUF file of a local model, assembled on first use."""
     s = spec(model_id)
     target = gguf_target(s)
-    if _stamp_ok(target, s):
+    if weights_verified(target, s):
         return target
     with _assemble_lock:
-        if _stamp_ok(target, s):
+        if weights_verified(target, s):
             return target
         if target.is_file() and settings.sha256_file(target) == s.sha256:
             _write_stamp(target, s.sha256)  # e.g. copied in by hand
@@ -213,7 +207,7 @@ def unavailable(model_id: str, params: Optional[ModelParams] = None) -> Optional
     s = spec(model_id)
     if not has_module("llama_cpp"):
         return "pip install llama-cpp-python==0.3.36"
-    if _stamp_ok(gguf_target(s), s):
+    if weights_verified(gguf_target(s), s):
         return None
     try:
         part_paths(s)
@@ -226,7 +220,7 @@ def note(model_id: str) -> str:
     """Remark for an available local model: whether its weights are assembled yet."""
     s = spec(model_id)
     target = gguf_target(s)
-    if _stamp_ok(target, s):
+    if weights_verified(target, s):
         return f"ready: {target}"
     return f"weights are assembled and verified into {target.parent} on first use"
 
@@ -357,20 +351,6 @@ def _chat_model(s: GGUFSpec, params: ModelParams):
 # ------------------------------------------------------ next-token probabilities
 
 
-def _as_dicts(messages: Sequence[Any]) -> list[dict]:
-    roles = {"human": "user", "ai": "assistant", "system": "system", "user": "user",
-             "assistant": "assistant"}
-    out = []
-    for m in messages:
-        if isinstance(m, dict):
-            out.append({"role": m["role"], "content": m["content"]})
-        elif isinstance(m, (tuple, list)):
-            out.append({"role": roles.get(m[0], m[0]), "content": m[1]})
-        else:  # a LangChain BaseMessage
-            out.append({"role": roles.get(m.type, m.type), "content": m.content})
-    return out
-
-
 def _chat_prompt(llama: Any, messages: list[dict]) -> str:
     """The prompt text ``create_chat_completion`` would build (the GGUF's own template)."""
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
@@ -423,7 +403,7 @@ def next_token_probs(
     renormalised: divide by their sum to compare candidates only.
     """
     llama = load_llama(model_id, n_ctx)
-    prompt = _chat_prompt(llama, _as_dicts(prompt_messages))
+    prompt = _chat_prompt(llama, messages_payload(prompt_messages))
     tokens = llama.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
     if len(tokens) >= llama.n_ctx():
         raise ConfigError(
@@ -472,6 +452,7 @@ def _make_provider(s: GGUFSpec) -> Provider:
         names=("",),
         extra_params=("n_ctx",),
         note=lambda name: note(s.id),
+        capabilities=frozenset({TOKEN_PROBABILITIES}),
     )
 
 

@@ -174,6 +174,7 @@ def llama_server(tmp_path_factory):
         log.close()
 
 
+@pytest.mark.model
 def test_openai_provider_against_llama_cpp_server(llama_server, clean_env):
     chat = get_chat_model("openai:smollm2", base_url=llama_server, max_tokens=16, timeout=120)
     out = chat.invoke([("system", "You are a helpful assistant."), ("human", "Say hello.")])
@@ -183,6 +184,7 @@ def test_openai_provider_against_llama_cpp_server(llama_server, clean_env):
     assert streamed.strip()
 
 
+@pytest.mark.model
 def test_openai_base_url_from_env(llama_server, clean_env, monkeypatch):
     monkeypatch.setenv("OPENAI_BASE_URL", llama_server)
     out = get_chat_model("openai:smollm2", max_tokens=4, timeout=120).invoke("Hi")

@@ -37,7 +37,7 @@ def test_changed_file_is_rehashed(home):
         byte = handle.read(1)
         handle.seek(1000)
         handle.write(bytes([byte[0] ^ 0xFF]))
-    assert not local._stamp_ok(path, local.SMOLLM2)
+    assert not local.weights_verified(path, local.SMOLLM2)
     assert local.model_path("local-small") == path  # reassembled from the package
     assert local.settings.sha256_file(path) == local.SMOLLM2.sha256
 
@@ -73,6 +73,7 @@ def small_home(tmp_path_factory):
     mp.undo()
 
 
+@pytest.mark.model
 def test_local_small_chat_through_langchain(small_home):
     chat = get_chat_model("local-small", max_tokens=16)
     assert isinstance(chat, BaseChatModel)
@@ -84,6 +85,7 @@ def test_local_small_chat_through_langchain(small_home):
     assert out.content == again.invoke([("system", "You are a helpful assistant."), ("human", "Say hello.")]).content
 
 
+@pytest.mark.model
 def test_next_token_probs_small(small_home):
     messages = [("human", "Is water wet? Answer yes or no.")]
     probs = local.next_token_probs("local-small", messages)
@@ -95,6 +97,7 @@ def test_next_token_probs_small(small_home):
     assert set(other) == {"yes", "no"}
 
 
+@pytest.mark.model
 def test_qwen_local_assembles_and_answers(tmp_path, monkeypatch):
     """The real default model: assemble 1.1 GB once, load, one chat call, one scoring call."""
     monkeypatch.setenv("FILINGLENS_HOME", str(tmp_path))

@@ -357,6 +357,7 @@ def bm25_gatherer(filing):
 
 
 @pytest.mark.timeout(1800)  # ~130 s of CPU; ten minutes of wall time were measured on a loaded 2-core machine
+@pytest.mark.model
 def test_end_to_end_local_model_on_a_real_filing(shared, tmp_path, capsys):
     """Qwen 1.5B (``local``), prompt environment@v2 (yes/no probabilities), Apple's FY2024 10-K.
 

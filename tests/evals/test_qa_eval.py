@@ -252,6 +252,7 @@ def test_cli_eval_qa_json_and_table(bench, tmp_path, monkeypatch):
 
 
 @pytest.mark.timeout(2400)  # ~2 minutes per answer on a busy 2-core machine, plus ingest and model assembly
+@pytest.mark.model
 def test_local_model_end_to_end_on_two_questions(bench, tmp_path):
     """The real Qwen 1.5B on two questions: the pipeline runs and everything is scored (not a quality bar)."""
     result = _run(bench, tmp_path, "local", limit=2)

@@ -223,7 +223,7 @@ def test_thresholds_pass_fail_and_missing(tmp_path, store):
 
 def _targets_and_gather(monkeypatch):
     monkeypatch.setattr(run_mod, "resolve_suite_targets", lambda suite, progress=None: list(TARGETS))
-    monkeypatch.setattr("filinglens.agents.jobs.index_gatherer", lambda searcher=None: gather)
+    monkeypatch.setattr("filinglens.app.index_gatherer", lambda searcher=None: gather)
 
 
 def test_cli_exit_code_follows_thresholds(tmp_path, monkeypatch):
@@ -343,6 +343,7 @@ def test_metamorphic_with_the_real_module(tmp_path, store):
 
 
 @pytest.mark.timeout(2400)  # ~3 min on a quiet 2-core machine; much longer when other model jobs share the CPU
+@pytest.mark.model
 def test_smoke_suite_end_to_end_on_the_local_model(tmp_path, monkeypatch):
     """The real `smoke` suite: ingest, rate with Qwen 1.5B, report; a second run makes zero model calls."""
     from filinglens.agents.providers import local

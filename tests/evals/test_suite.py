@@ -39,6 +39,11 @@ def test_builtin_suites_load_and_resolve_on_shared_data(shared):
     validity = load_suite("validity")
     assert validity.metamorphic is not None and "injection" in validity.metamorphic.checks
     assert all(path.is_file() for spec in validity.filings for path in validity.resolve_paths(spec))
+    labels = load_suite("labels-dev")
+    assert not labels.filings and labels.reference_path() == (shared / "labels/ratings_dev.json").resolve()
+    reference = labels.load_reference()
+    assert len(reference.labels) == 60 and len(reference.files()) == 15
+    assert all(path.is_file() for path in reference.files())
 
 
 def test_defaults_and_name_from_file(tmp_path):
@@ -61,8 +66,8 @@ def test_years(text, years):
 @pytest.mark.parametrize("data, message", [
     ({"filings": [{"ticker": "AAPL", "pathz": ["x"]}]}, "filings[0].pathz: unknown field"),
     ({"filings": [{}]}, "filings[0]: give `paths` or a `ticker`"),
-    ({"filings": []}, "filings: List should have at least 1 item"),
-    ({}, "filings: required"),
+    ({"filings": []}, "give `filings` (or `reference` labels that name the filings)"),
+    ({}, "give `filings` (or `reference` labels that name the filings)"),
     ({"filings": [{"ticker": "AAPL", "years": "20x9"}]}, "filings[0].years: `20x9` is not a year"),
     ({"filings": [{"paths": ["APPLE_{year}_10K.pdf"]}]}, "a path with {year} needs `years`"),
     ({**MINIMAL, "categories": ["environment", "weather"]}, "unknown categories ['weather']"),

@@ -24,6 +24,7 @@ fake_edgar = importlib.util.module_from_spec(_spec)
 sys.modules[_spec.name] = fake_edgar
 _spec.loader.exec_module(fake_edgar)
 Failure = fake_edgar.Failure
+FAULT_MODES = fake_edgar.FAULT_MODES
 
 SHARED_HTML = settings.shared_dir() / "data" / "filings" / "html"
 
@@ -42,7 +43,8 @@ def env(monkeypatch, tmp_path, request):
     monkeypatch.setenv("FILINGLENS_HOME", str(home))
     monkeypatch.setenv("SEC_USER_AGENT", AGENT)
     monkeypatch.setenv("FILINGLENS_EDGAR_BACKOFF", "0.01")
-    for name in ("FILINGLENS_EDGAR_URL", "FILINGLENS_EDGAR_DATA_URL", "FILINGLENS_EDGAR_TIMEOUT", "FILINGLENS_EDGAR_TRIES"):
+    for name in ("FILINGLENS_EDGAR_URL", "FILINGLENS_EDGAR_DATA_URL", "FILINGLENS_EDGAR_TIMEOUT", "FILINGLENS_EDGAR_TRIES",
+                 "FILINGLENS_EDGAR_DEADLINE", "FILINGLENS_EDGAR_MAX_BACKOFF"):
         monkeypatch.delenv(name, raising=False)
     if "edgar" in request.fixturenames:
         request.getfixturevalue("edgar").reset()
@@ -300,6 +302,26 @@ def test_rate_limiter_unit():
         assert sum(1 for u in starts[i:] if u - t < 0.2) <= 5
 
 
+def test_rate_limiter_holds_when_a_sleep_overshoots(monkeypatch):
+    """A loaded machine wakes a sleeper late; the limiter used to count the planned slot, so the
+    next starts bunched up (6 in 0.2 s here, and the flaky ``test_rate_limiter_unit``)."""
+    real_sleep, calls = time.sleep, []
+
+    def oversleep(seconds):
+        calls.append(seconds)
+        real_sleep(seconds + (0.1 if len(calls) == 3 else 0))
+
+    monkeypatch.setattr(E.time, "sleep", oversleep)
+    limiter = E.RateLimiter(5, 0.2, slack=0.01)
+    starts = []
+    for _ in range(12):
+        limiter.acquire()
+        starts.append(time.monotonic())
+    assert len(calls) >= 3
+    for i, t in enumerate(starts):
+        assert sum(1 for u in starts[i:] if u - t < 0.2) <= 5
+
+
 def test_rate_limit_seen_by_server(edgar, client):
     """Four threads hammer the server; no 1-second window ever holds more than 10 starts."""
     url = client.tickers_url
@@ -381,3 +403,477 @@ def test_cli_subprocess_unknown_ticker(edgar, env):
     assert edgar.hits["/files/company_tickers.json"] == 1
     assert not _files_under(env / "filings")
     assert not list(env.rglob("*.part"))
+
+
+
+# --------------------------------------------------------------------------- validating what EDGAR sends
+
+REAL_DOCUMENT_NAMES = [  # primary documents of real 10-Ks on EDGAR
+    "aapl-20240928.htm", "d10k.htm", "0001193125-09-214859.txt", "msft-10k_20230630.htm", "form10-k.htm",
+    "ko-20241231.htm", "wfc-20241231.htm", "a2019-10k.htm", "R10K.HTM",
+]
+
+
+def test_normalize_accession_accepts_both_edgar_forms():
+    assert E.normalize_accession("0000320193-24-000123") == "0000320193-24-000123"
+    assert E.normalize_accession("000032019324000123") == "0000320193-24-000123"
+
+
+@pytest.mark.parametrize("bad", [
+    "../../../x", "/etc/passwd", "0000320193-24-00012", "0000320193-24-000123/..", "0000320193-24-000123\n",
+    "٠٠٠٠٣٢٠١٩٣-٢٤-٠٠٠١٢٣", "", None, 32019324000123, ["0000320193-24-000123"],
+])
+def test_normalize_accession_refuses_anything_else(bad):
+    with pytest.raises(E.InvalidEdgarData, match="accession number"):
+        E.normalize_accession(bad)
+
+
+@pytest.mark.parametrize("name", REAL_DOCUMENT_NAMES + [p.name for p in sorted(SHARED_HTML.glob("*.html"))[:5]])
+def test_document_names_of_real_filings_are_accepted(name):
+    assert E.check_document_name(name) == name
+
+
+@pytest.mark.parametrize("bad,reason", [
+    ("../../../escaped.htm", "path separator"), ("/etc/passwd.htm", "path separator"),
+    ("sub/aapl.htm", "path separator"), ("sub\\aapl.htm", "path separator"), ("..htm", r"'\.\.'"),
+    ("a..b.htm", r"'\.\.'"), ("aapl\x00.htm", "control"), ("aapl\n.htm", "control"), (".hidden.htm", "start with"),
+    ("aapl 2024.htm", "characters outside"), ("[x]y.htm", "characters outside"), ("[/]x.htm", "path separator"), ("run.sh", "does not end in"),
+    ("filing.json", "does not end in"), ("aapl", "does not end in"), ("a" * 201 + ".htm", "longer than 200"),
+    ("", "empty"), (None, "not text"), (42, "not text"),
+])
+def test_document_name_refusals(bad, reason):
+    with pytest.raises(E.InvalidEdgarData, match=reason):
+        E.check_document_name(bad)
+
+
+def test_cik_with_unicode_digits_is_rejected():
+    # "²".isdigit() is True but int("²") fails: this used to escape as a ValueError traceback.
+    for bad in ("²", "٣٢٠١٩٣", "12345678901", True, 0, "CIK"):
+        with pytest.raises(InputError, match="bad CIK"):
+            E.normalize_cik(bad)
+
+
+def test_filing_dir_refuses_accession_with_path_traversal(env):
+    with pytest.raises(E.InvalidEdgarData):
+        E.filing_dir("320193", "../../../x")
+    with pytest.raises(E.InvalidEdgarData):
+        E.filing_dir("320193", str(env.parent / "outside"))
+    assert E.filing_dir("320193", "000032019324000123") == env / "filings" / "0000320193" / "0000320193-24-000123"
+
+
+def test_written_paths_must_lie_inside_the_filings_folder(env):
+    """Defence in depth: even a FilingRef built without validation cannot write outside ``filings/``."""
+    folder = E.filing_dir("320193", "0000320193-24-000123")
+    assert E._inside(folder, folder / "aapl-20240928.htm")
+    with pytest.raises(FetchError, match="not inside"):
+        E._inside(folder, folder / ".." / ".." / ".." / "escaped.htm")
+    ref = E.FilingRef("0000320193", "Apple", "AAPL", "10-K", "0000320193-24-000123", "2024-11-01", "2024-09-28",
+                      2024, "../../escaped.htm", "http://127.0.0.1:9/x")
+    with pytest.raises(E.InvalidEdgarData):
+        E._document_path(ref)
+
+
+def test_retry_after_nan_falls_back_to_backoff(client):
+    import httpx
+
+    # time.sleep(nan) raises ValueError: this used to end fetch with a traceback.
+    delay = client._delay(1, httpx.Response(429, headers={"Retry-After": "nan"}))
+    assert 0.01 <= delay <= 0.011
+    assert client._delay(1, httpx.Response(429, headers={"Retry-After": "inf"})) == client.max_backoff
+    assert client._delay(1, httpx.Response(429, headers={"Retry-After": "-5"})) == 0.0
+
+
+def test_deadline_and_max_backoff_settings(monkeypatch):
+    with E.EdgarClient() as c:
+        assert c.deadline == 300.0 and c.max_backoff == E.MAX_BACKOFF and c.deadline_enforced
+    monkeypatch.setenv("FILINGLENS_EDGAR_DEADLINE", "7.5")
+    monkeypatch.setenv("FILINGLENS_EDGAR_MAX_BACKOFF", "2")
+    with E.EdgarClient() as c:
+        assert (c.deadline, c.max_backoff, c.max_transfer) == (7.5, 2.0, 7.5)
+    for bad in ("0", "-1", "nan", "soon"):
+        monkeypatch.setenv("FILINGLENS_EDGAR_DEADLINE", bad)
+        with pytest.raises(ConfigError, match="FILINGLENS_EDGAR_DEADLINE|deadline"):
+            E.EdgarClient()
+
+
+def test_tries_that_are_not_a_number_are_a_config_error(monkeypatch):
+    # int(float("nan")) raised ValueError: a traceback from a setting.
+    for bad in ("nan", "inf"):
+        monkeypatch.setenv("FILINGLENS_EDGAR_TRIES", bad)
+        with pytest.raises(ConfigError, match="tries"):
+            E.EdgarClient()
+
+
+def test_recent_as_an_empty_list_is_unusable_not_empty(edgar, client):
+    """``filings.recent: []`` used to read as "no filings" (``[] or {}``)."""
+    edgar.fail("/submissions/CIK0000320193.json",
+               Failure("json", transform=lambda d: {**d, "filings": {**d["filings"], "recent": []}}))
+    with pytest.raises(FetchError, match="filings.recent is list, not an object"):
+        E.list_filings(320193, "2024", client=client)
+
+
+def test_deadline_covers_proxy_transports_too(monkeypatch):
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    with E.EdgarClient() as c:
+        assert c.deadline_enforced
+        assert c._http._mounts and all(
+            isinstance(t._pool._network_backend, E._DeadlineBackend) for t in c._http._mounts.values() if t
+        )
+
+
+def test_trickling_json_hits_the_deadline(edgar, env):
+    edgar.fail("/files/company_tickers.json", Failure("trickle", interval=0.05), forever=True)
+    with E.EdgarClient(edgar.url, timeout=0.5, deadline=0.8, max_tries=2, backoff=0.01) as c:
+        started = time.monotonic()
+        with pytest.raises(FetchError, match="deadline of 0.8 s"):
+            E.resolve_cik("AAPL", c)
+        assert time.monotonic() - started < 3
+    assert edgar.hits["/files/company_tickers.json"] == 2
+    assert not list(env.rglob("company_tickers*"))
+
+
+def test_trickling_document_hits_the_deadline(edgar, env):
+    """A document that trickles used to be checked only between 64 KiB chunks: never, at 1 byte per read."""
+    path = _doc_path(edgar, "AAPL", 2024)
+    edgar.fail(path, Failure("trickle", interval=0.05, chunk=100), forever=True)
+    with E.EdgarClient(edgar.url, timeout=0.5, deadline=0.8, max_tries=2, backoff=0.01) as c:
+        started = time.monotonic()
+        with pytest.raises(FetchError, match="deadline"):
+            E.fetch_filings(ticker="AAPL", years=2024, client=c)
+        assert time.monotonic() - started < 4
+    assert not _files_under(env / "filings")
+
+
+def test_bad_ticker_rows_are_skipped_counted_and_not_cached(edgar, client, env):
+    edgar.inject("tickers-bad-rows")
+    report = E.fetch_filings(ticker="AAPL", years=2024, client=client)
+    assert [r.status for r in report.results] == ["downloaded"]
+    assert report.notes == ["company_tickers.json: skipped 5 invalid rows"]
+    cached = json.loads(next((env / "edgar").glob("company_tickers*.json")).read_text())
+    assert all(isinstance(r, dict) and isinstance(r["cik_str"], int) and r["ticker"] for r in cached.values())
+    assert len(cached) == len(edgar.companies) + sum(len(c.tickers) for c in edgar.companies.values()) - len(edgar.companies)
+    # The cache holds only valid rows, so the next run trusts it and says nothing.
+    edgar.reset()
+    again = E.fetch_filings(ticker="AAPL", years=2024, client=client)
+    assert again.notes == [] and edgar.hits["/files/company_tickers.json"] == 0
+
+
+@pytest.mark.parametrize("mode", ["malformed-json-tickers", "tickers-not-object", "tickers-no-usable-row"])
+def test_unusable_ticker_table_is_never_cached(edgar, client, env, mode):
+    edgar.inject(mode)
+    with pytest.raises(FetchError, match="company_tickers.json|not JSON"):
+        E.resolve_cik("AAPL", client)
+    assert not list(env.rglob("company_tickers*"))
+
+
+def test_a_broken_cache_is_refetched(edgar, client, env):
+    E.resolve_cik("AAPL", client)
+    cache = next((env / "edgar").glob("company_tickers*.json"))
+    cache.write_text('{"0": "AAPL", "1": {"ticker": "AAPL"}}')
+    edgar.reset()
+    assert E.resolve_cik("AAPL", client) == ("0000320193", "Apple Inc.")
+    assert edgar.hits["/files/company_tickers.json"] == 1
+
+
+def test_list_filings_reports_invalid_rows(edgar, client):
+    edgar.inject("accession-path-traversal")
+    refs = E.list_filings(320193, "2023-2024", client=client)
+    assert [r.fiscal_year for r in refs] == [2023]
+    [failure] = refs.invalid
+    assert failure.where == "filings.recent[2]" and failure.form == "10-K"
+    assert failure.accession == "'../../../escaped-accession'"
+    assert "not of the form 0000000000-00-000000" in failure.reason
+
+
+def test_invalid_older_page_entry_is_reported_not_read(edgar, client):
+    def bad_page(data):
+        data["filings"]["files"][0]["name"] = "../../files/company_tickers.json"
+        return data
+
+    edgar.fail("/submissions/CIK0000320193.json", Failure("json", transform=bad_page))
+    refs = E.list_filings(320193, "2018-2024", client=client)
+    assert any("submissions page name" in f.reason for f in refs.invalid)
+    assert "/files/company_tickers.json" not in edgar.hits
+    assert [p for p in edgar.hits if "-submissions-" in p] == ["/submissions/CIK0000320193-submissions-002.json"]
+
+
+def test_stored_filings_ignore_metadata_with_a_hostile_document_name(edgar, client, env):
+    report = E.fetch_filings(ticker="AAPL", years=2024, client=client)
+    meta_path = report.results[0].metadata_path
+    meta = json.loads(meta_path.read_text())
+    meta["primary_document"] = "../../../../etc/passwd"
+    meta_path.write_text(json.dumps(meta))
+    assert E.stored_filings(ticker="AAPL") == []
+
+
+# --------------------------------------------------------------------------- fault suite through the CLI
+
+CLI_ARGS = ["fetch", "--ticker", "AAPL", "--years", "2024"]
+
+
+def _cli_fault(edgar, env, tmp_path, monkeypatch, mode, *, args=None, limits=None, max_seconds=8.0):
+    """Run ``filinglens fetch`` against the fake armed with ``mode``; check the outcome it promises.
+
+    Always: no traceback, nothing outside the data home, no ``*.part`` left,
+    done within ``max_seconds``.  ``ok``: exit 0 and the real document stored;
+    ``error``: one ``error:`` line, exit != 0, nothing under ``filings/``;
+    ``invalid``: a ``not fetched:`` line, exit 1, the FY2024 filing not stored.
+    """
+    from filinglens.cli import app
+
+    for name, value in {**fake_edgar.CLIENT_LIMITS, **(limits or {})}.items():
+        monkeypatch.setenv(name, value)
+    fault = edgar.inject(mode, outside=tmp_path / "outside")
+    started = time.monotonic()
+    result = _runner().invoke(app, (args or CLI_ARGS) + ["--base-url", edgar.url])
+    elapsed = time.monotonic() - started
+    assert elapsed < max_seconds, f"{mode}: took {elapsed:.1f} s"
+    assert "Traceback" not in result.output, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert [p.name for p in tmp_path.iterdir()] == ["home"], "something was written outside the data home"
+    assert not any(p.exists() for p in fault.outside)
+    assert not list(env.rglob("*.part"))
+    stored = [p for p in _files_under(env / "filings") if p.name != "filing.json"]
+    if fault.expect == "ok":
+        assert result.exit_code == 0, result.output
+        apple = (SHARED_HTML / "aapl-10-k-2024-11-01.html").read_bytes()
+        assert [p.read_bytes() == apple for p in stored] == [True]
+    elif fault.expect == "error":
+        assert result.exit_code not in (0, None), result.output
+        assert result.stderr.count("error:") == 1, result.stderr
+        assert not _files_under(env / "filings")
+    else:
+        assert fault.expect == "invalid"
+        assert result.exit_code == 1, result.output
+        assert "not fetched:" in result.stderr and "filings.recent[" in result.stderr, result.stderr
+        assert not any(p.parent.name == "0000320193-24-000123" for p in stored)
+    return result, elapsed
+
+
+def test_cli_fault_429_retry_after(edgar, env, tmp_path, monkeypatch):
+    _, elapsed = _cli_fault(edgar, env, tmp_path, monkeypatch, "429-retry-after",
+                            limits={"FILINGLENS_EDGAR_MAX_BACKOFF": "5"})
+    assert elapsed >= 0.9  # Retry-After: 1 honoured
+    assert edgar.hits[_doc_path(edgar, "AAPL", 2024)] == 2
+
+
+def test_cli_fault_429_forever(edgar, env, tmp_path, monkeypatch):
+    result, elapsed = _cli_fault(edgar, env, tmp_path, monkeypatch, "429-forever", max_seconds=4)
+    assert "HTTP 429" in result.stderr and "3 tries" in result.stderr
+    assert edgar.hits["/submissions/CIK0000320193.json"] == 3  # Retry-After: 3600 capped at 0.3 s
+
+
+def test_cli_fault_retry_after_nan(edgar, env, tmp_path, monkeypatch):
+    _cli_fault(edgar, env, tmp_path, monkeypatch, "retry-after-nan")
+
+
+def test_cli_fault_500_then_ok(edgar, env, tmp_path, monkeypatch):
+    _cli_fault(edgar, env, tmp_path, monkeypatch, "500-then-ok")
+    assert edgar.hits["/submissions/CIK0000320193.json"] == 3
+
+
+def test_cli_fault_500_forever(edgar, env, tmp_path, monkeypatch):
+    result, _ = _cli_fault(edgar, env, tmp_path, monkeypatch, "500-forever", max_seconds=4)
+    assert "HTTP 500" in result.stderr
+    assert edgar.hits["/submissions/CIK0000320193.json"] == 3
+
+
+def test_cli_fault_read_timeout(edgar, env, tmp_path, monkeypatch):
+    result, elapsed = _cli_fault(edgar, env, tmp_path, monkeypatch, "read-timeout", max_seconds=4)
+    assert "timed out" in result.stderr
+
+
+def test_cli_fault_trickle_json(edgar, env, tmp_path, monkeypatch):
+    result, elapsed = _cli_fault(edgar, env, tmp_path, monkeypatch, "trickle-json", max_seconds=6)
+    assert "deadline of 1 s" in result.stderr and elapsed >= 2.9  # three tries of 1 s
+    assert not list(env.rglob("company_tickers*"))
+
+
+def test_cli_fault_trickle_headers(edgar, env, tmp_path, monkeypatch):
+    result, elapsed = _cli_fault(edgar, env, tmp_path, monkeypatch, "trickle-headers", max_seconds=6)
+    assert "deadline" in result.stderr
+
+
+def test_cli_fault_trickle_document(edgar, env, tmp_path, monkeypatch):
+    result, elapsed = _cli_fault(edgar, env, tmp_path, monkeypatch, "trickle-document", max_seconds=6)
+    assert "deadline" in result.stderr
+
+
+def test_cli_fault_truncated_document(edgar, env, tmp_path, monkeypatch):
+    result, _ = _cli_fault(edgar, env, tmp_path, monkeypatch, "truncated-document")
+    assert "3 tries" in result.stderr
+
+
+def test_cli_fault_bad_gzip(edgar, env, tmp_path, monkeypatch):
+    result, _ = _cli_fault(edgar, env, tmp_path, monkeypatch, "bad-gzip")
+    assert "DecodingError" in result.stderr
+
+
+def test_cli_fault_redirect_loop(edgar, env, tmp_path, monkeypatch):
+    result, _ = _cli_fault(edgar, env, tmp_path, monkeypatch, "redirect-loop")
+    assert "TooManyRedirects" in result.stderr
+
+
+def test_cli_fault_malformed_json_tickers(edgar, env, tmp_path, monkeypatch):
+    result, _ = _cli_fault(edgar, env, tmp_path, monkeypatch, "malformed-json-tickers")
+    assert "not JSON" in result.stderr
+    assert not list(env.rglob("company_tickers*"))
+
+
+def test_cli_fault_malformed_json_submissions(edgar, env, tmp_path, monkeypatch):
+    result, _ = _cli_fault(edgar, env, tmp_path, monkeypatch, "malformed-json-submissions")
+    assert "not JSON" in result.stderr
+
+
+def test_cli_fault_deeply_nested_json(edgar, env, tmp_path, monkeypatch):
+    result, _ = _cli_fault(edgar, env, tmp_path, monkeypatch, "deeply-nested-json")
+    assert "not JSON" in result.stderr
+
+
+def test_cli_fault_tickers_not_object(edgar, env, tmp_path, monkeypatch):
+    result, _ = _cli_fault(edgar, env, tmp_path, monkeypatch, "tickers-not-object")
+    assert "top level is list" in result.stderr
+    assert not list(env.rglob("company_tickers*"))
+
+
+def test_cli_fault_tickers_bad_rows(edgar, env, tmp_path, monkeypatch):
+    result, _ = _cli_fault(edgar, env, tmp_path, monkeypatch, "tickers-bad-rows")
+    assert "skipped 5 invalid rows" in result.stderr
+
+
+def test_cli_fault_tickers_no_usable_row(edgar, env, tmp_path, monkeypatch):
+    result, _ = _cli_fault(edgar, env, tmp_path, monkeypatch, "tickers-no-usable-row")
+    assert "has a ticker and a CIK" in result.stderr
+    assert not list(env.rglob("company_tickers*"))
+
+
+def test_cli_fault_submissions_not_object(edgar, env, tmp_path, monkeypatch):
+    result, _ = _cli_fault(edgar, env, tmp_path, monkeypatch, "submissions-not-object")
+    assert "unusable EDGAR submissions data" in result.stderr
+
+
+def test_cli_fault_recent_not_object(edgar, env, tmp_path, monkeypatch):
+    result, _ = _cli_fault(edgar, env, tmp_path, monkeypatch, "recent-not-object")
+    assert "filings.recent is str" in result.stderr
+
+
+def test_cli_fault_recent_unequal_columns(edgar, env, tmp_path, monkeypatch):
+    result, _ = _cli_fault(edgar, env, tmp_path, monkeypatch, "recent-unequal-columns")
+    assert "differ in length" in result.stderr
+
+
+def test_cli_fault_recent_column_not_list(edgar, env, tmp_path, monkeypatch):
+    result, _ = _cli_fault(edgar, env, tmp_path, monkeypatch, "recent-column-not-list")
+    assert "filings.recent.form is str, not a list" in result.stderr
+
+
+def test_cli_fault_files_not_list(edgar, env, tmp_path, monkeypatch):
+    result, _ = _cli_fault(edgar, env, tmp_path, monkeypatch, "files-not-list")
+    assert "filings.files is dict" in result.stderr
+
+
+def test_cli_fault_accession_not_text(edgar, env, tmp_path, monkeypatch):
+    result, _ = _cli_fault(edgar, env, tmp_path, monkeypatch, "accession-not-text")
+    assert "accession number 32019324000123 is not of the form" in result.stderr
+
+
+def test_cli_fault_accession_path_traversal(edgar, env, tmp_path, monkeypatch):
+    result, _ = _cli_fault(edgar, env, tmp_path, monkeypatch, "accession-path-traversal")
+    assert "'../../../escaped-accession'" in result.stderr
+    assert edgar.document_hits() == 0  # never even requested
+
+
+def test_cli_fault_accession_absolute(edgar, env, tmp_path, monkeypatch):
+    result, _ = _cli_fault(edgar, env, tmp_path, monkeypatch, "accession-absolute")
+    assert "accession number" in result.stderr and edgar.document_hits() == 0
+
+
+def test_cli_fault_accession_18_digits(edgar, env, tmp_path, monkeypatch):
+    _cli_fault(edgar, env, tmp_path, monkeypatch, "accession-18-digits")
+    assert (env / "filings" / "0000320193" / "0000320193-24-000123" / "filing.json").is_file()
+
+
+def test_cli_fault_document_path_traversal(edgar, env, tmp_path, monkeypatch):
+    result, _ = _cli_fault(edgar, env, tmp_path, monkeypatch, "document-path-traversal")
+    assert "path separator" in result.stderr and edgar.document_hits() == 0
+
+
+def test_cli_fault_document_absolute(edgar, env, tmp_path, monkeypatch):
+    result, _ = _cli_fault(edgar, env, tmp_path, monkeypatch, "document-absolute")
+    assert "path separator" in result.stderr and edgar.document_hits() == 0
+
+
+def test_cli_fault_document_nul(edgar, env, tmp_path, monkeypatch):
+    # open() refuses a NUL in a path with ValueError: this used to be a traceback.
+    result, _ = _cli_fault(edgar, env, tmp_path, monkeypatch, "document-nul")
+    assert "control characters" in result.stderr
+
+
+def test_cli_fault_document_bad_extension(edgar, env, tmp_path, monkeypatch):
+    result, _ = _cli_fault(edgar, env, tmp_path, monkeypatch, "document-bad-extension")
+    assert "does not end in" in result.stderr
+
+
+def test_cli_fault_bad_report_date(edgar, env, tmp_path, monkeypatch):
+    # int("20x4") used to end the fetch with a ValueError traceback.
+    result, _ = _cli_fault(edgar, env, tmp_path, monkeypatch, "bad-report-date", args=["fetch", "--ticker", "AAPL"])
+    assert "reportDate 20x4-09-28 is not a date" in result.stderr
+
+
+def test_cli_fault_bad_filing_date(edgar, env, tmp_path, monkeypatch):
+    result, _ = _cli_fault(edgar, env, tmp_path, monkeypatch, "bad-filing-date")
+    assert "filingDate 2024-13-45 is not a date" in result.stderr
+
+
+def test_cli_fault_markup_in_values(edgar, env, tmp_path, monkeypatch):
+    """Rich markup in EDGAR's values ("[/]" would raise MarkupError) is printed as text."""
+    result, _ = _cli_fault(edgar, env, tmp_path, monkeypatch, "markup-in-values",
+                           args=["fetch", "--ticker", "AAPL", "--years", "2023-2024"])
+    assert "'[/]x.htm'" in result.stderr
+    assert "[/][bold]Evil[/bold]" in result.stdout and "\x1b[31m" not in result.stdout
+    assert "1 downloaded" in result.stdout and "1 invalid" in result.stdout
+
+
+def test_cli_invalid_rows_in_json_output(edgar, env, tmp_path, monkeypatch):
+    edgar.inject("document-path-traversal")
+    from filinglens.cli import app
+
+    result = _runner().invoke(app, CLI_ARGS + ["--base-url", edgar.url, "--json"])
+    assert result.exit_code == 1
+    data = json.loads(result.stdout)
+    assert data["filings"] == []
+    [failure] = data["failed"]
+    assert failure["accession"] == "0000320193-24-000123" and failure["form"] == "10-K"
+    assert failure["reason"].startswith("document name '../../../escaped.htm' has a path separator")
+
+
+def test_every_fault_mode_has_a_named_cli_test():
+    missing = [m for m in FAULT_MODES if f"test_cli_fault_{m.replace('-', '_')}" not in globals()]
+    assert not missing
+
+
+@pytest.mark.parametrize("mode", ["accession-path-traversal", "trickle-json"])
+def test_cli_subprocess_fault(edgar, env, tmp_path, mode):
+    """The real command in its own process: one error line on stderr, no traceback, bounded time."""
+    fault = edgar.inject(mode, outside=tmp_path / "outside")
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "filinglens.cli", *CLI_ARGS, "--base-url", edgar.url],
+        capture_output=True, text=True, timeout=60, env={**os.environ, **fake_edgar.CLIENT_LIMITS},
+    )
+    assert time.monotonic() - started < 15
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert proc.returncode == (1 if fault.expect == "invalid" else 2)
+    marker = "not fetched:" if fault.expect == "invalid" else "error:"
+    assert proc.stderr.count(marker) == 1, proc.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["home"]
+    assert not _files_under(env / "filings")
+
+
+@pytest.mark.parametrize("mode", ["accession-path-traversal", "500-forever", "500-then-ok"])
+def test_check_fault_helper_for_the_benchmark(edgar, tmp_path, monkeypatch, mode):
+    monkeypatch.delenv("FILINGLENS_EDGAR_TRIES", raising=False)
+    outcome = fake_edgar.check_fault(mode, tmp_path / "work", edgar)
+    assert outcome.passed, outcome
+    assert outcome.got == FAULT_MODES[mode].expect and outcome.seconds < 5 and outcome.escaped == []
+    assert os.environ.get("FILINGLENS_EDGAR_DEADLINE") is None  # environment restored

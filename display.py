@@ -1,0 +1,326 @@
+"""The display layer: every rich table, panel and progress bar the CLI shows.
+
+Only ``cli.py`` imports this module.  Domain functions return data and report
+progress through plain callbacks; this module turns both into terminal output.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, Optional, Sequence
+
+from rich import box
+from rich.console import Group
+from rich.markup import escape
+from rich.panel import Panel
+from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn,
+                           TimeElapsedColumn, TransferSpeedColumn)
+from rich.table import Table
+from rich.text import Text
+
+from filinglens import settings
+from filinglens.agents.models import ModelStatus
+from filinglens.agents.qa import Answer
+from filinglens.agents.rating import PROBABILITY_METHODS, Rating, deciding_indicators
+from filinglens.prompts.loader import RatingPrompt
+from filinglens.retrieval.edgar import FetchReport, FilingRef
+from filinglens.retrieval.filing import Filing
+from filinglens.retrieval.ingest import IngestProgress, IngestResult
+from filinglens.retrieval.search import SearchHit
+
+
+# ---------------------------------------------------------------------- from retrieval/report.py
+
+
+def approx_tokens(text: str) -> int:
+    """Rough token count (~4 characters per token for English prose)."""
+    return (len(text) + 3) // 4
+
+
+def sections_table(filing: Filing) -> Table:
+    """A table of the filing's items: item, title, status, characters, tokens; warnings (truncation) below it."""
+    meta = filing.metadata()
+    caption = " · ".join(
+        str(v)
+        for v in (meta["company"], f"CIK {meta['cik']}" if meta["cik"] else None, meta["form"],
+                  f"FY{meta['fiscal_year']}" if meta["fiscal_year"] else None, meta["period_end"])
+        if v
+    )
+    table = Table(title=caption, title_justify="left")
+    if filing.warnings:
+        what = "looks truncated" if filing.truncated else "warning"
+        table.caption = f"{what}: " + "; ".join(filing.warnings)
+        table.caption_style = "yellow"
+        table.caption_justify = "left"
+    table.add_column("item", style="bold")
+    table.add_column("title")
+    table.add_column("status")
+    table.add_column("chars", justify="right")
+    table.add_column("tokens", justify="right")
+    table.add_column("tables", justify="right")
+    colors = {"body": "green", "stub": "yellow", "absent": "dim"}
+    for item in filing.items.values():
+        note = f" → {item.reference}" if item.reference else ""
+        table.add_row(
+            item.item,
+            (item.title or "")[:70],
+            f"[{colors[item.status]}]{item.status}[/]{note}",
+            f"{len(item.text):,}",
+            f"{approx_tokens(item.text):,}",
+            str(len(item.tables)),
+        )
+    return table
+
+
+# ---------------------------------------------------------------------- from retrieval/edgar.py
+
+
+def fetch_table(report: FetchReport):
+    """A rich table of a ``FetchReport`` (fiscal year, form, filed, accession, status, document).
+
+    The caption gives the folder; documents are at ``{folder}/{accession}/{document}``.
+    Invalid listings (``report.failed``) are counted in the title; ``FetchFailure.line``
+    gives their details.
+    """
+
+    who = report.ticker or report.cik
+    folder = settings.data_home() / "filings" / report.cik
+    invalid = f", {len(report.failed)} invalid (not fetched)" if report.failed else ""
+    table = Table(
+        title=f"{escape(report.company or who)} (CIK {report.cik}): {len(report.downloaded)} downloaded, "
+        f"{len(report.skipped)} already stored{invalid}",
+        caption=f"stored as {folder}/<accession>/<document>",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    for column in ("FY", "form", "filed", "accession", "status"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("document", overflow="fold")
+    for result in report.results:
+        ref = result.filing
+        style = "green" if result.status == "downloaded" else "dim"
+        table.add_row(str(ref.fiscal_year), ref.form, ref.filing_date, ref.accession,
+                      f"[{style}]{result.status}[/]", result.path.name)
+    return table
+
+
+class RichProgress:
+    """A ``progress`` hook for ``fetch_filings`` that draws a rich progress bar per download."""
+
+    def __init__(self, console=None):
+
+        self._progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+            console=console, transient=False,
+        )
+        self._tasks: dict[str, int] = {}
+
+    def __enter__(self) -> "RichProgress":
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._progress.stop()
+
+    def __call__(self, ref: FilingRef, done: int, total: Optional[int]) -> None:
+        if done < 0:  # already stored
+            return
+        key = ref.accession
+        if key not in self._tasks:
+            self._tasks[key] = self._progress.add_task(f"FY{ref.fiscal_year} {ref.form} {ref.accession}", total=total)
+        self._progress.update(self._tasks[key], completed=done, total=total)
+
+
+# ---------------------------------------------------------------------- from retrieval/ingest.py
+
+
+def results_table(results: Sequence[IngestResult]):
+    """A rich table of ingest results for the CLI."""
+
+    table = Table(title="ingest")
+    for col in ("filing", "FY", "status", "items", "chunks", "embedded", "skipped", "deleted", "seconds"):
+        table.add_column(col, justify="right" if col not in ("filing", "status") else "left", overflow="fold")
+    for r in results:
+        label = r.ticker or r.company or Path(r.source).name
+        style = {"failed": "red", "unchanged": "dim", "indexed": "green", "updated": "yellow",
+                 "rebuilt": "yellow"}.get(r.status, "")
+        status = f"[{style}]{r.status}[/]" + (f": {escape(r.error)}" if r.error else "")
+        if r.warnings and r.status != "failed":
+            status += f" [yellow](warning: {escape('; '.join(r.warnings))})[/]"
+        table.add_row(label, str(r.fiscal_year or ""), status, str(r.items), str(r.chunks), str(r.embedded),
+                      str(r.skipped), str(r.deleted), f"{r.seconds:.1f}")
+    return table
+
+
+class RichIngestProgress(IngestProgress):
+    """A rich progress display for the CLI: one bar over the files, one over the current file's embeddings."""
+
+    def __init__(self, console=None) -> None:
+
+        self._progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            console=console, transient=True,
+        )
+        self._files = None
+        self._embed = None
+        self._console = console
+
+    def __enter__(self) -> "RichIngestProgress":
+        self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._progress.__exit__(*exc)
+
+    def file_started(self, path: Path, index: int, total: int) -> None:
+        if self._files is None:
+            self._files = self._progress.add_task("filings", total=total)
+        if self._embed is not None:
+            self._progress.remove_task(self._embed)
+        self._embed = self._progress.add_task(f"  {path.name}: parsing", total=None)
+
+    def embedding(self, done: int, total: int) -> None:
+        if self._embed is not None:
+            self._progress.update(self._embed, description="  embedding chunks", completed=done, total=total)
+
+    def notice(self, message: str) -> None:
+        if self._console is not None:
+            self._progress.console.print(f"[yellow]note:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+    def file_done(self, result: IngestResult) -> None:
+        if self._files is not None:
+            self._progress.advance(self._files)
+        if self._console is not None:
+            name = Path(result.source).name
+            if result.status == "failed":
+                self._progress.console.print(f"[red]failed[/] {escape(name)}: {escape(result.error or '')}",
+                                             highlight=False, soft_wrap=True)
+            else:
+                self._progress.console.print(
+                    f"{result.status:9s} {escape(name)}: {result.items} items, {result.chunks} chunks, "
+                    f"{result.embedded} embedded, {result.skipped} skipped, {result.seconds:.1f}s",
+                    highlight=False, soft_wrap=True,
+                )
+                if result.warnings:
+                    self._progress.console.print(
+                        f"[yellow]warning[/] {escape(name)}: {escape('; '.join(result.warnings))}",
+                        highlight=False, soft_wrap=True,
+                    )
+
+
+# ---------------------------------------------------------------------- from agents/models.py
+
+
+def models_table(rows: list[ModelStatus]):
+    """A rich table of :func:`list_models` rows for the CLI."""
+
+    table = Table(title="Chat models", title_justify="left")
+    table.add_column("id", style="bold")
+    table.add_column("provider")
+    table.add_column("available")
+    table.add_column("reason / note", overflow="fold")
+    for row in rows:
+        mark = "[green]yes[/]" if row.available else "[red]no[/]"
+        table.add_row(row.id, row.provider, mark, row.reason or row.description)
+    return table
+
+
+# ---------------------------------------------------------------------- from agents/qa.py
+
+
+def answer_panel(answer: Answer):
+    """A rich rendering of an answer with its numbered citations."""
+
+    parts = [Text(answer.answer, style="bold" if answer.sufficient else "yellow")]
+    for c in answer.citations:
+        mark = "" if c.verified else "  [quote NOT found in the filing]"
+        parts.append(Text(f"[E{c.n}] {c.citation}\n    “{c.quote}”{mark}", style="" if c.verified else "red"))
+    if answer.error:
+        parts.append(Text(f"error: {answer.error}", style="red"))
+    footer = f"{answer.model_id} · {answer.prompt} · {answer.tokens_in} tokens in" + (" · cached" if answer.cached else "")
+    return Panel(Group(*parts), title=answer.question, subtitle=footer)
+
+
+# ---------------------------------------------------------------------- from prompts/loader.py
+
+
+def prompts_table(prompts: list[RatingPrompt]):
+    """A rich table of prompts: ref, method, hash, note."""
+    from filinglens.prompts.loader import DEFAULT_RATING_VERSION
+
+    table = Table(title=f"Rating prompts (default version: {DEFAULT_RATING_VERSION})")
+    for col in ("prompt", "method", "hash", "note"):
+        table.add_column(col)
+    for p in prompts:
+        ref = p.ref + (" (default)" if p.version == DEFAULT_RATING_VERSION else "")
+        table.add_row(ref, p.method, p.hash, (p.note or "")[:70])
+    return table
+
+
+# ---------------------------------------------------------------------- from retrieval/search.py
+
+
+def hits_table(hits: Iterable[SearchHit], query: str):
+    """A rich table of search hits for the CLI."""
+
+    table = Table(title=f"search: {query}", show_lines=True)
+    for col in ("#", "score", "filing", "item", "kind", "span", "text"):
+        table.add_column(col, overflow="fold")
+    for n, hit in enumerate(hits, start=1):
+        m = hit.metadata
+        who = m.get("ticker") or m.get("company") or "?"
+        span = f"{m.get('start')}-{m.get('end')}" + (f" p.{m['page'] + 1}" if m.get("page") is not None else "")
+        text = hit.text if len(hit.text) <= 600 else hit.text[:600] + " …"
+        table.add_row(str(n), f"{hit.score:.4f}", f"{who} FY{m.get('fiscal_year', '?')}",
+                      f"{m.get('item')} {m.get('item_title', '')}", m.get("kind", ""), span, text)
+    return table
+
+
+# ---------------------------------------------------------------------- from agents/rating.py
+
+
+def ratings_table(ratings: Sequence[Rating]):
+    """A rich table: filing, category, score (expected score with its interval, borderline flag), the
+    indicators and facts that decided it, the first evidence quote with its citation, calls."""
+
+    setups = sorted({f"{r.model_id} · prompt {r.prompt_version} ({r.method})" for r in ratings})
+    table = Table(title="Ratings — " + "; ".join(setups), show_lines=True, expand=True)
+    table.add_column("filing", ratio=1)
+    table.add_column("category", ratio=1)
+    table.add_column("score", ratio=1)
+    if any(r.indicators for r in ratings):
+        table.add_column("decided by", ratio=3)
+    table.add_column("evidence", ratio=4)
+    table.add_column("calls (cached)", ratio=1)
+    with_why = any(r.indicators for r in ratings)
+    for r in ratings:
+        why = ""
+        if r.status == "ok":
+            expected = ""
+            if r.method in PROBABILITY_METHODS and r.expected_score is not None:
+                expected = f"\nE={r.expected_score:.2f}"
+                if r.interval:
+                    expected += f" [{r.interval[0]:.2f}–{r.interval[1]:.2f}]"
+            flag = "\n[yellow]borderline[/]" if r.borderline else ""
+            score = f"[bold]{r.score}[/]{expected}{flag}"
+            quote = next((q for q in r.quotes if q["verified"]), r.quotes[0] if r.quotes else None)
+            evidence = ""
+            if quote:
+                evidence = f"“{escape(quote['text'][:200])}”" + ("" if quote["verified"] else " [red](unverified)[/]")
+                cited = next((e for e in r.evidence if e["chunk_id"] == quote.get("chunk_id")), None)
+                if cited or r.evidence:
+                    evidence += f"\n[dim]{escape((cited or r.evidence[0])['citation'])}[/]"
+            elif r.evidence:
+                evidence = f"[dim]{escape(r.evidence[0]['citation'])}[/]"
+            why = "\n".join(escape(line) for line in deciding_indicators(r))
+            facts = [f["text"] for f in r.facts if f.get("text")]
+            if facts:
+                why += "\n[dim]" + "\n".join(escape(text[:160]) for text in facts[:3]) + "[/]"
+        else:
+            score, evidence = "[red]failed[/]", f"[red]{escape((r.error or '')[:200])}[/]"
+        sample = f" #{r.sample_index}" if r.sample_index else ""
+        row = [r.target.label + sample, r.category, score] + ([why] if with_why else []) + [
+            evidence, f"{r.model_calls} ({r.cached_calls})"]
+        table.add_row(*row)
+    return table
