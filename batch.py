@@ -71,7 +71,8 @@ DEFAULT_RETRIES = 3
 FORWARDED_ENV = (
     "FILINGLENS_CHROMA_URL", "FILINGLENS_COLLECTION", "FILINGLENS_EMBEDDINGS", "FILINGLENS_THREADS",
     "FILINGLENS_EMBED_THREADS", "FILINGLENS_EDGAR_URL", "FILINGLENS_EDGAR_DATA_URL", "FILINGLENS_EDGAR_TIMEOUT",
-    "FILINGLENS_EDGAR_TRIES", "FILINGLENS_EDGAR_BACKOFF", "SEC_USER_AGENT", "OLLAMA_HOST", "ANONYMIZED_TELEMETRY",
+    "FILINGLENS_EDGAR_TRIES", "FILINGLENS_EDGAR_BACKOFF", "FILINGLENS_EDGAR_MAX_BACKOFF", "FILINGLENS_EDGAR_DEADLINE",
+    "SEC_USER_AGENT", "OLLAMA_HOST", "ANONYMIZED_TELEMETRY",
 )
 SCRATCH_DIR = "filinglens-scratch"
 
@@ -752,8 +753,10 @@ def start_ray(workers: int | None, address: str | None = None) -> bool:
     import logging
     import sys
 
+    from filinglens import settings
+
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    address = address or os.environ.get("RAY_ADDRESS") or None
+    address = address or settings.get().ray_address or None
     host = (urlparse(address if "://" in address else f"ray://{address}").hostname or "") if address else ""
     if (not address or host in ("127.0.0.1", "localhost", "::1")) and "ray" not in sys.modules:
         # a runtime on this machine stays on loopback: Ray otherwise swaps 127.0.0.1 for the machine's
@@ -795,6 +798,12 @@ def start_ray(workers: int | None, address: str | None = None) -> bool:
     return True
 
 
+def _settings():
+    from filinglens import settings
+
+    return settings.get()
+
+
 def _ray_token_available() -> bool:
     if os.environ.get("RAY_AUTH_TOKEN"):
         return True
@@ -825,7 +834,7 @@ def _run_ray(jobs, finish, stats: BatchStats, progress: BatchProgress, run_id: s
         slots = max(1, int(total_cpus // cpus_per_task))
         used = min(workers or slots, slots)
         progress.started(stats, {"executor": "ray", "workers": used, "index": _describe_index(mode, chroma_url),
-                                 "run_id": run_id, "address": address or os.environ.get("RAY_ADDRESS") or "local"})
+                                 "run_id": run_id, "address": address or _settings().ray_address or "local"})
         remote = ray.remote(_remote_unit).options(max_retries=retries, retry_exceptions=False,
                                                   num_cpus=cpus_per_task)
         queue = deque(jobs)
@@ -852,76 +861,3 @@ def _run_ray(jobs, finish, stats: BatchStats, progress: BatchProgress, run_id: s
     finally:
         if started:
             ray.shutdown()
-
-
-# --------------------------------------------------------------------------- display (for the CLI)
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    seconds = int(seconds)
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
-
-
-def progress_line(stats: BatchStats) -> str:
-    """``12/40 filings: 10 done, 1 failed, 1 cached · 95.0/h · ETA 17m40s``."""
-    rate = f"{stats.per_hour:.1f} filings/h" if stats.per_hour else "- filings/h"
-    return (f"{stats.finished}/{stats.total} filings: {stats.done} done, {stats.failed} failed, "
-            f"{stats.cached} cached · {rate} · ETA {_duration(stats.eta_s)}")
-
-
-class RichBatchProgress(BatchProgress):
-    """A rich progress bar for the CLI: counts, throughput and ETA; one line per finished filing."""
-
-    def __init__(self, console=None) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                  TimeElapsedColumn(), console=console, transient=True)
-        self._task = None
-
-    def __enter__(self) -> "RichBatchProgress":
-        self._progress.__enter__()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._progress.__exit__(*exc)
-
-    def _ensure(self, stats: BatchStats) -> None:
-        if self._task is None:
-            self._task = self._progress.add_task("batch", total=stats.total)
-
-    def started(self, stats: BatchStats, info: dict) -> None:
-        self._ensure(stats)
-        self._progress.console.print(
-            f"batch {info['run_id']}: {stats.total} filings, {stats.cached} served from the store, "
-            f"{stats.dispatched} to rate · executor {info['executor']} ({info['workers']} worker(s)) · "
-            f"index: {info['index']}", highlight=False)
-        self._progress.update(self._task, completed=stats.finished, description=progress_line(stats))
-
-    def unit_finished(self, outcome: dict, stats: BatchStats) -> None:
-        self._ensure(stats)
-        self._progress.update(self._task, completed=stats.finished, description=progress_line(stats))
-        if outcome["status"] == "failed":
-            self._progress.console.print(f"[red]failed[/] {outcome['label']}: {outcome['error']}", highlight=False)
-        elif outcome["status"] == "done":
-            self._progress.console.print(
-                f"done   {outcome['label']}: {outcome['ratings']} ratings, {outcome['seconds'] or 0:.1f}s"
-                f" on {outcome['worker']}", highlight=False)
-
-
-def report_table(report: BatchReport):
-    """A rich table of the filings that failed, with their errors, under a summary title."""
-    from rich.table import Table
-
-    s = report.stats
-    rate = f", {s.per_hour:.1f} filings/h" if s.per_hour else ""
-    table = Table(title=f"batch {report.run_id}: {s.done} done, {s.failed} failed, {s.cached} cached of {s.total} "
-                        f"filings; {s.ratings} ratings ({s.failed_ratings} failed), {s.calls_made} model calls made; "
-                        f"{report.seconds:.1f}s{rate}", title_justify="left")
-    table.add_column("failed filing", overflow="fold")
-    table.add_column("error", overflow="fold")
-    for o in report.failures:
-        table.add_row(o["label"], o["error"] or "")
-    return table

@@ -337,7 +337,8 @@ def batch(
     as_json: bool = typer.Option(False, "--json", help="Print the report (counts, one row per filing) as JSON."),
 ) -> None:
     """Rate many filings, here or on a Ray cluster; re-runs and resumes are served from the results store."""
-    from filinglens.batch import RichBatchProgress, prepare, report_table, run_batch
+    from filinglens.batch import prepare, run_batch
+    from filinglens.display import RichBatchProgress, batch_table
 
     units, spec, label = prepare(
         paths or [], tickers_file=tickers_file, years=years, suite=suite, categories=category or [],
@@ -350,7 +351,7 @@ def batch(
     if as_json:
         print_json(report.to_dict())
     else:
-        console.print(report_table(report))
+        console.print(batch_table(report))
     if report.failures:
         raise typer.Exit(1)
 

@@ -324,3 +324,74 @@ def ratings_table(ratings: Sequence[Rating]):
             evidence, f"{r.model_calls} ({r.cached_calls})"]
         table.add_row(*row)
     return table
+
+
+# ---------------------------------------------------------------------- from batch.py
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    seconds = int(seconds)
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+def progress_line(stats) -> str:
+    """``12/40 filings: 10 done, 1 failed, 1 cached · 95.0/h · ETA 17m40s``."""
+    rate = f"{stats.per_hour:.1f} filings/h" if stats.per_hour else "- filings/h"
+    return (f"{stats.finished}/{stats.total} filings: {stats.done} done, {stats.failed} failed, "
+            f"{stats.cached} cached · {rate} · ETA {_duration(stats.eta_s)}")
+
+
+class RichBatchProgress:
+    """A rich progress bar for ``run_batch`` (a ``batch.BatchProgress``): counts, throughput and ETA;
+    one line per finished filing."""
+
+    def __init__(self, console=None) -> None:
+        self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                  TimeElapsedColumn(), console=console, transient=True)
+        self._task = None
+
+    def __enter__(self) -> "RichBatchProgress":
+        self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._progress.__exit__(*exc)
+
+    def _ensure(self, stats) -> None:
+        if self._task is None:
+            self._task = self._progress.add_task("batch", total=stats.total)
+
+    def started(self, stats, info: dict) -> None:
+        self._ensure(stats)
+        self._progress.console.print(
+            f"batch {info['run_id']}: {stats.total} filings, {stats.cached} served from the store, "
+            f"{stats.dispatched} to rate · executor {info['executor']} ({info['workers']} worker(s)) · "
+            f"index: {escape(info['index'])}", highlight=False)
+        self._progress.update(self._task, completed=stats.finished, description=progress_line(stats))
+
+    def unit_finished(self, outcome: dict, stats) -> None:
+        self._ensure(stats)
+        self._progress.update(self._task, completed=stats.finished, description=progress_line(stats))
+        if outcome["status"] == "failed":
+            self._progress.console.print(f"[red]failed[/] {escape(outcome['label'])}: {escape(outcome['error'] or '')}",
+                                         highlight=False)
+        elif outcome["status"] == "done":
+            self._progress.console.print(
+                f"done   {escape(outcome['label'])}: {outcome['ratings']} ratings, {outcome['seconds'] or 0:.1f}s"
+                f" on {outcome['worker']}", highlight=False)
+
+
+def batch_table(report):
+    """A rich table of the filings that failed, with their errors, under a summary title."""
+    s = report.stats
+    rate = f", {s.per_hour:.1f} filings/h" if s.per_hour else ""
+    table = Table(title=f"batch {report.run_id}: {s.done} done, {s.failed} failed, {s.cached} cached of {s.total} "
+                        f"filings; {s.ratings} ratings ({s.failed_ratings} failed), {s.calls_made} model calls made; "
+                        f"{report.seconds:.1f}s{rate}", title_justify="left")
+    table.add_column("failed filing", overflow="fold")
+    table.add_column("error", overflow="fold")
+    for o in report.failures:
+        table.add_row(escape(o["label"]), escape(o["error"] or ""))
+    return table

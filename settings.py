@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     openai_base_url: Optional[str] = Field(None, description="any OpenAI-compatible server (vLLM, `llama_cpp.server`)",
                                            **_no_prefix("OPENAI_BASE_URL"))
     ollama_host: Optional[str] = Field(None, description="Ollama server for `ollama:MODEL`", **_no_prefix("OLLAMA_HOST"))
+    ray_address: Optional[str] = Field(None, description="`filinglens batch --executor ray`: the Ray cluster to use "
+                                                         "(default: a local runtime on loopback)",
+                                       **_no_prefix("RAY_ADDRESS"))
 
 
 def get() -> Settings:

@@ -92,6 +92,7 @@ wall = time.perf_counter() - t0
 print(json.dumps({{"wall_s": wall, "report": report.to_dict()}}))
 """
     t0 = time.perf_counter()
+    load_before = os.getloadavg()[0]
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=3600)
     if proc.returncode != 0:
         raise RuntimeError(f"{name} failed: {proc.stderr[-3000:]}")
@@ -101,7 +102,9 @@ print(json.dumps({{"wall_s": wall, "report": report.to_dict()}}))
     n = len(paths)
     per_filing = [f["seconds"] for f in report["filings"]]
     return {
-        "name": name, "executor": executor, "workers": workers, "threads": threads or os.cpu_count(),
+        "name": name, "executor": executor, "workers": workers,
+        "threads_per_filing": 1 if executor == "ray" else (threads or os.cpu_count()),
+        "load_avg_1min": [round(load_before, 1), round(os.getloadavg()[0], 1)],
         "filings": n, "wall_s": round(data["wall_s"], 1), "process_s": round(time.perf_counter() - t0, 1),
         "per_hour": round(n / data["wall_s"] * 3600, 1), "s_per_filing_wall": round(data["wall_s"] / n, 1),
         "s_per_filing_in_worker": round(statistics.mean(per_filing), 1),
@@ -123,6 +126,16 @@ def ray_overheads(result_bytes: int) -> dict:
     def echo(payload: bytes) -> bytes:
         return payload
 
+    @ray.remote(num_cpus=1)
+    def cold_start() -> float:
+        t0 = time.perf_counter()
+        from filinglens.batch import rate_unit  # noqa: F401  (what a new worker process imports)
+        from filinglens.retrieval.embeddings import get_embedder
+
+        get_embedder().embed_query("warm up")
+        return time.perf_counter() - t0
+
+    worker_start_s = ray.get(cold_start.remote())
     payload = os.urandom(result_bytes)
     ray.get([echo.remote(payload) for _ in range(4)])  # warm the worker processes
     n = 50
@@ -132,7 +145,7 @@ def ray_overheads(result_bytes: int) -> dict:
     round_trip_ms = (time.perf_counter() - t0) / n * 1000
     ray.shutdown()
     return {"runtime_start_s": round(start_s, 2), "task_round_trip_ms": round(round_trip_ms, 2),
-            "result_bytes": result_bytes}
+            "result_bytes": result_bytes, "worker_process_start_s": round(worker_start_s, 2)}
 
 
 def result_size(path: Path) -> int:
@@ -166,7 +179,8 @@ def llama_server(path: Path) -> dict:
     log = open(tempfile.mktemp(suffix=".log"), "wb")
     server = subprocess.Popen(
         [sys.executable, "-m", "llama_cpp.server", "--model", str(model_path("local")), "--model_alias", "qwen",
-         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096", "--n_threads", "2"],
+         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096", "--n_threads", "2",
+         "--n_threads_batch", "2"],  # its default uses half the CPUs for the prompt
         stdout=log, stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}/v1"
@@ -181,26 +195,17 @@ def llama_server(path: Path) -> dict:
                 pass
             assert time.monotonic() < deadline, "llama_cpp.server did not start"
             time.sleep(0.5)
-        text = path.read_text(errors="replace")
-        import re
-
-        words = re.sub(r"<[^>]+>|&[a-z#0-9]+;", " ", text).split()
         prefill, decode = [], []
-        for i in range(3):  # distinct prompts: no prefix reuse between them
-            chunk = " ".join(words[5000 + i * 900: 5000 + (i + 1) * 900])
-            body = {"model": "qwen", "temperature": 0, "messages": [
-                {"role": "system", "content": "You rate 10-K filings from the evidence given."},
-                {"role": "user", "content": f"<evidence>{chunk}</evidence>\nDoes the company disclose "
-                                            "environmental targets? Answer yes or no."}]}
+        for body in _bodies(path):  # distinct prompts: no prefix reuse between them
+            body["messages"][-1]["content"] += " Then explain your answer in a paragraph."
             t0 = time.perf_counter()
-            r = httpx.post(f"{url}/chat/completions", json=dict(body, max_tokens=1), timeout=600).json()
+            r = httpx.post(f"{url}/chat/completions", json=dict(body, max_tokens=1), timeout=900).json()
             prefill.append((r["usage"]["prompt_tokens"], time.perf_counter() - t0))
-            body["messages"][-1]["content"] += " Then explain in a paragraph."
+            # the same prompt again: llama.cpp reuses the evaluated prompt, so this is generation
             t0 = time.perf_counter()
-            r = httpx.post(f"{url}/chat/completions", json=dict(body, max_tokens=64), timeout=600).json()
+            r = httpx.post(f"{url}/chat/completions", json=dict(body, max_tokens=64), timeout=900).json()
             decode.append((r["usage"]["completion_tokens"], time.perf_counter() - t0))
         prompt_tps = sum(t for t, _ in prefill) / sum(s for _, s in prefill)
-        # the second request shares the first's prefix (llama.cpp reuses it): its time is mostly generation
         gen_tps = sum(t for t, _ in decode) / sum(s for _, s in decode)
 
         # one real v2 rating through the endpoint (the rating chain, hosted yes/no path)
@@ -214,8 +219,22 @@ def llama_server(path: Path) -> dict:
         wall = time.perf_counter() - t0
         [filing] = report.outcomes
         rows = Store().ratings(report.run_id)
+        server.terminate()
+        server.wait(timeout=20)
+        # the same prompts in this process (the embedded model's settings), for the ratio
+        from filinglens.agents.providers.local import load_llama
+
+        llama = load_llama("local", 4096)
+        inproc = []
+        for body in _bodies(path):
+            t0 = time.perf_counter()
+            r = llama.create_chat_completion(messages=body["messages"], max_tokens=1, temperature=0)
+            inproc.append((r["usage"]["prompt_tokens"], time.perf_counter() - t0))
+        inproc_tps = sum(t for t, _ in inproc) / sum(s for _, s in inproc)
         return {
             "prompt_tokens_per_s": round(prompt_tps, 1), "generation_tokens_per_s": round(gen_tps, 1),
+            "in_process_prompt_tokens_per_s": round(inproc_tps, 1),
+            "server_vs_in_process": round(prompt_tps / inproc_tps, 2), "load_avg_1min": round(os.getloadavg()[0], 1),
             "prefill_samples": prefill, "decode_samples": decode,
             "v2_rating_via_endpoint": {"status": filing["status"], "error": filing["error"],
                                        "filing_s": filing["seconds"], "wall_s": round(wall, 1),
@@ -225,12 +244,28 @@ def llama_server(path: Path) -> dict:
                                        "tokens_out": rows[0]["tokens_out"] if rows else None},
         }
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        if server.poll() is None:
+            server.terminate()
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                server.kill()
         log.close()
+
+
+def _bodies(path: Path) -> list[dict]:
+    """Three rating-sized chat requests (~1,100 prompt tokens of a real filing each, a yes/no question)."""
+    import re
+
+    words = re.sub(r"<[^>]+>|&[a-z#0-9]+;", " ", path.read_text(errors="replace")).split()
+    out = []
+    for i in range(3):
+        chunk = " ".join(words[5000 + i * 900: 5000 + (i + 1) * 900])
+        out.append({"model": "qwen", "temperature": 0, "messages": [
+            {"role": "system", "content": "You rate 10-K filings from the evidence given."},
+            {"role": "user", "content": f"<evidence>{chunk}</evidence>\nDoes the company disclose "
+                                        "environmental targets? Answer yes or no."}]})
+    return out
 
 
 def projection(overhead_s: float, server: dict | None) -> list[dict]:
@@ -239,17 +274,20 @@ def projection(overhead_s: float, server: dict | None) -> list[dict]:
     per_filing_embedded = INDEX_S + CATEGORIES * RATE_S + overhead_s
     for workers in (1, 4, 16, 64):
         rows.append({"setup": "embedded model in each worker (2 cores)", "workers": workers,
-                     "per_filing_s": round(per_filing_embedded, 1), "bottleneck": "workers",
+                     "per_filing": f"{per_filing_embedded:.0f} s in a worker", "bottleneck": "workers",
                      "hours": round(N_FILINGS * per_filing_embedded / workers / 3600, 1)})
     tokens = CATEGORIES * TOKENS_PER_CATEGORY
     if server:
-        cpu_endpoint_s = tokens / server["prompt_tokens_per_s"]  # prefill dominates: 1 output token per call
-        for workers, endpoints in ((4, 4), (16, 16)):
+        # the same engine on the same cores: per category the embedded model's time over the measured
+        # server/in-process prompt-speed ratio (prefill dominates: one output token per yes/no call)
+        cpu_endpoint_s = CATEGORIES * RATE_S / server["server_vs_in_process"]
+        for workers, endpoints in ((4, 12), (16, 48)):
             index_h = N_FILINGS * (INDEX_S + overhead_s) / workers / 3600
             model_h = N_FILINGS * cpu_endpoint_s / endpoints / 3600
-            rows.append({"setup": f"llama_cpp.server on 2 cores (measured {server['prompt_tokens_per_s']:.0f} "
-                                  f"prompt tok/s) x {endpoints} endpoints", "workers": workers,
-                         "per_filing_s": round(INDEX_S + overhead_s + cpu_endpoint_s, 1),
+            rows.append({"setup": f"{endpoints} llama_cpp.server endpoints, 2 cores each "
+                                  f"(x{server['server_vs_in_process']:.2f} the embedded model's speed)",
+                         "workers": workers,
+                         "per_filing": f"{INDEX_S + overhead_s:.0f} s in a worker + {cpu_endpoint_s:.0f} s on an endpoint",
                          "bottleneck": "endpoints" if model_h > index_h else "indexing",
                          "hours": round(max(index_h, model_h), 1)})
     gpu_s = tokens / GPU_TOKENS_PER_S
@@ -257,7 +295,7 @@ def projection(overhead_s: float, server: dict | None) -> list[dict]:
         index_h = N_FILINGS * (INDEX_S + overhead_s) / workers / 3600
         model_h = N_FILINGS * gpu_s / 3600
         rows.append({"setup": f"one GPU endpoint (vLLM, published {GPU_TOKENS_PER_S:,.0f} tok/s)", "workers": workers,
-                     "per_filing_s": round(INDEX_S + overhead_s + gpu_s, 1),
+                     "per_filing": f"{INDEX_S + overhead_s:.0f} s in a worker + {gpu_s:.2f} s on the GPU",
                      "bottleneck": "endpoint" if model_h > index_h else "indexing",
                      "hours": round(max(index_h, model_h), 1)})
     return rows
@@ -267,12 +305,22 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--filings", type=int, default=3)
     parser.add_argument("--skip-server", action="store_true", help="Do not measure llama_cpp.server.")
+    parser.add_argument("--server-only", action="store_true",
+                        help="Measure llama_cpp.server again and update the projection of the last results.")
     args = parser.parse_args()
     # the assembled model weights are kept between runs (the data homes here are temporary)
     os.environ.setdefault("FILINGLENS_MODELS", str(Path.home() / ".filinglens" / "models"))
     from filinglens.settings import shared_dir
 
     paths = [shared_dir() / "data" / "filings" / "html" / name for name in FILINGS[: args.filings]]
+    if args.server_only:
+        results = json.loads(OUT.read_text())
+        results["llama_cpp_server"] = server = llama_server(paths[0])
+        print(json.dumps({k: v for k, v in server.items() if "samples" not in k}), flush=True)
+        results["projection"] = projection(results["ray_overhead"]["task_round_trip_ms"] / 1000, server)
+        OUT.write_text(json.dumps(results, indent=2))
+        _tables(results)
+        return
     results: dict = {"machine": {"cpus": os.cpu_count()}, "filings": [p.name for p in paths]}
 
     configs = [("serial, 2 threads", "local", 1, None), ("serial, 1 thread", "local", 1, 1),
@@ -286,24 +334,31 @@ def main() -> None:
     by = {r["name"]: r for r in runs}
     size = result_size(paths[0])
     results["ray_overhead"] = ray_overheads(size)
-    results["ray_overhead"]["per_filing_s"] = round(
+    results["ray_overhead"]["per_filing_vs_serial_1_thread_s"] = round(
         by["ray, 1 worker"]["s_per_filing_wall"] - by["serial, 1 thread"]["s_per_filing_wall"], 1)
     print(json.dumps(results["ray_overhead"]), flush=True)
     server = None if args.skip_server else llama_server(paths[0])
     results["llama_cpp_server"] = server
     if server:
         print(json.dumps({k: v for k, v in server.items() if "samples" not in k}), flush=True)
-    overhead = max(results["ray_overhead"]["per_filing_s"], 0.0)
+    # Ray's cost per filing in the projection: one task round trip with a filing's records (the runtime and
+    # each worker process start once per batch: seconds, not hours)
+    overhead = results["ray_overhead"]["task_round_trip_ms"] / 1000
     results["projection"] = projection(overhead, server)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(results, indent=2))
+    _tables(results)
 
-    print("\n| run | filings/h | s per filing (wall) | s per filing (in worker) |\n|---|---|---|---|")
+
+def _tables(results: dict) -> None:
+    runs = results["runs"]
+    print("\n| run | filings/h | s per filing (wall) | s per filing (in worker) | load avg |\n|---|---|---|---|---|")
     for r in runs:
-        print(f"| {r['name']} | {r['per_hour']:.0f} | {r['s_per_filing_wall']:.1f} | {r['s_per_filing_in_worker']:.1f} |")
-    print("\n| setup | workers | s per filing | bottleneck | 5,000 filings |\n|---|---|---|---|---|")
+        print(f"| {r['name']} | {r['per_hour']:.0f} | {r['s_per_filing_wall']:.1f} | {r['s_per_filing_in_worker']:.1f} "
+              f"| {r['load_avg_1min'][0]}–{r['load_avg_1min'][1]} |")
+    print("\n| setup | workers | per filing | bottleneck | 5,000 filings |\n|---|---|---|---|---|")
     for p in results["projection"]:
-        print(f"| {p['setup']} | {p['workers']} | {p['per_filing_s']} | {p['bottleneck']} | {p['hours']} h |")
+        print(f"| {p['setup']} | {p['workers']} | {p['per_filing']} | {p['bottleneck']} | {p['hours']} h |")
 
 
 if __name__ == "__main__":
