@@ -55,9 +55,11 @@ Reliability (several processes, kill -9, damaged files):
 
 from __future__ import annotations
 
+import atexit
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import re
 import sqlite3
@@ -87,6 +89,7 @@ REPAIR_HINT = "run `filinglens ingest --repair` to move it aside and rebuild it 
 SQLITE_NAME = "chroma.sqlite3"
 
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+_log = logging.getLogger("filinglens.index")
 
 
 # --------------------------------------------------------------------------- records
@@ -736,7 +739,9 @@ class ChunkStore:
                 _HELD_LOCKS.pop(lock_path, None)
                 self._lock_state = None
                 if state["dirty"] and self._local is not None:
-                    _write_segment_record(self.root, {"state": "clean", "files": _segment_sums(self.root)})
+                    record = {"state": "clean", "files": _segment_sums(self.root)}
+                    _write_segment_record(self.root, record)
+                    self._local.expected_record = record
                     self._local.stamp()  # readers and the next writer reload what was written
         finally:
             try:
@@ -1059,6 +1064,8 @@ class _LocalClient:
         self.client = None
         self.generation = 0
         self.seen: str | None = None
+        self.expected_record: dict | None = None  # the segment record as this process last saw or wrote it
+        atexit.register(self.bless)
 
     def read_token(self) -> str | None:
         try:
@@ -1071,11 +1078,38 @@ class _LocalClient:
         damage = check_segments(self.path.parent)
         if damage:  # checked before Chroma loads the files: damaged ones can crash it
             raise IndexDamagedError(f"the index at {self.path} is damaged or lost ({damage}): {REPAIR_HINT}")
+        self.expected_record = _read_segment_record(self.path.parent)
         self.client = _persistent_client(self.path)
         self.seen = token
         self.generation += 1
 
+    def bless(self) -> None:
+        """Record the vector files as good if only this process's Chroma changed them since it loaded them.
+
+        Chroma flushes its log into the vector files when a reader loads a
+        collection another process wrote; recording the result here spares the
+        next process a canary check (see :func:`check_segments`).
+        """
+        if self.client is None or not self.expected_record or self.expected_record.get("state") != "clean":
+            return
+        if not self.path.is_dir():
+            return  # moved aside or removed
+        try:
+            if _read_segment_record(self.path.parent) != self.expected_record:
+                return  # a writer recorded something newer (or is writing): not ours to bless
+            sums = _segment_sums(self.path.parent)
+            before = self.expected_record.get("files") or {}
+            if not set(before) <= set(sums) or any(size == 0 for size, _ in sums.values()):
+                return  # files vanished or were emptied: that is no flush, leave it to the check
+            if sums != before:
+                record = {"state": "clean", "files": sums}
+                _write_segment_record(self.path.parent, record)
+                self.expected_record = record
+        except OSError:
+            pass
+
     def close(self) -> None:
+        self.bless()
         if self.client is not None:
             try:
                 self.client.close()
@@ -1282,6 +1316,7 @@ def run_canary(chroma_dir: Path, timeout: float = 300) -> str | None:
 
     if not (chroma_dir / SQLITE_NAME).is_file():
         return None
+    _log.info("checking the vector index at %s in a child process", chroma_dir)
     try:
         proc = subprocess.run([sys.executable, "-c", _CANARY, str(chroma_dir)], capture_output=True, text=True,
                               timeout=timeout, env={**os.environ, "ANONYMIZED_TELEMETRY": "False"})
