@@ -269,8 +269,10 @@ def stored_ids(home: Path) -> set[str]:
     rewrite its vector files, which the next process would then have to re-check)."""
     try:
         con = sqlite3.connect(f"file:{home / 'index' / 'chroma' / 'chroma.sqlite3'}?mode=ro", uri=True, timeout=5)
-        try:
-            return {r[0] for r in con.execute("SELECT embedding_id FROM embeddings")}
+        try:  # applied to the metadata segment, or still in Chroma's log (applied when next opened)
+            ids = {r[0] for r in con.execute("SELECT embedding_id FROM embeddings")}
+            ids |= {r[0] for r in con.execute("SELECT id FROM embeddings_queue WHERE operation IN (0, 2)")}
+            return ids
         finally:
             con.close()
     except sqlite3.Error:
@@ -449,10 +451,14 @@ def kill_rate(work: Path, filings: list[Path], trials: int, rng: random.Random, 
     reference = {x["cell_key"]: (x["status"], x["score"]) for x in ref["ratings"][ref["runs"][-1]["id"]]}
     assert all(s == "ok" for s, _ in reference.values()), "the reference batch has failed ratings"
     lo, hi = max(0.2, cal["first"] - 0.5), cal["last"] + 0.5
+    span = max(0.05, cal["last"] - cal["first"])
     rows = []
     for n in range(trials):
         home = copy_home(base, work / f"rate-{n}")
-        kills = [run_and_kill(home, args, rng.uniform(lo, hi))]
+        if n % 4 == 1:  # at a random time around the batch
+            kills = [run_and_kill(home, args, rng.uniform(lo, hi))]
+        else:  # after the first rating is saved, at a random moment of the batch
+            kills = [kill_after_event(home, args, ratings_watch(home), rng.uniform(0, span))]
         if n % 4 == 3:
             kills.append(run_and_kill(home, args, rng.uniform(lo, hi)))
         final = run(home, args)
@@ -677,8 +683,10 @@ def summarize(result: dict) -> list[tuple[str, str]]:
     t = result.get("rate_kill", {}).get("trials", [])
     if t:
         mid = sum(1 for r in t if r["mid_batch"])
+        killed = sum(1 for r in t if any(r["killed"]))
         lines.append(("kill -9 during a rating batch",
-                      f"{len(t)} trials ({mid} killed mid-batch), {sum(r['recovered'] for r in t)} recovered, "
+                      f"{len(t)} trials ({killed} killed, {mid} of them with the batch half-saved), "
+                      f"{sum(r['recovered'] for r in t)} recovered, "
                       f"{sum(r['lost_or_wrong'] for r in t)} ratings lost, {sum(r['duplicated'] for r in t)} "
                       f"duplicated ({result['rate_kill']['reference_ratings']} ratings per batch)"))
     t = result.get("concurrency", {}).get("rounds", [])
