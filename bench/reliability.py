@@ -264,6 +264,21 @@ def read_index(home: Path, embedder: str = HASH_EMBEDDER) -> dict:
         close_local_clients()
 
 
+def stored_ids(home: Path) -> set[str]:
+    """Chunk ids in ``chroma.sqlite3``, read with SQLite alone (Chroma is not loaded: a read by Chroma can
+    rewrite its vector files, which the next process would then have to re-check)."""
+    try:
+        con = sqlite3.connect(f"file:{home / 'index' / 'chroma' / 'chroma.sqlite3'}?mode=ro", uri=True, timeout=5)
+        try:  # applied to the metadata segment, or still in Chroma's log (applied when next opened)
+            ids = {r[0] for r in con.execute("SELECT embedding_id FROM embeddings")}
+            ids |= {r[0] for r in con.execute("SELECT id FROM embeddings_queue WHERE operation IN (0, 2)")}
+            return ids
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return set()
+
+
 def compare(state: dict, expected: dict[str, str], exact_vectors: bool) -> dict:
     """Differences between the stored index and a clean ingest."""
     stored = state["chunks"]
@@ -300,6 +315,19 @@ def copy_home(base: Path, dest: Path, *, results: bool = True) -> Path:
         shutil.rmtree(dest)
     shutil.copytree(base, dest, ignore=None if results else shutil.ignore_patterns("results.db*"))
     return dest
+
+
+def pending_watch(home: Path):
+    """Changes when an ingest stores its first batch of chunks (its pending marker appears) and when it ends."""
+    manifests = home / "index" / "manifests"
+
+    def watch():
+        try:
+            return tuple(sorted(p.name for p in manifests.glob("*/*") if p.is_file()))
+        except OSError:
+            return ()
+
+    return watch
 
 
 def token_watch(home: Path):
@@ -341,7 +369,7 @@ def ratings_watch(home: Path):
 
 
 def kill_ingest(work: Path, filings: list[Path], base_filing: Path, trials: int, rng: random.Random,
-                embedder: str = HASH_EMBEDDER, label: str = "hash") -> dict:
+                embedder: str = HASH_EMBEDDER, label: str = "hash", watcher=token_watch) -> dict:
     base = work / f"ingest-base-{label}"
     base.mkdir(parents=True)
     if base_filing is not None:
@@ -350,7 +378,7 @@ def kill_ingest(work: Path, filings: list[Path], base_filing: Path, trials: int,
     windows = {}
     for f in filings[: min(len(filings), trials)]:
         home = copy_home(base, work / "calib")
-        windows[f] = calibrate(home, ["ingest", str(f), "--json"], token_watch(home), embedder)
+        windows[f] = calibrate(home, ["ingest", str(f), "--json"], watcher(home), embedder)
         windows[f].pop("run")
     rows = []
     for n in range(trials):
@@ -361,11 +389,13 @@ def kill_ingest(work: Path, filings: list[Path], base_filing: Path, trials: int,
         if n % 4 == 1:  # at a random time of the whole run (start-up, parsing, writing, exit)
             kills = [run_and_kill(home, args, rng.uniform(0.2, w["total"]), embedder)]
         else:  # at a random moment of the write window, timed from the first write
-            kills = [kill_after_event(home, args, token_watch(home), rng.uniform(0, 1.2 * (w["last"] - w["first"])),
+            kills = [kill_after_event(home, args, watcher(home), rng.uniform(0, 1.2 * (w["last"] - w["first"])),
                                       embedder)]
-        at_kill = read_index(home, embedder)
+        at_kill = stored_ids(home)
         exp_f = expected_chunks(f)
-        stored_f = sum(1 for c in exp_f if c in at_kill["chunks"])
+        stored_f = sum(1 for c in exp_f if c in at_kill)
+        manifest_f = any(set(json.loads(p.read_text()).get("ids", [])) == set(exp_f)
+                         for p in (home / "index" / "manifests").glob("*/*.json"))
         if n % 4 == 3:  # the first re-run is killed too
             kills.append(run_and_kill(home, args, rng.uniform(0.2, w["total"]), embedder))
         final = run(home, args, embedder)
@@ -377,7 +407,7 @@ def kill_ingest(work: Path, filings: list[Path], base_filing: Path, trials: int,
             "trial": n, "filing": f.name, "kill_at": [round(k.seconds, 2) for k in kills],
             "killed": [k.killed for k in kills], "chunks_at_kill": f"{stored_f}/{len(exp_f)}",
             "partial_at_kill": 0 < stored_f < len(exp_f),
-            "manifest_at_kill": any(set(m["ids"]) == set(exp_f) for m in at_kill["manifests"].values()),
+            "manifest_at_kill": manifest_f,
             "rerun_rc": final.rc, "traceback": final.traceback or any(k.traceback for k in kills), **cmp,
             "recovered": final.rc == 0 and cmp["equal"] and not final.traceback,
         })
@@ -421,10 +451,14 @@ def kill_rate(work: Path, filings: list[Path], trials: int, rng: random.Random, 
     reference = {x["cell_key"]: (x["status"], x["score"]) for x in ref["ratings"][ref["runs"][-1]["id"]]}
     assert all(s == "ok" for s, _ in reference.values()), "the reference batch has failed ratings"
     lo, hi = max(0.2, cal["first"] - 0.5), cal["last"] + 0.5
+    span = max(0.05, cal["last"] - cal["first"])
     rows = []
     for n in range(trials):
         home = copy_home(base, work / f"rate-{n}")
-        kills = [run_and_kill(home, args, rng.uniform(lo, hi))]
+        if n % 4 == 1:  # at a random time around the batch
+            kills = [run_and_kill(home, args, rng.uniform(lo, hi))]
+        else:  # after the first rating is saved, at a random moment of the batch
+            kills = [kill_after_event(home, args, ratings_watch(home), rng.uniform(0, span))]
         if n % 4 == 3:
             kills.append(run_and_kill(home, args, rng.uniform(lo, hi)))
         final = run(home, args)
@@ -649,8 +683,10 @@ def summarize(result: dict) -> list[tuple[str, str]]:
     t = result.get("rate_kill", {}).get("trials", [])
     if t:
         mid = sum(1 for r in t if r["mid_batch"])
+        killed = sum(1 for r in t if any(r["killed"]))
         lines.append(("kill -9 during a rating batch",
-                      f"{len(t)} trials ({mid} killed mid-batch), {sum(r['recovered'] for r in t)} recovered, "
+                      f"{len(t)} trials ({killed} killed, {mid} of them with the batch half-saved), "
+                      f"{sum(r['recovered'] for r in t)} recovered, "
                       f"{sum(r['lost_or_wrong'] for r in t)} ratings lost, {sum(r['duplicated'] for r in t)} "
                       f"duplicated ({result['rate_kill']['reference_ratings']} ratings per batch)"))
     t = result.get("concurrency", {}).get("rounds", [])
@@ -707,8 +743,8 @@ def main() -> None:
                                                        (netflix_pdf, ibm, commonwealth)][: args.rounds])),
             ("damage", lambda: {"cases": []} if args.no_damage else damage(work, [ibm, medicis, commonwealth, gainsco],
                                                                              ibm, rng)),
-            ("ingest_kill_real", lambda: kill_ingest(work, [medicis, ibm], None, args.real_trials, rng,
-                                                     embedder=REAL_EMBEDDER, label="real")
+            ("ingest_kill_real", lambda: kill_ingest(work, [medicis], None, args.real_trials, rng,
+                                                     embedder=REAL_EMBEDDER, label="real", watcher=pending_watch)
              if args.real_trials else {"trials": []}),
         ]
         for name, stage in stages:

@@ -369,6 +369,35 @@ def test_a_writer_with_a_stale_client_does_not_overwrite_another_processes_vecto
     assert len(fresh.collection.query(query_embeddings=[probe], n_results=total, include=[])["ids"][0]) == total
 
 
+def test_damaged_vector_segment_file_is_a_clear_error_not_a_segfault(home, tmp_path, monkeypatch):
+    """Chroma's native loader crashes (SIGSEGV) on a damaged vector file: the files are checked first."""
+    exec(_HASH_EMBEDDER, {})
+    monkeypatch.setenv("FILINGLENS_EMBEDDINGS", "test-hash32")
+    doc = small_10k(tmp_path / "big-10-k-2023.html", "Bigco", paragraphs=8000)  # enough for Chroma to persist
+    ingest([doc])
+    index_mod.close_local_clients()
+    [data] = (home / "index" / "chroma").glob("*/data_level0.bin")
+    raw = bytearray(data.read_bytes())
+    raw[len(raw) * 3 // 4:] = np.random.default_rng(5).integers(0, 256, len(raw) - len(raw) * 3 // 4,
+                                                                  dtype=np.uint8).tobytes()
+    data.write_bytes(bytes(raw))
+    script = tmp_path / "cli.py"
+    script.write_text(_HASH_EMBEDDER + "import sys\nfrom filinglens.cli import app\napp(args=sys.argv[1:], "
+                      "prog_name='filinglens')\n")
+    env = child_env(home) | {"FILINGLENS_EMBEDDINGS": "test-hash32", "COLUMNS": "400"}
+    search = subprocess.run([sys.executable, str(script), "search", "widgets"], env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert search.returncode == 2, (search.returncode, search.stderr[-1000:])  # not -11
+    assert "crashes Chroma" in search.stderr and "ingest --repair" in search.stderr
+    repaired = subprocess.run([sys.executable, str(script), "ingest", "--repair", "--json"], env=env,
+                              capture_output=True, text=True, timeout=600)
+    assert repaired.returncode == 0, repaired.stderr[-1000:]
+    assert [r["status"] for r in json.loads(repaired.stdout)] == ["rebuilt"]
+    assert subprocess.run([sys.executable, str(script), "search", "widgets"], env=env, capture_output=True,
+                          timeout=300).returncode == 0
+    assert stored_chunks(open_store(create=False)) == clean_chunks(doc)
+
+
 # --------------------------------------------------------------------------- kill -9
 
 
