@@ -81,3 +81,22 @@ def test_question_answered_with_citations_from_the_filing(home, shared, tmp_path
         assert answer.citations and answer.citations[0].citation.startswith("AAPL")
     else:  # a small model may decline; it must then say so, not guess
         assert "not contain enough evidence" in answer.answer
+
+
+def test_v5_confidence_grounded_in_the_filings_facts_with_the_local_model(home, shared, tmp_path):
+    """Prompt v5 on Apple FY2024: the iXBRL figures decide growth (revenue +2.0%, net income down), the
+    local model answers the outlook question from P(yes), and the facts are cited in the rating."""
+    store = Store(tmp_path / "results.db")
+    [target] = _targets(shared)
+    _, [rating] = run_ratings([target], ["confidence"], model_id="local", prompt_version="v5", store=store)
+    assert rating.status == "ok", rating.error
+    by_id = {i["id"]: i for i in rating.indicators}
+    assert by_id["revenue_growth"]["source"] == "fact" and by_id["net_loss"]["value"] == 0.0
+    assert by_id["outlook"]["source"] == "model" and 0.0 <= by_id["outlook"]["value"] <= 1.0
+    revenue = next(f for f in rating.facts if f["fact"] == "revenue")
+    assert (revenue["current"], revenue["prior"]) == (391_035e6, 383_285e6)
+    assert rating.model_calls == 1 and rating.score == 1  # the reference label: 1 (stable, modest growth)
+    assert rating.interval[0] <= rating.expected_score <= rating.interval[1]
+    assert all(q["verified"] for q in rating.quotes)
+    _, [again] = run_ratings([target], ["confidence"], model_id="local", prompt_version="v5", store=store)
+    assert again.cached_calls == again.model_calls == 1 and again.expected_score == rating.expected_score

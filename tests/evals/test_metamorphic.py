@@ -183,6 +183,27 @@ def test_yesno_method_valid_rater(tmp_path):
     assert by["remove_topic"].variant_expected == 0.0 and by["remove_topic"].went_down
 
 
+def test_indicators_method_v5_valid_rater(tmp_path):
+    def indicators(messages):
+        ev, question = evidence_text(messages).lower(), messages[-1].content.split("Question about", 1)[1]
+        if "own environmental sustainability" in question:
+            return "yes" if any(w in ev for w in ENV_WORDS) else "no"
+        if "dated environmental target" in question:
+            return "yes" if "by 2040" in ev else "no"
+        if "actions already taken" in question:
+            return "yes" if "invested" in ev and "renewable" in ev else "no"
+        return "no"
+
+    report, _, _ = run(tmp_path, indicators, version="v5")
+    base = report.baselines[0]
+    assert base["expected_score"] == pytest.approx(1.7) and base["score"] == 2
+    assert outcomes(report) == {c: "pass" for c in ALL_CHECKS}
+    by = {r.check: r for r in report.results}
+    # v5 cites, per deciding question, the closest evidence sentence: c1 (target and investment) and c2
+    assert "c1" in by["remove_cited"].detail["removed"] and by["remove_cited"].went_down
+    assert by["remove_topic"].variant_expected == 0.0 and by["remove_topic"].went_down
+
+
 # ----------------------------------------------------------------------------- invalid raters are caught
 
 def test_a_rater_that_follows_instructions_is_caught_by_the_paraphrase_only(tmp_path):
