@@ -22,6 +22,7 @@ from filinglens.agents.evidence import EvidenceItem
 from filinglens.agents.rating import Rating, RatingChain, Target, rate_many
 from filinglens.errors import FilingLensError, InputError
 from filinglens.prompts.loader import RatingPrompt
+from filinglens.processes import pid_alive
 from filinglens.retrieval.filing import parse_years
 from filinglens.store import Store
 
@@ -675,11 +676,8 @@ def job_alive(run: dict) -> bool:
     job = _config(run).get("job") or {}
     if job.get("pid") is None:
         return False
-    if job.get("host") == socket.gethostname() and job.get("pid") != os.getpid():
-        try:
-            os.kill(int(job["pid"]), 0)
-        except (OSError, ValueError):
-            return False
+    if job.get("host") == socket.gethostname() and job.get("pid") != os.getpid() and not pid_alive(job["pid"]):
+        return False
     return _now() - float(job.get("heartbeat") or 0) < JOB_STALE_S
 
 

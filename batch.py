@@ -63,6 +63,7 @@ from typing import Any, Callable, Iterable, Sequence
 from urllib.parse import urlparse
 
 from filinglens.errors import ConfigError, FilingLensError, IndexStoreError, InputError
+from filinglens.processes import pid_alive
 from filinglens.store import Store, json_hash
 
 EXECUTORS = ("local", "ray")
@@ -329,19 +330,9 @@ def _scratch_root() -> Path:
     base = Path(tempfile.gettempdir()) / SCRATCH_DIR
     base.mkdir(parents=True, exist_ok=True)
     for old in base.iterdir():
-        if old.name.isdigit() and int(old.name) != os.getpid() and not _alive(int(old.name)):
+        if old.name.isdigit() and int(old.name) != os.getpid() and not pid_alive(int(old.name)):
             shutil.rmtree(old, ignore_errors=True)
     return base / str(os.getpid())
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _index(options: dict):

@@ -162,12 +162,7 @@ def _cut_points(text: str, start: int, end: int, target: int, kind: str) -> list
         pieces.append((pos, cut))
         pos = cut
     pieces.append((pos, len(segment)))
-    out = []
-    for a, b in pieces:
-        a, b = _trim(text, start + a, start + b)
-        if b > a:
-            out.append((a, b))
-    return out
+    return _trimmed_spans(text, start, pieces)
 
 
 def _paragraph_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:
@@ -179,6 +174,11 @@ def _paragraph_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:
         spans.append((pos, m.start()))
         pos = m.end()
     spans.append((pos, len(segment)))
+    return _trimmed_spans(text, start, spans)
+
+
+def _trimmed_spans(text: str, start: int, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """``spans`` (relative to ``start``) made absolute, whitespace trimmed, empty ones dropped."""
     out = []
     for a, b in spans:
         a, b = _trim(text, start + a, start + b)

@@ -87,6 +87,7 @@ import numpy as np
 
 from filinglens import settings
 from filinglens.errors import ConfigError, FilingLensError, IndexDamagedError, IndexStoreError
+from filinglens.processes import pid_alive
 from filinglens.retrieval.chunking import CHUNKER_VERSION, Chunk, chunk_id
 from filinglens.retrieval.embeddings import ChromaEmbeddingFunction, Embedder, get_embedder
 from filinglens.retrieval.filing import Filing
@@ -686,13 +687,7 @@ class ChunkStore:
             return False
         if pid == os.getpid():
             return (str(self.root), fid) in _SYNCING
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
+        return pid_alive(pid)
 
     def _write_manifest(self, data: dict) -> None:
         with settings.atomic_write(self.manifest_path(data["filing_id"]), "w") as handle:
@@ -1182,13 +1177,8 @@ def _manifest_files(root: Path) -> list[Path]:
     return sorted(base.glob("*/*.json")) if base.is_dir() else []
 
 
-def sqlite_verdict(sqlite: Path) -> str | None:
-    """Why ``chroma.sqlite3`` is damaged according to SQLite (header, ``quick_check``), or None if sound.
-
-    Read-only; a locked database is not called damaged.
-    """
-    if not sqlite.is_file() or sqlite.stat().st_size == 0:
-        return None
+def _sqlite_header_problem(sqlite: Path) -> str | None:
+    """Why ``sqlite`` is not a readable SQLite file (by its 16-byte header), or None."""
     try:
         with open(sqlite, "rb") as handle:
             head = handle.read(16)
@@ -1196,6 +1186,19 @@ def sqlite_verdict(sqlite: Path) -> str | None:
         return f"{sqlite.name} cannot be read: {exc.strerror or exc}"
     if head != b"SQLite format 3\x00":
         return f"{sqlite.name} is corrupted: not a SQLite database"
+    return None
+
+
+def sqlite_verdict(sqlite: Path) -> str | None:
+    """Why ``chroma.sqlite3`` is damaged according to SQLite (header, ``quick_check``), or None if sound.
+
+    Read-only; a locked database is not called damaged.
+    """
+    if not sqlite.is_file() or sqlite.stat().st_size == 0:
+        return None
+    problem = _sqlite_header_problem(sqlite)
+    if problem:
+        return problem
     try:
         con = sqlite3.connect(f"file:{sqlite}?mode=ro", uri=True, timeout=5)
         try:
@@ -1226,14 +1229,7 @@ def inspect_local_index(root: Path) -> str | None:
         return f"{SQLITE_NAME} is missing" if (listed or segments) else None
     if sqlite.stat().st_size == 0:
         return f"{SQLITE_NAME} is empty (0 bytes)" if (listed or segments) else None
-    try:
-        with open(sqlite, "rb") as handle:
-            head = handle.read(16)
-    except OSError as exc:
-        return f"{SQLITE_NAME} cannot be read: {exc.strerror or exc}"
-    if head != b"SQLite format 3\x00":
-        return f"{SQLITE_NAME} is corrupted: not a SQLite database"
-    return check_segments(root)
+    return _sqlite_header_problem(sqlite) or check_segments(root)
 
 
 SEGMENTS_RECORD = ".segments.json"
