@@ -13,8 +13,9 @@ saving each rating as it finishes so an interrupted batch resumes.
 
 from __future__ import annotations
 
+import os
 import re
-
+import socket
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -679,6 +680,24 @@ def job_alive(run: dict) -> bool:
     if job.get("host") == socket.gethostname() and job.get("pid") != os.getpid() and not pid_alive(job["pid"]):
         return False
     return _now() - float(job.get("heartbeat") or 0) < JOB_STALE_S
+
+
+def batch_view(run: dict, store: Store | None = None) -> dict:
+    """A batch run's state for display: status (``interrupted`` when its driver is gone), counts (done,
+    failed, cached of total), throughput and ETA as the driver last saved them, and the failed filings."""
+    store = store or Store()
+    config = _config(run)
+    driver = config.get("driver") or {}
+    status = run["status"]
+    if status == "running" and driver.get("host") == socket.gethostname() and driver.get("pid") != os.getpid() \
+            and driver.get("pid") is not None and not pid_alive(driver["pid"]):
+        status = "interrupted"
+    units = store.batch_units(run["id"])
+    return {"run_id": run["id"], "label": run.get("label"), "status": status, "created_at": run.get("created_at"),
+            "finished_at": run.get("finished_at"), "executor": config.get("executor"),
+            "progress": config.get("progress") or {"total": config.get("filings")},
+            "failed": [{"filing": u.get("label") or u.get("unit_key"), "error": u.get("error")}
+                       for u in units if u.get("status") == "failed"]}
 
 
 def job_view(run: dict, store: Store | None = None) -> dict:

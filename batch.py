@@ -627,10 +627,18 @@ def run_batch(
     stats = BatchStats(total=len(units))
     outcomes: dict[str, dict] = {}
 
+    def save_progress() -> None:
+        """Counts, throughput and ETA in the run, for any reader (the app's batch panel, another shell)."""
+        store.update_run(run_id, config={"progress": stats.to_dict(), "driver": {
+            "pid": os.getpid(), "host": socket.gethostname(), "heartbeat": time.time()}})
+
     def record(outcome: dict) -> None:
         outcomes[outcome["unit_key"]] = outcome
         setattr(stats, outcome["status"], getattr(stats, outcome["status"]) + 1)  # done, failed or cached
+        save_progress()
         progress.unit_finished(outcome, stats)
+
+    save_progress()
 
     # -- cache hits and filings that could not be listed: no dispatch
     in_run = store.finished_cells(run_id)  # cells this run already holds (a resumed run)
@@ -694,8 +702,13 @@ def run_batch(
                                     address=address, retries=retries, cpus_per_task=cpus_per_task,
                                     setup=worker_setup)
     except BaseException:
+        try:
+            save_progress()
+        except Exception:  # the store itself may be what failed: keep the original error
+            pass
         store.finish_run(run_id, "interrupted")
         raise
+    save_progress()
     store.finish_run(run_id, "finished" if not stats.failed else "finished-with-failures")
     ordered = [outcomes[u.key] for u in units if u.key in outcomes]
     return BatchReport(run_id, executor, used_workers, _describe_index(mode, chroma_url), stats, ordered,

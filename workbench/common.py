@@ -198,3 +198,51 @@ def _job_box(v: dict) -> None:
             failed = cells[cells["status"] == "failed"]
             for _, c in failed.head(5).iterrows():
                 st.caption(f"✗ {c['filing']} · {c['category']}: {c['error']}")
+
+
+def batch_panel(limit: int = 5) -> None:
+    """Batch runs (``filinglens batch``, any executor), newest first: filings done / failed / cached of the
+    total, throughput and ETA as their driver saves them (polled while one runs), failed filings with errors."""
+    from filinglens import app
+
+    runs = store().runs("batch")[:limit]
+    if not runs:
+        return
+    active = any(r["status"] == "running" for r in runs)
+
+    @st.fragment(run_every=2.0 if active else None)
+    def panel() -> None:
+        fresh = store()
+        for run in runs:
+            _batch_box(app.batch_view(fresh.run(run["id"]) or run, fresh))
+
+    st.subheader("Batch runs")
+    st.caption("Started with `filinglens batch` (here or on a Ray cluster); the app shows their progress.")
+    panel()
+
+
+def _batch_box(v: dict) -> None:
+    p = v["progress"] or {}
+    total = int(p.get("total") or 0)
+    finished = int(p.get("finished") or 0)
+    with st.container(border=True):
+        st.markdown(f"{status_badge(v['status'])} **{esc(v['label'] or v['run_id'])}** "
+                    f"<span style='color:grey'>{esc(v['run_id'])} · {esc(v.get('executor') or '')}</span>",
+                    unsafe_allow_html=True)
+        parts = [f"{int(p.get('done') or 0)} done", f"{int(p.get('failed') or 0)} failed",
+                 f"{int(p.get('cached') or 0)} cached", f"of {total} filings"]
+        if p.get("per_hour"):
+            parts.append(f"{p['per_hour']:.0f} filings/h")
+        if p.get("eta_s") and v["status"] == "running":
+            parts.append(f"ETA {p['eta_s'] / 60:.0f} min")
+        if total:
+            st.progress(min(finished / total, 1.0), text=" · ".join(parts))
+        else:
+            st.caption(" · ".join(parts))
+        if v["status"] == "interrupted":
+            st.warning("Its driver is gone: run the same `filinglens batch` command again to resume from the store.",
+                       icon=":material/warning:")
+        if v["failed"]:
+            import pandas as pd
+
+            st.dataframe(pd.DataFrame(v["failed"]), width="stretch", hide_index=True)

@@ -294,3 +294,21 @@ def test_ask_page_with_an_empty_question_says_so(wb_home):
     at.button[0].click()
     at.run()
     assert any("question is empty" in e for e in errors(at))
+
+
+def test_a_batch_run_shows_its_counts_and_failed_filings_on_the_filings_page(wb_home, shared, tmp_path):
+    from filinglens.batch import BatchSpec, file_units, run_batch
+
+    bad = tmp_path / "not-a-10k.html"
+    bad.write_text("<html><body><p>FORM 8-K</p><p>CURRENT REPORT</p></body></html>")
+    good = shared / "filings" / "html" / "commonwealth-fund-v-10-k-fy2015-0001376474-16-000635.html"
+    report = run_batch(file_units([good, bad]), BatchSpec(categories=["people"], models=["fake:analyst"]),
+                       label="two filings")
+    assert (report.stats.done, report.stats.failed) == (1, 1)
+    view = app.batch_view(Store().run(report.run_id))
+    assert view["progress"]["finished"] == 2 and view["status"] == "finished-with-failures"
+    at = open_page("filings")
+    bars = [b.proto.text for b in at.get("progress")]
+    assert any("1 done · 1 failed · 0 cached · of 2 filings" in t for t in bars), bars
+    [failed] = at.dataframe[-1].value.to_dict("records")
+    assert failed["filing"] == "not-a-10k.html" and failed["error"].endswith("Form 8-K filing, not a 10-K")

@@ -12,7 +12,7 @@ from filinglens.errors import FilingLensError, InputError
 from filinglens.prompts.loader import categories as all_categories
 from filinglens.workbench.launch import LOCAL_PATHS_ENV
 from filinglens.workbench.common import (
-    ITEMS, guarded, indexed_filings, jobs_panel, model_problem, parse_tickers, pick_model, prompt_versions,
+    ITEMS, batch_panel, guarded, indexed_filings, jobs_panel, model_problem, parse_tickers, pick_model, prompt_versions,
 )
 
 st.title("Filings")
@@ -107,3 +107,4 @@ if submitted:
             st.success(f"Started {run_id}: progress below.", icon=":material/play_arrow:")
 
 jobs_panel(("rate",), title="Rating jobs")
+batch_panel()
