@@ -20,9 +20,9 @@ import importlib
 import logging
 from dataclasses import asdict, dataclass
 from importlib import metadata
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
-from filinglens.agents.providers import COMMON_PARAMS, ModelParams, Provider
+from filinglens.agents.providers import COMMON_PARAMS, TOKEN_PROBABILITIES, ModelParams, Provider, messages_payload
 from filinglens.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -163,6 +163,16 @@ def has_capability(model_id: str, capability: str) -> bool:
     except ConfigError:
         return False
     return capability in prov.capabilities
+
+
+def next_token_probs(model_id: str, messages: Any, candidates: Sequence[str] = ("yes", "no")) -> dict[str, float]:
+    """Probability that ``model_id``'s reply to ``messages`` starts with each of ``candidates``, from
+    its provider's ``token_probs``; ``ConfigError`` when the provider does not declare the capability."""
+    prov, name = _resolve(model_id)
+    if TOKEN_PROBABILITIES not in prov.capabilities or prov.token_probs is None:
+        raise ConfigError(f"model '{model_id}' does not give token probabilities "
+                          f"(its provider '{prov.name}' does not declare {TOKEN_PROBABILITIES})")
+    return prov.token_probs(name, messages_payload(messages), list(candidates))
 
 
 def list_models() -> list[ModelStatus]:
