@@ -10,6 +10,10 @@ any change to what the model sees changes the hash recorded with a rating.
 User prompt directories (``FILINGLENS_PROMPTS``, ``os.pathsep``-separated, or
 ``extra_dirs``) are searched before the built-in one: drop
 ``<dir>/rating/<category>/<version>.yaml`` there to add a category or version.
+A category named without a version (``load_prompt("governance")``) uses
+``DEFAULT_RATING_VERSION`` when it has that version, else its newest one, so a
+new category with only ``v1.yaml`` is rated by ``filinglens rate`` beside the
+others.
 """
 
 from __future__ import annotations
@@ -30,6 +34,9 @@ from filinglens import settings
 from filinglens.errors import ConfigError
 
 BUILTIN_DIR = Path(__file__).parent
+#: The rating prompt version used when none is given (`rate`, suites, the app); a category without it
+#: is rated with its newest version (:func:`default_version`).
+DEFAULT_RATING_VERSION = "v2"
 #: Facts an indicator can read from the filing's own numbers (``filinglens.retrieval.facts``):
 #: relative changes vs the prior year (mapped to [0, 1] by the indicator's ``scale``), and flags (0 or 1).
 FACT_CHANGES = ("revenue_change", "net_income_change", "operating_cash_flow_change")
@@ -229,16 +236,25 @@ def _resolve(category: str, version: str, files: dict, dirs: list[Path], seen: t
     return data
 
 
+def _version_for(category: str, files: dict) -> str:
+    versions = sorted((v for c, v in files if c == category), key=version_key)
+    if not versions:
+        raise ConfigError(f"no prompt category {category!r} (known: {', '.join(sorted({c for c, _ in files}))})")
+    return DEFAULT_RATING_VERSION if DEFAULT_RATING_VERSION in versions else versions[-1]
+
+
+def default_version(category: str, extra_dirs: list[Path] | None = None) -> str:
+    """The version ``category`` is rated with when none is asked for: ``DEFAULT_RATING_VERSION`` when the
+    category has it, else its newest version."""
+    return _version_for(category, _files(prompt_dirs(extra_dirs)))
+
+
 def load_prompt(ref: str, extra_dirs: list[Path] | None = None) -> RatingPrompt:
-    """Load ``category@version`` (``category`` alone means ``v1``) and validate it."""
+    """Load ``category@version`` and validate it; ``category`` alone: its :func:`default_version`."""
     category, _, version = ref.partition("@")
     dirs = prompt_dirs(extra_dirs)
     files = _files(dirs)
-    if not version:
-        versions = sorted((v for c, v in files if c == category), key=version_key)
-        if not versions:
-            raise ConfigError(f"no prompt category {category!r} (known: {', '.join(sorted({c for c, _ in files}))})")
-        version = "v1" if "v1" in versions else versions[0]
+    version = version or _version_for(category, files)
     data = _resolve(category, version, files, dirs)
     template = _template(data.get("method", "direct"), dirs)
     for key, value in template.items():
@@ -287,9 +303,6 @@ class QAPrompt(_PromptFile):
     def ref(self) -> str:
         return f"qa@{self.version}"
 
-
-#: The rating prompt version used when none is given (`rate`, suites, the app).
-DEFAULT_RATING_VERSION = "v2"
 
 #: The QA prompt version used when none is given (`ask`, `eval qa`).
 DEFAULT_QA_VERSION = "v2"
