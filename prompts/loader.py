@@ -310,18 +310,26 @@ DEFAULT_QA_VERSION = "v2"
 
 def load_qa_prompt(version: str | None = None, extra_dirs: list[Path] | None = None) -> QAPrompt:
     """Load the QA prompt of ``version`` (default ``DEFAULT_QA_VERSION``; user directories first)."""
-    version = version or DEFAULT_QA_VERSION
+    return _load_single(QAPrompt, "qa", "QA prompt", version or DEFAULT_QA_VERSION, extra_dirs)
+
+
+def _load_single(cls, folder: str, what: str, version: str, extra_dirs: list[Path] | None):
+    """``<prompts dir>/<folder>/<version>.yaml`` (user directories first) validated as ``cls``."""
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,40}", version) or version.startswith("."):
+        raise ConfigError(f"invalid {what} version {version!r}")
     for base in prompt_dirs(extra_dirs):
-        path = base / "qa" / f"{version}.yaml"
+        path = base / folder / f"{version}.yaml"
         if path.is_file():
             data = _read(path)
             data["version"] = version
             data["path"] = str(path)
             try:
-                return QAPrompt.model_validate(data)
+                return cls.model_validate(data)
             except ValidationError as exc:
-                raise ConfigError(f"{path}: invalid QA prompt ({exc.errors()[0]['msg']})") from exc
-    raise ConfigError(f"no QA prompt {version} (expected qa/{version}.yaml in a prompts directory)")
+                problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+                raise ConfigError(f"{path}: invalid {what} ({problems})") from exc
+    known = sorted({p.stem for base in prompt_dirs(extra_dirs) for p in (base / folder).glob("*.yaml")})
+    raise ConfigError(f"no {what} {version} (versions: {', '.join(known) or 'none'})")
 
 
 class ComparePrompt(_PromptFile):
@@ -354,19 +362,4 @@ DEFAULT_COMPARE_VERSION = "v1"
 
 def load_compare_prompt(version: str | None = None, extra_dirs: list[Path] | None = None) -> ComparePrompt:
     """Load the pairwise comparison prompt of ``version`` (default ``DEFAULT_COMPARE_VERSION``; user dirs first)."""
-    version = version or DEFAULT_COMPARE_VERSION
-    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,40}", version):
-        raise ConfigError(f"invalid comparison prompt version {version!r}")
-    for base in prompt_dirs(extra_dirs):
-        path = base / "compare" / f"{version}.yaml"
-        if path.is_file():
-            data = _read(path)
-            data["version"] = version
-            data["path"] = str(path)
-            try:
-                return ComparePrompt.model_validate(data)
-            except ValidationError as exc:
-                problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-                raise ConfigError(f"{path}: invalid comparison prompt ({problems})") from exc
-    known = sorted({p.stem for base in prompt_dirs(extra_dirs) for p in (base / "compare").glob("*.yaml")})
-    raise ConfigError(f"no comparison prompt {version} (versions: {', '.join(known) or 'none'})")
+    return _load_single(ComparePrompt, "compare", "comparison prompt", version or DEFAULT_COMPARE_VERSION, extra_dirs)

@@ -114,3 +114,20 @@ def test_prompts_cli():
     assert shown.exit_code == 0 and "hash=" in shown.stdout and "level1" in shown.stdout
     missing = runner.invoke(app, ["prompts", "show", "people@v9"])
     assert missing.exit_code != 0 and "no prompt people@v9" in missing.output
+
+
+def test_qa_prompt_version_with_path_traversal_is_refused(tmp_path):
+    """A QA prompt version names a file in a prompts directory, never a path outside it."""
+    from filinglens.prompts.loader import load_compare_prompt, load_qa_prompt
+
+    (tmp_path / "prompts" / "qa").mkdir(parents=True)
+    (tmp_path / "outside.yaml").write_text("system: s\nuser: '{evidence} {question}'\n")
+    (tmp_path / "prompts" / "qa" / "mine.yaml").write_text("system: s\nuser: '{evidence} {question}'\n")
+    assert load_qa_prompt("mine", [tmp_path / "prompts"]).ref == "qa@mine"
+    for bad in ("../../outside", "../outside", ".hidden", "a/b", ""):
+        with pytest.raises(ConfigError, match="invalid QA prompt version|no QA prompt"):
+            load_qa_prompt(bad or "..", [tmp_path / "prompts"])
+    with pytest.raises(ConfigError, match="no QA prompt v9 \\(versions: .*mine"):
+        load_qa_prompt("v9", [tmp_path / "prompts"])
+    with pytest.raises(ConfigError, match="invalid comparison prompt version"):
+        load_compare_prompt("../x")
