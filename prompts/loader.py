@@ -236,11 +236,18 @@ def _resolve(category: str, version: str, files: dict, dirs: list[Path], seen: t
     return data
 
 
+def preferred_version(versions) -> str:
+    """Of a category's versions, the one used when none is asked for: ``DEFAULT_RATING_VERSION`` if
+    present, else the newest (``v10`` after ``v9``)."""
+    versions = list(versions)
+    return DEFAULT_RATING_VERSION if DEFAULT_RATING_VERSION in versions else max(versions, key=version_key)
+
+
 def _version_for(category: str, files: dict) -> str:
-    versions = sorted((v for c, v in files if c == category), key=version_key)
+    versions = [v for c, v in files if c == category]
     if not versions:
         raise ConfigError(f"no prompt category {category!r} (known: {', '.join(sorted({c for c, _ in files}))})")
-    return DEFAULT_RATING_VERSION if DEFAULT_RATING_VERSION in versions else versions[-1]
+    return preferred_version(versions)
 
 
 def default_version(category: str, extra_dirs: list[Path] | None = None) -> str:

@@ -131,3 +131,15 @@ def test_qa_prompt_version_with_path_traversal_is_refused(tmp_path):
         load_qa_prompt("v9", [tmp_path / "prompts"])
     with pytest.raises(ConfigError, match="invalid comparison prompt version"):
         load_compare_prompt("../x")
+
+
+def test_prompts_list_marks_the_version_a_category_without_the_default_is_rated_with(tmp_path):
+    folder = tmp_path / "rating" / "governance"
+    folder.mkdir(parents=True)
+    (folder / "v1.yaml").write_text(GOVERNANCE_V1)
+    listed = CliRunner().invoke(app, ["prompts", "list", "--prompts-dir", str(tmp_path)], env={"COLUMNS": "200"})
+    assert listed.exit_code == 0, listed.output
+    assert "governance@v1 (default)" in listed.stdout
+    assert f"people@{DEFAULT_RATING_VERSION} (default)" in listed.stdout and "people@v1 (default)" not in listed.stdout
+    shown = CliRunner().invoke(app, ["prompts", "show", "governance", "--prompts-dir", str(tmp_path)])
+    assert shown.exit_code == 0 and "version: v1" in shown.stdout
