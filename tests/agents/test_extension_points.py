@@ -137,7 +137,7 @@ EVIDENCE = [EvidenceItem("c1", "We aim to reach net zero emissions by 2040 and i
 
 
 @pytest.fixture
-def plugin_site(tmp_path, monkeypatch):
+def plugin_site(tmp_path):
     """An installed-looking distribution (dist-info with entry_points.txt) on sys.path."""
     site = tmp_path / "site"
     dist = site / "acme_filinglens_plugin-0.1.dist-info"
@@ -145,13 +145,16 @@ def plugin_site(tmp_path, monkeypatch):
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-filinglens-plugin\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text(ENTRY_POINTS)
     (site / "acme_filinglens_plugin.py").write_text(PLUGIN)
-    monkeypatch.syspath_prepend(str(site))
+    sys.path.insert(0, str(site))
     importlib.invalidate_caches()
     models.providers(refresh=True)
-    yield site
-    sys.modules.pop("acme_filinglens_plugin", None)
-    monkeypatch.undo()
-    models.providers(refresh=True)
+    try:
+        yield site
+    finally:
+        sys.path.remove(str(site))
+        sys.modules.pop("acme_filinglens_plugin", None)
+        importlib.invalidate_caches()
+        assert "acmeprobs" not in models.providers(refresh=True)
 
 
 def test_a_provider_from_one_entry_point_is_used_by_its_declared_capability(plugin_site, tmp_path):
