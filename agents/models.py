@@ -23,7 +23,7 @@ from importlib import metadata
 from typing import Any, Optional, Sequence
 
 from filinglens.agents.providers import COMMON_PARAMS, TOKEN_PROBABILITIES, ModelParams, Provider, messages_payload
-from filinglens.errors import ConfigError
+from filinglens.errors import ConfigError, ModelCallError
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +172,15 @@ def next_token_probs(model_id: str, messages: Any, candidates: Sequence[str] = (
     if TOKEN_PROBABILITIES not in prov.capabilities or prov.token_probs is None:
         raise ConfigError(f"model '{model_id}' does not give token probabilities "
                           f"(its provider '{prov.name}' does not declare {TOKEN_PROBABILITIES})")
-    return prov.token_probs(name, messages_payload(messages), list(candidates))
+    probs = prov.token_probs(name, messages_payload(messages), list(candidates))
+    try:
+        values = {c: float(probs[c]) for c in candidates}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelCallError(f"model '{model_id}' gave unusable token probabilities ({type(exc).__name__}: "
+                             f"{exc}): {str(probs)[:120]}") from None
+    if not all(0.0 <= v <= 1.0 for v in values.values()):  # NaN fails too
+        raise ModelCallError(f"model '{model_id}' gave probabilities outside [0, 1]: {values}")
+    return values
 
 
 def list_models() -> list[ModelStatus]:

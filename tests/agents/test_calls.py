@@ -157,3 +157,18 @@ def test_token_probabilities_are_asked_through_the_registry(tmp_path, monkeypatc
     assert again == probs and cached.cached and len(seen) == 1
     with pytest.raises(ConfigError, match="does not give token probabilities"):
         models.next_token_probs("fake", MESSAGES)
+
+
+@pytest.mark.parametrize("answer", [{"yes": 0.5}, {"yes": "high", "no": 0.1}, {"yes": float("nan"), "no": 0.1},
+                                    {"yes": 1.5, "no": 0.0}, None])
+def test_invalid_token_probabilities_are_a_recorded_model_error(tmp_path, monkeypatch, answer):
+    """A plugin's probabilities are checked at the registry: a rating fails with the reason, no traceback."""
+    prov = Provider(name="odd", description="d", create=lambda n, p: None, unavailable=lambda n, p: None,
+                    default_name="", capabilities=frozenset({TOKEN_PROBABILITIES}),
+                    token_probs=lambda name, messages, candidates: answer)
+    monkeypatch.setitem(models.providers(), "odd", prov)
+    rc = RatingChain(Store(tmp_path / "r.db"), model_id="odd", gather=lambda p, t: list(EVIDENCE))
+    rating = rc.rate(TARGET, "environment", "v2")
+    assert rating.status == "failed" and rating.score is None and "model 'odd' gave" in rating.error
+    [call] = rc.store.calls()
+    assert call["error"] and "gave" in call["error"]
