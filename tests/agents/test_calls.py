@@ -172,3 +172,20 @@ def test_invalid_token_probabilities_are_a_recorded_model_error(tmp_path, monkey
     assert rating.status == "failed" and rating.score is None and "model 'odd' gave" in rating.error
     [call] = rc.store.calls()
     assert call["error"] and "gave" in call["error"]
+
+
+def test_the_local_providers_declare_token_probabilities_and_answer_them_through_the_registry(monkeypatch):
+    """Wiring only (no weights loaded): the registry hands the call to the local provider's own function."""
+    from filinglens.agents.providers import local
+
+    seen = []
+    monkeypatch.setattr(local, "next_token_probs",
+                        lambda model_id, messages, candidates: seen.append((model_id, messages)) or {"yes": 0.7,
+                                                                                                     "no": 0.3})
+    for model_id in ("local", "local-small"):
+        assert models.has_capability(model_id, TOKEN_PROBABILITIES)
+        assert models.next_token_probs(model_id, MESSAGES) == {"yes": 0.7, "no": 0.3}
+    assert [m for m, _ in seen] == ["local", "local-small"]
+    assert seen[0][1] == [{"role": "system", "content": "Answer JSON."}, {"role": "user", "content": "Rate it."}]
+    for model_id in ("fake", "cohere:command-r-plus", "openai:gpt-4o-mini", "ollama:llama3.2"):
+        assert not models.has_capability(model_id, TOKEN_PROBABILITIES)
