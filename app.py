@@ -158,13 +158,16 @@ def run_ratings(
     facts=None,
     progress: Callable[[Rating], None] | None = None,
 ) -> tuple[str, list[Rating]]:
-    """Rate every target × category × sample into a run of the results store; returns (run id, ratings)."""
+    """Rate every target × category × sample into a run of the results store; returns (run id, ratings).
+
+    ``prompt_version`` None: each category's default version, or its newest when it lacks that one (a new
+    category with only ``v1`` is rated beside the others); each rating records the version it used.
+    """
     from filinglens.prompts.loader import DEFAULT_RATING_VERSION
 
-    prompt_version = prompt_version or DEFAULT_RATING_VERSION
     store = store or Store()
-    config = {"model": model_id, "prompt_version": prompt_version, "samples": samples, "temperature": temperature,
-              "categories": list(categories), "filings": [t.filing_id for t in targets]}
+    config = {"model": model_id, "prompt_version": prompt_version or DEFAULT_RATING_VERSION, "samples": samples,
+              "temperature": temperature, "categories": list(categories), "filings": [t.filing_id for t in targets]}
     run_id = store.start_run("rate", config, label=label, run_id=run_id)
     chain = RatingChain(store, model_id=model_id, temperature=temperature, run_id=run_id,
                         gather=gather or index_gatherer(), facts=facts if facts is not None else
@@ -196,12 +199,12 @@ def rate(
     >>> ratings = rate(["aapl-10-k.html"], categories=["environment"], model_id="fake")
     """
     from filinglens.agents.models import DEFAULT_MODEL
-    from filinglens.prompts.loader import DEFAULT_RATING_VERSION, categories as all_categories
+    from filinglens.prompts.loader import categories as all_categories
 
     targets = resolve_targets([Path(p) for p in paths], ticker, None if year is None else str(year))
     _, ratings = run_ratings(
         targets, list(categories or all_categories()), model_id=model_id or DEFAULT_MODEL,
-        prompt_version=prompt_version or DEFAULT_RATING_VERSION, samples=samples, progress=progress,
+        prompt_version=prompt_version, samples=samples, progress=progress,
     )
     return ratings
 

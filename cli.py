@@ -283,10 +283,8 @@ def rate(
     from filinglens.agents.rating import export_ratings
     from filinglens.display import ratings_table
     from filinglens.display import RichIngestProgress
-    from filinglens.prompts.loader import DEFAULT_RATING_VERSION, categories as all_categories
+    from filinglens.prompts.loader import categories as all_categories
     from rich.progress import Progress
-
-    prompt_version = prompt_version or DEFAULT_RATING_VERSION
 
     with RichIngestProgress(err_console) as ingest_progress:
         targets = resolve_targets(paths or [], ticker, year, progress=ingest_progress)

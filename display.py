@@ -246,14 +246,18 @@ def answer_panel(answer: Answer):
 
 
 def prompts_table(prompts: list[RatingPrompt]):
-    """A rich table of prompts: ref, method, hash, note."""
-    from filinglens.prompts.loader import DEFAULT_RATING_VERSION
+    """A rich table of prompts: ref, method, hash, note; each category's default version is marked."""
+    from filinglens.prompts.loader import DEFAULT_RATING_VERSION, preferred_version
 
-    table = Table(title=f"Rating prompts (default version: {DEFAULT_RATING_VERSION})")
+    table = Table(title=f"Rating prompts (default version: {DEFAULT_RATING_VERSION}, else a category's newest)")
     for col in ("prompt", "method", "hash", "note"):
         table.add_column(col)
+    versions: dict[str, list[str]] = {}
     for p in prompts:
-        ref = p.ref + (" (default)" if p.version == DEFAULT_RATING_VERSION else "")
+        versions.setdefault(p.category, []).append(p.version)
+    defaults = {c: preferred_version(vs) for c, vs in versions.items()}
+    for p in prompts:
+        ref = p.ref + (" (default)" if p.version == defaults[p.category] else "")
         table.add_row(ref, p.method, p.hash, (p.note or "")[:70])
     return table
 

@@ -104,7 +104,16 @@ class ModelCallError(FilingLensError):
     """A model call failed (timeout, HTTP error, bad request...); it is recorded in the store."""
 
 
-class VerdictError(FilingLensError):
+class ModelOutputError(FilingLensError, ValueError):
+    """A model's answer could not be validated (no JSON, a missing field, a score out of range...);
+    the call helper asks again, then records the rating, answer or verdict as failed."""
+
+
+class RatingOutputError(ModelOutputError):
+    """The model's answer could not be validated into a rating."""
+
+
+class VerdictError(ModelOutputError):
     """The model's answer to a pair could not be read as A, B or tie."""
 
 

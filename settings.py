@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     collection: Optional[str] = Field(None, description="Chroma collection name (default `filinglens`)")
     lock_wait: Optional[float] = Field(None, gt=0, description="seconds an index writer waits for another writer (default 120)")
     db_timeout: Optional[float] = Field(None, gt=0, description="seconds a results-store writer waits for a lock (default 15)")
+    model_attempts: Optional[int] = Field(None, ge=1, le=20, description="tries per model call whose answer is malformed, each a distinct recorded call (default 3)")
     edgar_url: Optional[str] = Field(None, description="EDGAR www base URL (a mirror or test server)")
     edgar_data_url: Optional[str] = Field(None, description="EDGAR data base URL (default: `FILINGLENS_EDGAR_URL` or data.sec.gov)")
     edgar_timeout: Optional[float] = Field(None, gt=0, description="EDGAR per-read timeout in seconds")
@@ -96,6 +97,15 @@ def markdown_table() -> str:
     for name, info in Settings.model_fields.items():
         rows.append(f"| `{env_name(name)}` | {info.description} |")
     return "\n".join(rows)
+
+
+#: Tries per model call whose answer is malformed (``FILINGLENS_MODEL_ATTEMPTS`` overrides).
+DEFAULT_MODEL_ATTEMPTS = 3
+
+
+def model_attempts() -> int:
+    """How many times a malformed model answer is asked for again, first call included."""
+    return get().model_attempts or DEFAULT_MODEL_ATTEMPTS
 
 
 def data_home() -> Path:

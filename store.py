@@ -199,9 +199,15 @@ def public_params(params: dict) -> dict:
     return {k: v for k, v in sorted(params.items()) if k.lower() not in SECRET_KEYS and v is not None}
 
 
-def call_cache_key(model_id: str, params: dict, prompt_hash: str | None, input_hash: str, sample_index: int) -> str:
-    """The identity of one model call: same key, same answer (served from the cache)."""
-    return json_hash([model_id, public_params(params), prompt_hash, input_hash, sample_index])
+def call_cache_key(model_id: str, params: dict, prompt_hash: str | None, input_hash: str, sample_index: int,
+                   attempt: int = 0) -> str:
+    """The identity of one model call: same key, same answer (served from the cache).
+
+    ``attempt`` numbers the tries after a malformed answer: each retry is its own call (the first
+    try's key is the same as before attempts were part of it, so existing caches stay valid).
+    """
+    parts = [model_id, public_params(params), prompt_hash, input_hash, sample_index]
+    return json_hash(parts + [{"attempt": attempt}] if attempt else parts)
 
 
 @dataclass

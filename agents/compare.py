@@ -15,19 +15,17 @@ default winner.
 from __future__ import annotations
 
 import itertools
-import json
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Sequence
 
-from filinglens.agents.calls import ModelCallError, invoke_cached
+from filinglens.agents.calls import call_parsed, extract_json
 from filinglens.agents.evidence import EvidenceItem, render_evidence
+from filinglens.agents.models import DEFAULT_MODEL
 from filinglens.agents.rating import Target
-from filinglens.errors import InputError, VerdictError
+from filinglens.errors import InputError, ModelCallError, ModelOutputError, VerdictError
 from filinglens.prompts.loader import ComparePrompt, RatingPrompt, load_compare_prompt, load_prompt
 from filinglens.store import Store
-
-MAX_ATTEMPTS = 3
 
 
 @dataclass
@@ -68,18 +66,16 @@ _BARE = re.compile(r"^\W*(?:company\s+)?(A|B|tie)\b", re.I)
 def parse_verdict(text: str) -> tuple[str, str]:
     """``(verdict, rationale)`` from the model's answer; ``VerdictError`` when there is no A/B/tie."""
     cleaned = re.sub(r"^```(?:json)?|```$", "", (text or "").strip(), flags=re.M).strip()
-    match = re.search(r"\{.*\}", cleaned, re.S)
-    if match:
-        try:
-            data = json.loads(match.group(0))
-        except json.JSONDecodeError:
-            data = None
-        if isinstance(data, dict) and "winner" in data:
-            raw = str(data.get("winner") or "").strip()
-            m = re.fullmatch(r"(?:company\s+)?(A|B|tie)\.?", raw, re.I)
-            if not m:
-                raise VerdictError(f"winner must be A, B or tie, got {data.get('winner')!r}")
-            return _norm(m.group(1)), str(data.get("rationale") or "").strip()
+    try:
+        data = extract_json(cleaned)
+    except ModelOutputError:  # no usable JSON: look for a bare verdict below
+        data = None
+    if data is not None and "winner" in data:
+        raw = str(data.get("winner") or "").strip()
+        m = re.fullmatch(r"(?:company\s+)?(A|B|tie)\.?", raw, re.I)
+        if not m:
+            raise VerdictError(f"winner must be A, B or tie, got {data.get('winner')!r}")
+        return _norm(m.group(1)), str(data.get("rationale") or "").strip()
     m = _VERDICT.search(cleaned) or _BARE.match(cleaned)
     if not m:
         raise VerdictError(f"no verdict (A, B or tie) in the answer: {text[:120]!r}")
@@ -118,17 +114,21 @@ class PairJudge:
 
     store: Store
     category: str
-    model_id: str = "local"
-    prompt_version: str = "v2"  # the rating prompt whose description, rubric and retrieval are used
+    model_id: str = DEFAULT_MODEL
+    # the rating prompt whose description, rubric and retrieval are used (None: the category's default version,
+    # else its newest)
+    prompt_version: str | None = None
     compare_version: str | None = None
     gather: Callable[[RatingPrompt, Target], list[EvidenceItem]] | None = None
     run_id: str | None = None
     temperature: float = 0.0
     model: Any = None  # a ready chat model (tests); otherwise built from model_id
+    attempts: int | None = None  # tries per malformed verdict (default: settings.model_attempts())
     _evidence: dict = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.rating_prompt: RatingPrompt = load_prompt(f"{self.category}@{self.prompt_version}")
+        self.rating_prompt: RatingPrompt = load_prompt(
+            f"{self.category}@{self.prompt_version}" if self.prompt_version else self.category)
         self.prompt: ComparePrompt = load_compare_prompt(self.compare_version)
 
     # -- evidence
@@ -159,15 +159,18 @@ class PairJudge:
 
     # -- judging
 
-    def _params(self, sample_index: int, attempt: int) -> dict:
+    def _params(self, sample_index: int) -> dict:
+        """Generation parameters of a first try (retries: :func:`filinglens.agents.calls.retry_params`)."""
         params: dict = {"temperature": self.temperature}
         if self.temperature > 0:
             params["seed"] = sample_index
-        if attempt:
-            params.update(attempt=attempt, seed=1000 * attempt + sample_index)
-            if self.temperature == 0:
-                params["temperature"] = 0.3
         return params
+
+    def _count(self, judgment: Judgment, result) -> None:
+        judgment.model_calls += 1
+        judgment.cached_calls += int(result.cached)
+        judgment.tokens_in += result.tokens_in
+        judgment.latency_ms += result.latency_ms
 
     def judge(self, first: Target, second: Target, sample_index: int = 0) -> Judgment:
         """Judge ``first`` (shown as A) against ``second`` (B); failures come back as ``status="failed"``."""
@@ -177,31 +180,14 @@ class PairJudge:
             judgment.evidence_first = [{"chunk_id": e.chunk_id, "citation": e.citation} for e in self.evidence(first)[1]]
             judgment.evidence_second = [{"chunk_id": e.chunk_id, "citation": e.citation}
                                         for e in self.evidence(second)[1]]
-            problems = []
-            for attempt in range(MAX_ATTEMPTS):
-                params = self._params(sample_index, attempt)
-                model = self.model
-                if model is None:
-                    from filinglens.agents.models import get_chat_model
-
-                    model = get_chat_model(self.model_id, **{k: v for k, v in params.items() if k != "attempt"})
-                result = invoke_cached(
-                    self.store, self.model_id, params, messages, prompt_ref=self.prompt.ref,
-                    prompt_hash=self.prompt.hash, sample_index=sample_index, run_id=self.run_id, model=model,
-                )
-                judgment.model_calls += 1
-                judgment.cached_calls += int(result.cached)
-                judgment.tokens_in += result.tokens_in
-                judgment.latency_ms += result.latency_ms
-                try:
-                    judgment.verdict, judgment.rationale = parse_verdict(result.text)
-                except VerdictError as exc:
-                    problems.append(str(exc))
-                    continue
-                judgment.status = "ok"
-                return judgment
-            judgment.error = f"malformed verdict after {MAX_ATTEMPTS} tries: {problems[-1]}"
-        except (ModelCallError, InputError, VerdictError) as exc:
+            judgment.verdict, judgment.rationale = call_parsed(
+                self.store, self.model_id, messages, parse_verdict, params=self._params(sample_index),
+                sample_index=sample_index, attempts=self.attempts, what="verdict", prompt_ref=self.prompt.ref,
+                prompt_hash=self.prompt.hash, run_id=self.run_id, model=self.model,
+                on_call=lambda result: self._count(judgment, result),
+            )
+            judgment.status = "ok"
+        except (ModelCallError, InputError, ModelOutputError) as exc:
             judgment.error = str(exc)
         return judgment
 

@@ -20,10 +20,10 @@ import importlib
 import logging
 from dataclasses import asdict, dataclass
 from importlib import metadata
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
-from filinglens.agents.providers import COMMON_PARAMS, ModelParams, Provider
-from filinglens.errors import ConfigError
+from filinglens.agents.providers import COMMON_PARAMS, TOKEN_PROBABILITIES, ModelParams, Provider, messages_payload
+from filinglens.errors import ConfigError, ModelCallError
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +163,24 @@ def has_capability(model_id: str, capability: str) -> bool:
     except ConfigError:
         return False
     return capability in prov.capabilities
+
+
+def next_token_probs(model_id: str, messages: Any, candidates: Sequence[str] = ("yes", "no")) -> dict[str, float]:
+    """Probability that ``model_id``'s reply to ``messages`` starts with each of ``candidates``, from
+    its provider's ``token_probs``; ``ConfigError`` when the provider does not declare the capability."""
+    prov, name = _resolve(model_id)
+    if TOKEN_PROBABILITIES not in prov.capabilities or prov.token_probs is None:
+        raise ConfigError(f"model '{model_id}' does not give token probabilities "
+                          f"(its provider '{prov.name}' does not declare {TOKEN_PROBABILITIES})")
+    probs = prov.token_probs(name, messages_payload(messages), list(candidates))
+    try:
+        values = {c: float(probs[c]) for c in candidates}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelCallError(f"model '{model_id}' gave unusable token probabilities ({type(exc).__name__}: "
+                             f"{exc}): {str(probs)[:120]}") from None
+    if not all(0.0 <= v <= 1.0 for v in values.values()):  # NaN fails too
+        raise ModelCallError(f"model '{model_id}' gave probabilities outside [0, 1]: {values}")
+    return values
 
 
 def list_models() -> list[ModelStatus]:

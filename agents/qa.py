@@ -11,19 +11,16 @@ answer says so instead of guessing.
 
 from __future__ import annotations
 
-import json
-import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
-from filinglens.agents.calls import ModelCallError, invoke_cached
+from filinglens.agents.calls import call_parsed, extract_json
 from filinglens.agents.evidence import EvidenceItem, render_evidence, verify_quotes
-from filinglens.errors import InputError
+from filinglens.errors import InputError, ModelCallError, ModelOutputError
 from filinglens.prompts.loader import load_qa_prompt
 from filinglens.store import Store
 
 INSUFFICIENT = "The indexed filings do not contain enough evidence to answer this question."
-MAX_ATTEMPTS = 3
 
 
 @dataclass
@@ -61,13 +58,10 @@ class Answer:
 
 
 def parse_answer(text: str) -> dict:
-    """The model's JSON answer; ``ValueError`` when it is not usable."""
-    m = re.search(r"\{.*\}", text, re.S)
-    if not m:
-        raise ValueError(f"no JSON object in the answer: {text[:120]!r}")
-    data = json.loads(m.group(0))
-    if not isinstance(data, dict) or "answer" not in data:
-        raise ValueError("the answer has no `answer` field")
+    """The model's JSON answer; ``ValueError`` (``ModelOutputError``) when it is not usable."""
+    data = extract_json(text)
+    if "answer" not in data:
+        raise ModelOutputError("the answer has no `answer` field")
     return data
 
 
@@ -93,34 +87,20 @@ def answer_question(
     text, used = render_evidence(items, evidence_chars)
     result.evidence = [{"n": i + 1, "chunk_id": e.chunk_id, "citation": e.citation} for i, e in enumerate(used)]
     messages = [("system", prompt.system), ("user", prompt.user.format(evidence=text, question=question))]
-    problems = []
-    for attempt in range(MAX_ATTEMPTS):
-        call_params = {"temperature": 0.0 if attempt == 0 else 0.3, **(params or {})}
-        if attempt:
-            call_params["attempt"] = attempt
-        try:
-            chat = model
-            if chat is None:
-                from filinglens.agents.models import get_chat_model
 
-                chat = get_chat_model(model_id, **{k: v for k, v in call_params.items() if k != "attempt"})
-            call = invoke_cached(store, model_id, call_params, messages, prompt_ref=prompt.ref,
-                                 prompt_hash=prompt.hash, model=chat)
-        except ModelCallError as exc:
-            result.error = str(exc)
-            return result
+    def count(call) -> None:
         result.tokens_in += call.tokens_in
         result.tokens_out += call.tokens_out
         result.latency_ms += call.latency_ms
         result.cached = call.cached
-        try:
-            data = parse_answer(call.text)
-        except (ValueError, json.JSONDecodeError) as exc:
-            problems.append(str(exc))
-            continue
-        _fill(result, data, used)
+
+    try:
+        data = call_parsed(store, model_id, messages, parse_answer, params={"temperature": 0.0, **(params or {})},
+                           what="answer", prompt_ref=prompt.ref, prompt_hash=prompt.hash, model=model, on_call=count)
+    except (ModelCallError, ModelOutputError) as exc:
+        result.error = str(exc)
         return result
-    result.error = f"malformed answer after {MAX_ATTEMPTS} tries: {problems[-1]}"
+    _fill(result, data, used)
     return result
 
 

@@ -37,13 +37,13 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Sequence
 
-from filinglens.agents.calls import ModelCallError, invoke_cached, next_token_probs_cached
+from filinglens.agents.calls import CallResult, call_parsed, extract_json, next_token_probs_cached
 from filinglens.agents.evidence import EvidenceItem, render_evidence, verify_quotes
-from filinglens.errors import FilingLensError
+from filinglens.agents.models import DEFAULT_MODEL
+from filinglens.errors import FilingLensError, ModelCallError, ModelOutputError, RatingOutputError
 from filinglens.prompts.loader import RatingPrompt, load_prompt
 from filinglens.store import Store
 
-MAX_ATTEMPTS = 3
 DEFAULT_EVIDENCE_CHARS = 6000
 #: Methods whose scores come from next-token probabilities on models that give them (deterministic).
 PROBABILITY_METHODS = ("yesno", "indicators")
@@ -143,10 +143,6 @@ class Rating:
         return data
 
 
-class RatingOutputError(FilingLensError):
-    """The model's answer could not be validated into a rating."""
-
-
 # ----------------------------------------------------------------------------- prompt rendering
 
 def _fields(prompt: RatingPrompt, target: Target, evidence_text: str) -> dict:
@@ -173,21 +169,14 @@ def build_messages(prompt: RatingPrompt, target: Target, evidence_text: str, que
 
 # ----------------------------------------------------------------------------- output validation
 
-_JSON_OBJECT = re.compile(r"\{.*\}", re.S)
-
-
 def parse_rating_output(text: str) -> tuple[int, str, list[str]]:
     """Validate a model's JSON answer into ``(score, rationale, quotes)``; raise ``RatingOutputError``."""
-    cleaned = re.sub(r"^```(?:json)?|```$", "", text.strip(), flags=re.M).strip()
-    match = _JSON_OBJECT.search(cleaned)
-    if not match:
-        raise RatingOutputError(f"no JSON object in the answer: {text[:120]!r}")
     try:
-        data = json.loads(match.group(0))
-    except json.JSONDecodeError as exc:
-        raise RatingOutputError(f"invalid JSON ({exc.msg}): {match.group(0)[:120]!r}") from exc
-    if not isinstance(data, dict) or "score" not in data:
-        raise RatingOutputError(f"the answer has no score: {match.group(0)[:120]!r}")
+        data = extract_json(text)
+    except ModelOutputError as exc:
+        raise RatingOutputError(str(exc)) from exc
+    if "score" not in data:
+        raise RatingOutputError(f"the answer has no score: {json.dumps(data)[:120]!r}")
     raw = data["score"]
     if isinstance(raw, str) and raw.strip().isdigit():
         raw = int(raw.strip())
@@ -200,6 +189,14 @@ def parse_rating_output(text: str) -> tuple[int, str, list[str]]:
         quotes = [quotes]
     quotes = [str(q) for q in quotes if str(q).strip()][:5]
     return raw, str(data.get("rationale") or "").strip(), quotes
+
+
+def parse_yes_no(text: str) -> float:
+    """1.0 for an answer that starts with yes, 0.0 for no; ``RatingOutputError`` otherwise."""
+    word = re.match(r"\W*(yes|no)\b", (text or "").strip(), re.I)
+    if not word:
+        raise RatingOutputError(f"no yes/no answer: {(text or '')[:120]!r}")
+    return 1.0 if word.group(1).lower() == "yes" else 0.0
 
 
 def score_from_expected(expected: float, cutoffs: Sequence[float]) -> int:
@@ -215,7 +212,7 @@ class RatingChain:
     """Rates filings on categories with one model and one prompt version per category."""
 
     store: Store
-    model_id: str = "local"
+    model_id: str = DEFAULT_MODEL
     temperature: float = 0.0
     evidence_chars: int = DEFAULT_EVIDENCE_CHARS
     run_id: str | None = None
@@ -226,10 +223,15 @@ class RatingChain:
     # model, but not recorded and not part of the cache key, since any replica gives the same answers
     connection: dict = field(default_factory=dict)
     facts: Callable[[Target], Any] | None = None  # the filing's key figures (``Financials``) or None
+    attempts: int | None = None  # tries per malformed answer (default: settings.model_attempts())
 
-    def rate(self, target: Target, category: str, prompt_version: str = "v1", sample_index: int = 0) -> Rating:
-        """Rate one filing on one category; failures come back as ``status="failed"``, never as a score."""
-        prompt = load_prompt(f"{category}@{prompt_version}")
+    def rate(self, target: Target, category: str, prompt_version: str | None = None, sample_index: int = 0) -> Rating:
+        """Rate one filing on one category; failures come back as ``status="failed"``, never as a score.
+
+        ``prompt_version`` None: the default version when the category has it, else its newest
+        (:func:`filinglens.prompts.loader.load_prompt`); the version used is recorded on the rating.
+        """
+        prompt = load_prompt(f"{category}@{prompt_version}" if prompt_version else category)
         rating = Rating(target, prompt.category, prompt.version, prompt.hash, prompt.method, self.model_id,
                         sample_index, status="failed")
         try:
@@ -245,41 +247,32 @@ class RatingChain:
             else:
                 self._rate_direct(prompt, target, evidence_text, used, rating)
             rating.status = "ok"
-        except (RatingOutputError, ModelCallError) as exc:
+        except (ModelOutputError, ModelCallError) as exc:
             rating.error = str(exc)
         return rating
 
     # -- methods
 
-    def _params(self, sample_index: int, attempt: int) -> dict:
-        """Generation parameters; a retry is a different call (and, at temperature 0, a warmer one)."""
+    def _params(self, sample_index: int) -> dict:
+        """Generation parameters of a first try (retries: :func:`filinglens.agents.calls.retry_params`)."""
         params = {"temperature": self.temperature, **self.model_params}
         if self.temperature > 0:
             params["seed"] = sample_index
-        if attempt:
-            params.update(attempt=attempt, seed=1000 * attempt + sample_index)
-            if self.temperature == 0:
-                params["temperature"] = 0.3
         return params
 
-    def _call(self, messages, prompt: RatingPrompt, rating: Rating, attempt: int):
-        params = self._params(rating.sample_index, attempt)
-        model = self.model or self._model({k: v for k, v in params.items() if k != "attempt"})
-        result = invoke_cached(
-            self.store, self.model_id, params, messages, prompt_ref=prompt.ref, prompt_hash=prompt.hash,
-            sample_index=rating.sample_index, run_id=self.run_id, model=model,
-            input_only_key=prompt.method == "indicators",
+    def _ask(self, messages, prompt: RatingPrompt, rating: Rating, parse: Callable[[str], Any]) -> Any:
+        """One answer, parsed, through the model-call path (cached, recorded, retried when malformed)."""
+        return call_parsed(
+            self.store, self.model_id, messages, parse, params=self._params(rating.sample_index),
+            sample_index=rating.sample_index, attempts=self.attempts, prompt_ref=prompt.ref,
+            prompt_hash=prompt.hash, run_id=self.run_id, model=self.model, connection=self.connection,
+            # the indicators method: weights and cut-offs are not in the messages; refitting them
+            # changes the prompt hash but must not invalidate the cached answers
+            input_only_key=prompt.method == "indicators", on_call=lambda result: self._count(rating, result),
         )
-        self._count(rating, result)
-        return result
-
-    def _model(self, params: dict):
-        from filinglens.agents.models import get_chat_model
-
-        return get_chat_model(self.model_id, **{**params, **self.connection})
 
     @staticmethod
-    def _count(rating: Rating, result) -> None:
+    def _count(rating: Rating, result: CallResult) -> None:
         rating.model_calls += 1
         rating.cached_calls += int(result.cached)
         rating.tokens_in += result.tokens_in
@@ -288,18 +281,9 @@ class RatingChain:
 
     def _rate_direct(self, prompt, target, evidence_text, used, rating: Rating) -> None:
         messages = build_messages(prompt, target, evidence_text)
-        problems = []
-        for attempt in range(MAX_ATTEMPTS):
-            result = self._call(messages, prompt, rating, attempt)
-            try:
-                score, rationale, quotes = parse_rating_output(result.text)
-            except RatingOutputError as exc:
-                problems.append(str(exc))
-                continue
-            rating.score, rating.expected_score, rating.rationale = score, float(score), rationale
-            rating.quotes = verify_quotes(quotes, used)
-            return
-        raise RatingOutputError(f"malformed output after {MAX_ATTEMPTS} tries: {problems[-1]}")
+        score, rationale, quotes = self._ask(messages, prompt, rating, parse_rating_output)
+        rating.score, rating.expected_score, rating.rationale = score, float(score), rationale
+        rating.quotes = verify_quotes(quotes, used)
 
     def _rate_yesno(self, prompt, target, evidence_text, used, rating: Rating) -> None:
         questions = [prompt.questions.level1, *prompt.questions.level2]
@@ -348,25 +332,21 @@ class RatingChain:
 
     def _p_yes(self, prompt, target, evidence_text, question, rating: Rating) -> float:
         messages = build_messages(prompt, target, evidence_text, question)
-        if self.model is None and token_probabilities(self.model_id):
+        if self.model is None and token_probabilities(self.model_id):  # the provider declares it
             probs, result = next_token_probs_cached(
                 self.store, self.model_id, messages, ("yes", "no"), prompt_ref=prompt.ref,
                 prompt_hash=prompt.hash, run_id=self.run_id,
-                # the indicators method: weights and cut-offs are not in the messages; refitting them
-                # changes the prompt hash but must not invalidate the cached answers
-                input_only_key=prompt.method == "indicators",
+                input_only_key=prompt.method == "indicators",  # as in _ask
             )
             self._count(rating, result)
             total = probs["yes"] + probs["no"]
             if total < 1e-6:
                 raise RatingOutputError(f"the model gives neither yes nor no to: {question}")
             return probs["yes"] / total
-        for attempt in range(MAX_ATTEMPTS):
-            result = self._call(messages, prompt, rating, attempt)
-            word = re.match(r"\W*(yes|no)\b", result.text.strip(), re.I)
-            if word:
-                return 1.0 if word.group(1).lower() == "yes" else 0.0
-        raise RatingOutputError(f"no yes/no answer after {MAX_ATTEMPTS} tries to: {question}")
+        try:
+            return self._ask(messages, prompt, rating, parse_yes_no)
+        except ModelOutputError as exc:
+            raise RatingOutputError(f"{exc} (question: {question})") from exc
 
 
 # ----------------------------------------------------------------------------- the indicators method
@@ -530,11 +510,13 @@ def rate_many(
     chain: RatingChain,
     targets: Sequence[Target],
     categories: Sequence[str],
-    prompt_version: str = "v1",
+    prompt_version: str | None = None,
     samples: int = 1,
     progress: Callable[[Rating], None] | None = None,
 ) -> list[Rating]:
-    """Rate every target × category × sample, saving each rating as it finishes (resumable)."""
+    """Rate every target × category × sample, saving each rating as it finishes (resumable).
+
+    ``prompt_version`` None: each category's default version, or its newest when it lacks that one."""
     ratings = []
     for target in targets:
         for category in categories:

@@ -10,6 +10,10 @@ any change to what the model sees changes the hash recorded with a rating.
 User prompt directories (``FILINGLENS_PROMPTS``, ``os.pathsep``-separated, or
 ``extra_dirs``) are searched before the built-in one: drop
 ``<dir>/rating/<category>/<version>.yaml`` there to add a category or version.
+A category named without a version (``load_prompt("governance")``) uses
+``DEFAULT_RATING_VERSION`` when it has that version, else its newest one, so a
+new category with only ``v1.yaml`` is rated by ``filinglens rate`` beside the
+others.
 """
 
 from __future__ import annotations
@@ -30,6 +34,9 @@ from filinglens import settings
 from filinglens.errors import ConfigError
 
 BUILTIN_DIR = Path(__file__).parent
+#: The rating prompt version used when none is given (`rate`, suites, the app); a category without it
+#: is rated with its newest version (:func:`default_version`).
+DEFAULT_RATING_VERSION = "v2"
 #: Facts an indicator can read from the filing's own numbers (``filinglens.retrieval.facts``):
 #: relative changes vs the prior year (mapped to [0, 1] by the indicator's ``scale``), and flags (0 or 1).
 FACT_CHANGES = ("revenue_change", "net_income_change", "operating_cash_flow_change")
@@ -229,16 +236,32 @@ def _resolve(category: str, version: str, files: dict, dirs: list[Path], seen: t
     return data
 
 
+def preferred_version(versions) -> str:
+    """Of a category's versions, the one used when none is asked for: ``DEFAULT_RATING_VERSION`` if
+    present, else the newest (``v10`` after ``v9``)."""
+    versions = list(versions)
+    return DEFAULT_RATING_VERSION if DEFAULT_RATING_VERSION in versions else max(versions, key=version_key)
+
+
+def _version_for(category: str, files: dict) -> str:
+    versions = [v for c, v in files if c == category]
+    if not versions:
+        raise ConfigError(f"no prompt category {category!r} (known: {', '.join(sorted({c for c, _ in files}))})")
+    return preferred_version(versions)
+
+
+def default_version(category: str, extra_dirs: list[Path] | None = None) -> str:
+    """The version ``category`` is rated with when none is asked for: ``DEFAULT_RATING_VERSION`` when the
+    category has it, else its newest version."""
+    return _version_for(category, _files(prompt_dirs(extra_dirs)))
+
+
 def load_prompt(ref: str, extra_dirs: list[Path] | None = None) -> RatingPrompt:
-    """Load ``category@version`` (``category`` alone means ``v1``) and validate it."""
+    """Load ``category@version`` and validate it; ``category`` alone: its :func:`default_version`."""
     category, _, version = ref.partition("@")
     dirs = prompt_dirs(extra_dirs)
     files = _files(dirs)
-    if not version:
-        versions = sorted((v for c, v in files if c == category), key=version_key)
-        if not versions:
-            raise ConfigError(f"no prompt category {category!r} (known: {', '.join(sorted({c for c, _ in files}))})")
-        version = "v1" if "v1" in versions else versions[0]
+    version = version or _version_for(category, files)
     data = _resolve(category, version, files, dirs)
     template = _template(data.get("method", "direct"), dirs)
     for key, value in template.items():
@@ -288,27 +311,32 @@ class QAPrompt(_PromptFile):
         return f"qa@{self.version}"
 
 
-#: The rating prompt version used when none is given (`rate`, suites, the app).
-DEFAULT_RATING_VERSION = "v2"
-
 #: The QA prompt version used when none is given (`ask`, `eval qa`).
 DEFAULT_QA_VERSION = "v2"
 
 
 def load_qa_prompt(version: str | None = None, extra_dirs: list[Path] | None = None) -> QAPrompt:
     """Load the QA prompt of ``version`` (default ``DEFAULT_QA_VERSION``; user directories first)."""
-    version = version or DEFAULT_QA_VERSION
+    return _load_single(QAPrompt, "qa", "QA prompt", version or DEFAULT_QA_VERSION, extra_dirs)
+
+
+def _load_single(cls, folder: str, what: str, version: str, extra_dirs: list[Path] | None):
+    """``<prompts dir>/<folder>/<version>.yaml`` (user directories first) validated as ``cls``."""
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,40}", version) or version.startswith("."):
+        raise ConfigError(f"invalid {what} version {version!r}")
     for base in prompt_dirs(extra_dirs):
-        path = base / "qa" / f"{version}.yaml"
+        path = base / folder / f"{version}.yaml"
         if path.is_file():
             data = _read(path)
             data["version"] = version
             data["path"] = str(path)
             try:
-                return QAPrompt.model_validate(data)
+                return cls.model_validate(data)
             except ValidationError as exc:
-                raise ConfigError(f"{path}: invalid QA prompt ({exc.errors()[0]['msg']})") from exc
-    raise ConfigError(f"no QA prompt {version} (expected qa/{version}.yaml in a prompts directory)")
+                problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+                raise ConfigError(f"{path}: invalid {what} ({problems})") from exc
+    known = sorted({p.stem for base in prompt_dirs(extra_dirs) for p in (base / folder).glob("*.yaml")})
+    raise ConfigError(f"no {what} {version} (versions: {', '.join(known) or 'none'})")
 
 
 class ComparePrompt(_PromptFile):
@@ -341,19 +369,4 @@ DEFAULT_COMPARE_VERSION = "v1"
 
 def load_compare_prompt(version: str | None = None, extra_dirs: list[Path] | None = None) -> ComparePrompt:
     """Load the pairwise comparison prompt of ``version`` (default ``DEFAULT_COMPARE_VERSION``; user dirs first)."""
-    version = version or DEFAULT_COMPARE_VERSION
-    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,40}", version):
-        raise ConfigError(f"invalid comparison prompt version {version!r}")
-    for base in prompt_dirs(extra_dirs):
-        path = base / "compare" / f"{version}.yaml"
-        if path.is_file():
-            data = _read(path)
-            data["version"] = version
-            data["path"] = str(path)
-            try:
-                return ComparePrompt.model_validate(data)
-            except ValidationError as exc:
-                problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-                raise ConfigError(f"{path}: invalid comparison prompt ({problems})") from exc
-    known = sorted({p.stem for base in prompt_dirs(extra_dirs) for p in (base / "compare").glob("*.yaml")})
-    raise ConfigError(f"no comparison prompt {version} (versions: {', '.join(known) or 'none'})")
+    return _load_single(ComparePrompt, "compare", "comparison prompt", version or DEFAULT_COMPARE_VERSION, extra_dirs)

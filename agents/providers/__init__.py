@@ -17,7 +17,7 @@ import importlib
 import importlib.util
 import os
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 from filinglens.errors import ConfigError
 
@@ -53,6 +53,9 @@ class Provider:
     names what the provider's models can do beyond chat, e.g.
     ``"token_probabilities"`` (next-token probabilities, used by the yes/no and
     indicator rating methods); ask :func:`filinglens.agents.models.has_capability`.
+    A provider declaring ``token_probabilities`` gives ``token_probs(name, messages, candidates)``:
+    the probability that the reply starts with each candidate (``messages`` as ``{"role", "content"}``
+    dicts); the registry calls it (:func:`filinglens.agents.models.next_token_probs`).
     """
 
     name: str
@@ -65,6 +68,12 @@ class Provider:
     extra_params: tuple[str, ...] = ()
     note: Optional[Callable[[str], str]] = None
     capabilities: frozenset[str] = frozenset()
+    token_probs: Optional[Callable[[str, list[dict], Sequence[str]], dict[str, float]]] = None
+
+    def __post_init__(self) -> None:
+        if TOKEN_PROBABILITIES in self.capabilities and self.token_probs is None:
+            raise ConfigError(f"model provider '{self.name}' declares {TOKEN_PROBABILITIES} "
+                              "but gives no token_probs function")
 
 
 def messages_payload(messages: Any) -> list[dict]:

@@ -453,6 +453,7 @@ def _make_provider(s: GGUFSpec) -> Provider:
         extra_params=("n_ctx",),
         note=lambda name: note(s.id),
         capabilities=frozenset({TOKEN_PROBABILITIES}),
+        token_probs=lambda name, messages, candidates: next_token_probs(s.id, messages, candidates),
     )
 
 

@@ -9,7 +9,15 @@ from typer.testing import CliRunner
 
 from filinglens.cli import app
 from filinglens.errors import ConfigError
-from filinglens.prompts.loader import BUILTIN_DIR, categories, diff_prompts, list_prompts, load_prompt
+from filinglens.prompts.loader import (
+    BUILTIN_DIR,
+    DEFAULT_RATING_VERSION,
+    categories,
+    default_version,
+    diff_prompts,
+    list_prompts,
+    load_prompt,
+)
 
 
 def test_the_papers_four_categories_ship_with_three_methods_and_a_strict_variant():
@@ -27,7 +35,7 @@ def test_extends_inherits_rubric_and_overrides_method():
     assert v2.rubric == v1.rubric and v2.retrieval == v1.retrieval
     assert v2.method == "yesno" and v2.questions is not None and len(v2.questions.level2) == 2
     assert "untrusted" in v1.system  # filing text is declared as data, not instructions
-    assert load_prompt("environment").version == "v1"
+    assert load_prompt("environment").version == DEFAULT_RATING_VERSION  # a bare category: the default version
 
 
 def test_hash_covers_the_template(tmp_path):
@@ -50,6 +58,28 @@ def test_user_directory_adds_a_category(tmp_path, monkeypatch):
     prompt = load_prompt("governance@v1")
     assert prompt.category == "governance" and prompt.method == "direct"
     assert "governance" in categories()
+
+
+GOVERNANCE_V1 = ("title: Governance\nmethod: direct\ndescription: Board independence and oversight.\n"
+                 "rubric: {0: none, 1: some, 2: strong}\nretrieval: {queries: [board of directors independence]}\n")
+
+
+def test_a_category_without_the_default_version_is_loaded_at_its_newest(tmp_path):
+    folder = tmp_path / "rating" / "governance"
+    folder.mkdir(parents=True)
+    (folder / "v1.yaml").write_text(GOVERNANCE_V1)
+    assert DEFAULT_RATING_VERSION != "v1"
+    assert default_version("governance", [tmp_path]) == "v1"
+    assert load_prompt("governance", [tmp_path]).version == "v1"
+    (folder / "v3.yaml").write_text("extends: v1\nmethod: cot\n")
+    (folder / "v10.yaml").write_text("extends: v1\nnote: newest\n")
+    assert load_prompt("governance", [tmp_path]).version == "v10"  # newest by number, not by text
+    # a category that has the default version keeps it, whatever its newest is
+    assert default_version("people", [tmp_path]) == DEFAULT_RATING_VERSION
+    with pytest.raises(ConfigError, match="no prompt governance@v2 \\(versions: v1, v10, v3\\)"):
+        load_prompt(f"governance@{DEFAULT_RATING_VERSION}", [tmp_path])  # asked for explicitly: not replaced
+    with pytest.raises(ConfigError, match="no prompt category 'nothing'"):
+        default_version("nothing", [tmp_path])
 
 
 @pytest.mark.parametrize(
@@ -84,3 +114,32 @@ def test_prompts_cli():
     assert shown.exit_code == 0 and "hash=" in shown.stdout and "level1" in shown.stdout
     missing = runner.invoke(app, ["prompts", "show", "people@v9"])
     assert missing.exit_code != 0 and "no prompt people@v9" in missing.output
+
+
+def test_qa_prompt_version_with_path_traversal_is_refused(tmp_path):
+    """A QA prompt version names a file in a prompts directory, never a path outside it."""
+    from filinglens.prompts.loader import load_compare_prompt, load_qa_prompt
+
+    (tmp_path / "prompts" / "qa").mkdir(parents=True)
+    (tmp_path / "outside.yaml").write_text("system: s\nuser: '{evidence} {question}'\n")
+    (tmp_path / "prompts" / "qa" / "mine.yaml").write_text("system: s\nuser: '{evidence} {question}'\n")
+    assert load_qa_prompt("mine", [tmp_path / "prompts"]).ref == "qa@mine"
+    for bad in ("../../outside", "../outside", ".hidden", "a/b", ""):
+        with pytest.raises(ConfigError, match="invalid QA prompt version|no QA prompt"):
+            load_qa_prompt(bad or "..", [tmp_path / "prompts"])
+    with pytest.raises(ConfigError, match="no QA prompt v9 \\(versions: .*mine"):
+        load_qa_prompt("v9", [tmp_path / "prompts"])
+    with pytest.raises(ConfigError, match="invalid comparison prompt version"):
+        load_compare_prompt("../x")
+
+
+def test_prompts_list_marks_the_version_a_category_without_the_default_is_rated_with(tmp_path):
+    folder = tmp_path / "rating" / "governance"
+    folder.mkdir(parents=True)
+    (folder / "v1.yaml").write_text(GOVERNANCE_V1)
+    listed = CliRunner().invoke(app, ["prompts", "list", "--prompts-dir", str(tmp_path)], env={"COLUMNS": "200"})
+    assert listed.exit_code == 0, listed.output
+    assert "governance@v1 (default)" in listed.stdout
+    assert f"people@{DEFAULT_RATING_VERSION} (default)" in listed.stdout and "people@v1 (default)" not in listed.stdout
+    shown = CliRunner().invoke(app, ["prompts", "show", "governance", "--prompts-dir", str(tmp_path)])
+    assert shown.exit_code == 0 and "version: v1" in shown.stdout
