@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from filinglens.evals.report import Block, _png, _pyplot, fmt_num, render_html
+from filinglens.analysis.render import Block, figure_png, fmt_num, pyplot, render_html
 from filinglens.settings import atomic_write
 
 _LINESTYLES = ["-", "--", ":", "-."]
@@ -56,7 +56,7 @@ def plot_trends(trends: pd.DataFrame, categories: Sequence[str] | None = None) -
     data = trends.dropna(subset=["expected", "fiscal_year"])
     if data.empty:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     categories = list(categories or sorted(data["category"].unique()))
     companies = sorted(data["company"].unique())
     raters = sorted(data["rater"].unique())
@@ -94,7 +94,7 @@ def plot_trends(trends: pd.DataFrame, categories: Sequence[str] | None = None) -
     if handles:
         fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 3), fontsize=8)
     fig.suptitle("Expected score by fiscal year (band: ±1 SD over samples or yes/no answers)", fontsize=10)
-    return _png(fig)
+    return figure_png(fig)
 
 
 def trend_blocks(trends: pd.DataFrame, avgs: pd.DataFrame, title: str, has_plot: bool) -> list[Block]:
@@ -150,7 +150,7 @@ def plot_comparison(result: dict) -> bytes | None:
     ranking = result.get("ranking") or []
     if not ranking:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     companies = result["companies"]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10.5, 0.45 * len(companies) + 2.4), layout="constrained")
     names = [r["company"] for r in ranking][::-1]
@@ -174,7 +174,7 @@ def plot_comparison(result: dict) -> bytes | None:
     right.set_yticks(range(len(companies)), companies, fontsize=8)
     right.set_title("wins of row over column (ties ½)", fontsize=9)
     fig.colorbar(image, ax=right, shrink=0.8)
-    return _png(fig)
+    return figure_png(fig)
 
 
 def comparison_blocks(result: dict, has_plot: bool) -> list[Block]:

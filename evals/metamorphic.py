@@ -90,7 +90,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
-from filinglens.agents.evidence import _DELIMITER, EvidenceItem, fit_evidence, redact_instructions
+from filinglens.agents.evidence import EvidenceItem, clean_evidence_text, fit_evidence, redact_instructions
 from filinglens.agents.rating import Rating, RatingChain, Target
 from filinglens.prompts.loader import RatingPrompt, categories as prompt_categories, load_prompt
 from filinglens.store import Store
@@ -193,8 +193,7 @@ def budget_for(evidence: Sequence[EvidenceItem]) -> int:
     """A character budget with room to show every chunk of ``evidence`` uncut."""
     total = 0
     for i, ev in enumerate(evidence, start=1):
-        text, _ = redact_instructions(_DELIMITER.sub("[tag removed]", ev.text.strip()))
-        total += len(f"[E{i}] (Item {ev.item}) {text}")
+        total += len(f"[E{i}] (Item {ev.item}) {clean_evidence_text(ev.text)}")
     return total + 300
 
 
@@ -535,11 +534,11 @@ def run_metamorphic(
 ) -> MetamorphicReport:
     """Rate each target × category × sample, then every check's variant; compare (module docstring).
 
-    ``gather`` defaults to the index gatherer (``app.index_gatherer``);
-    ``model`` is a ready chat model (tests) — leave it None for ``local`` so the
-    yes/no method reads next-token probabilities. ``facts`` gives a filing's key
-    figures to the indicators method (default: from the index when ``gather``
-    is the index's; the variants rate the same filing, so its facts do not change). Ratings are saved into
+    ``gather`` gives the evidence (the application layer passes the index's,
+    ``app.index_gatherer()``); ``model`` is a ready chat model (tests) — leave it
+    None for ``local`` so the yes/no method reads next-token probabilities.
+    ``facts`` gives a filing's key figures to the indicators method (e.g.
+    ``app.index_facts()``; the variants rate the same filing, so its facts do not change). Ratings are saved into
     ``run_id`` (default: a new run of kind ``metamorphic``, finished here).
     """
     unknown = [c for c in checks if c not in CHECKS]
@@ -547,12 +546,12 @@ def run_metamorphic(
         from filinglens.errors import ConfigError
 
         raise ConfigError(f"unknown metamorphic check(s) {', '.join(unknown)} (known: {', '.join(CHECKS)})")
-    store = store or Store()
     if gather is None:
-        from filinglens.app import index_facts, index_gatherer
+        from filinglens.errors import ConfigError
 
-        gather = index_gatherer()
-        facts = facts if facts is not None else index_facts()
+        raise ConfigError("run_metamorphic needs `gather` (the evidence for a prompt and a filing), "
+                          "e.g. filinglens.app.index_gatherer()")
+    store = store or Store()
     gather = _memo(gather)
     own_run = run_id is None
     if own_run:
@@ -618,51 +617,3 @@ def _one_cell(chain: RatingChain, target: Target, category: str, prompt_version:
         report.results.append(result)
         if progress:
             progress(result)
-
-
-# ----------------------------------------------------------------------------- display
-
-def _fmt_rate(stats: dict) -> str:
-    rate = stats.get("pass_rate")
-    return "—" if rate is None else f"{rate:.0%}"
-
-
-def metamorphic_table(report: MetamorphicReport | Sequence[MetamorphicReport], detail: bool = False):
-    """A rich table: pass rate per model × prompt version × check (``detail``: one row per result)."""
-    from rich.table import Table
-
-    reports = [report] if isinstance(report, MetamorphicReport) else list(report)
-    if detail:
-        table = Table(title="Metamorphic checks — results", show_lines=False)
-        for col in ("model · prompt", "filing", "category", "check", "expect", "baseline", "variant", "Δ E", "outcome"):
-            table.add_column(col)
-        for rep in reports:
-            for r in rep.results:
-                def score(s, e):
-                    return "—" if s is None else (f"{s} (E={e:.2f})" if e is not None else str(s))
-
-                outcome = {"pass": "[green]pass[/]", "fail": "[red]fail[/]"}.get(r.outcome, f"[yellow]{r.outcome}[/]")
-                if r.went_down:
-                    outcome += " ↓"
-                table.add_row(f"{rep.model_id} · {rep.prompt_version}", r.filing, r.category, r.check, r.expect,
-                              score(r.baseline_score, r.baseline_expected), score(r.variant_score, r.variant_expected),
-                              "—" if r.delta is None else f"{r.delta:+.2f}", outcome)
-        return table
-    table = Table(title=f"Metamorphic checks — pass rates (tolerance ±{TOLERANCE} on E)")
-    table.add_column("model · prompt")
-    table.add_column("check")
-    table.add_column("expect")
-    for col in ("pass", "fail", "error", "pass rate", "went down"):
-        table.add_column(col, justify="right")
-    for rep in reports:
-        setup = f"{rep.model_id} · {rep.prompt_version}"
-        for name, stats in rep.by_check().items():
-            down = ""
-            if "down_rate" in stats:
-                down = "—" if stats["down_rate"] is None else f"{stats['down_rate']:.0%}"
-            table.add_row(setup, name, CHECKS[name].expect, str(stats["passed"]), str(stats["failed"]),
-                          str(stats["errors"]), _fmt_rate(stats), down)
-        o = rep.overall()
-        table.add_row(setup, "[bold]all[/]", "", str(o["passed"]), str(o["failed"]), str(o["errors"]),
-                      f"[bold]{_fmt_rate(o)}[/]", "", end_section=True)
-    return table

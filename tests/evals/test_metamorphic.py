@@ -14,7 +14,8 @@ from filinglens.agents.models import get_chat_model
 from filinglens.agents.rating import Target
 from filinglens.errors import ConfigError
 from filinglens.evals import metamorphic as mm
-from filinglens.evals.metamorphic import ALL_CHECKS, CHECKS, metamorphic_table, run_metamorphic
+from filinglens.display import metamorphic_table
+from filinglens.evals.metamorphic import ALL_CHECKS, CHECKS, run_metamorphic
 from filinglens.prompts.loader import load_prompt
 from filinglens.store import Store
 
