@@ -25,6 +25,7 @@ from filinglens.agents.rating import PROBABILITY_METHODS, Rating, deciding_indic
 from filinglens.analysis.render import fmt_est, fmt_num, fmt_share
 from filinglens.evals.metamorphic import CHECKS as METAMORPHIC_CHECKS, TOLERANCE as METAMORPHIC_TOLERANCE, MetamorphicReport
 from filinglens.evals.qa_eval import ANCHOR_MODEL as QA_ANCHOR_MODEL, ANCHORS as QA_ANCHORS, QAEvalResult
+from filinglens.evals.report import extra_metrics
 from filinglens.evals.results import SuiteResult
 from filinglens.evals.run import SuiteProgress
 from filinglens.prompts.loader import RatingPrompt
@@ -481,11 +482,14 @@ def suite_summary(result: SuiteResult):
     paper_pairs = [got["overall"] for got in ((result.paper or {}).get("raters") or {}).values() if got.get("overall")]
     if pairs or paper_pairs:
         table = Table(title="Agreement between raters", title_justify="left")
-        for col in ("raters", "cells", "α interval [95% CI]", "κ quadratic", "ICC(2,1)", "mean |Δ|"):
+        extra = extra_metrics()  # registered agreement metrics beyond these columns
+        for col in ("raters", "cells", "α interval [95% CI]", "κ quadratic", "ICC(2,1)", "mean |Δ|",
+                    *(m.label for m in extra)):
             table.add_column(col)
         for p in pairs + paper_pairs:
             table.add_row(f"{p['rater_a']} vs {p['rater_b']}", str(p["n_units"]), est(p["alpha_interval"]),
-                          est(p["kappa_quadratic"]), est(p["icc2"]), est(p["mean_abs_diff"]))
+                          est(p["kappa_quadratic"]), est(p["icc2"]), est(p["mean_abs_diff"]),
+                          *(est(p.get(m.name)) for m in extra))
         parts.append(table)
     ref_raters = ((result.reference or {}).get("raters") or {})
     if ref_raters:

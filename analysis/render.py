@@ -13,6 +13,7 @@ from typing import Any, Sequence
 
 
 def fmt_num(value: Any, digits: int = 2) -> str:
+    """``value`` with ``digits`` decimals; ``"n/a"`` for None or a non-finite number."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "n/a"
     return f"{float(value):.{digits}f}"
@@ -31,6 +32,7 @@ def fmt_est(est: dict | None, digits: int = 2, reason: bool = True) -> str:
 
 
 def fmt_share(value: Any) -> str:
+    """A share in 0–1 as a whole percentage (``"42%"``); ``"n/a"`` for None."""
     return "n/a" if value is None else f"{100 * float(value):.0f}%"
 
 
@@ -39,6 +41,8 @@ def fmt_share(value: Any) -> str:
 
 @dataclass
 class Block:
+    """One piece of a report document, rendered by :func:`render_markdown` and :func:`render_html`."""
+
     kind: str  # h1 h2 h3 p ul table img code
     content: Any
     extra: Any = None  # table: header row; img: alt text
@@ -49,6 +53,7 @@ def _md_cell(value: Any) -> str:
 
 
 def render_markdown(blocks: Sequence[Block], images: dict[str, str]) -> str:
+    """Markdown of the blocks; ``images`` maps an image block's name to the file it links."""
     out: list[str] = []
     for b in blocks:
         if b.kind in ("h1", "h2", "h3"):
@@ -91,6 +96,7 @@ def _inline(text: str) -> str:
 
 
 def render_html(blocks: Sequence[Block], images: dict[str, bytes], title: str) -> str:
+    """One self-contained HTML page of the blocks, images embedded as base64 PNG."""
     out = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
            f"<style>{_CSS}</style></head><body>"]
     for b in blocks:

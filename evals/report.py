@@ -6,8 +6,8 @@ list, table, image) and rendered twice: ``report.md`` links the PNG files in
 attached to CI as one file. Plots (matplotlib, Agg backend): a filing ×
 category heatmap of mean scores per rater, the raters × raters agreement
 matrix (Krippendorff's α, interval), and year trends per category for
-tickers rated over several years. Also: the terminal summary of ``eval run``
-and the table of ``eval diff``.
+tickers rated over several years. The terminal summary of ``eval run`` and the table of ``eval diff`` are in
+:mod:`filinglens.display`; the rendering helpers in :mod:`filinglens.analysis.render`.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import pandas as pd
 
 from filinglens.analysis.render import (Block, figure_png, fmt_est, fmt_num, fmt_share, pyplot, render_html,
                                         render_markdown)
+from filinglens.evals import stats
 from filinglens.evals.results import MetamorphicSection, SuiteResult
 from filinglens.settings import atomic_write
 
@@ -205,12 +206,25 @@ def _pair_rows(pairs: Sequence[dict]) -> list[list[str]]:
             fmt_est(p["alpha_interval"]), fmt_est(p["alpha_ordinal"]),
             fmt_est(p["kappa_linear"]), fmt_est(p["kappa_quadratic"]), fmt_est(p["icc2"]),
             fmt_est(p["mean_abs_diff"]), fmt_est(p["exact_agreement"]),
+            *(fmt_est(p.get(m.name)) for m in extra_metrics()),
         ])
     return rows
 
 
 PAIR_HEADER = ["raters", "cells", "α interval [95% CI]", "α ordinal", "κ linear", "κ quadratic", "ICC(2,1)",
                "mean |Δ|", "exact agreement"]
+#: registered agreement metrics that PAIR_HEADER names already
+_FIXED_METRICS = ("kappa_linear", "kappa_quadratic")
+
+
+def extra_metrics() -> list[stats.AgreementMetric]:
+    """Registered agreement metrics beyond the fixed columns: one more column each in the pair tables."""
+    return [m for m in stats.AGREEMENT_METRICS.values() if m.name not in _FIXED_METRICS]
+
+
+def pair_header() -> list[str]:
+    """The pair table's header: the fixed columns, then one per extra registered metric."""
+    return [*PAIR_HEADER, *(m.label for m in extra_metrics())]
 CATEGORY_HEADER = ["category", "cells", "α interval", "κ quadratic", "ICC(2,1)", "mean |Δ|", "exact"]
 
 
@@ -371,7 +385,7 @@ def build_blocks(result: SuiteResult, images: dict[str, bytes]) -> list[Block]:
         blocks.append(Block("h2", title))
         blocks.append(Block("p", "Each rater's mean over samples per cell; 95% bootstrap intervals over cells; "
                                  "κ on scores rounded to 0/1/2."))
-        blocks.append(Block("table", _pair_rows(pairs), PAIR_HEADER))
+        blocks.append(Block("table", _pair_rows(pairs), pair_header()))
         for p in pairs:
             if len(p.get("by_category") or {}) > 1:
                 blocks.append(Block("h3", f"`{p['rater_a']}` vs `{p['rater_b']}` by category"))
@@ -397,7 +411,7 @@ def build_blocks(result: SuiteResult, images: dict[str, bytes]) -> list[Block]:
         if rows:
             blocks.append(Block("p", "Only cells the paper rated count (AAPL 2014–2023, MSFT 2020–2023, …). "
                                      "A 1.5B local model is not expected to agree much; the point is the number."))
-            blocks.append(Block("table", rows, PAIR_HEADER))
+            blocks.append(Block("table", rows, pair_header()))
         if per_cat:
             blocks.append(Block("h3", "Per category"))
             blocks.append(Block("table", per_cat, ["rater", *CATEGORY_HEADER]))

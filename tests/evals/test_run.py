@@ -382,3 +382,32 @@ def test_smoke_suite_end_to_end_on_the_local_model(tmp_path, monkeypatch):
         print(re.sub(r"\s+", " ", first.output)[-1500:])
     finally:
         local.unload_all()
+
+
+def test_a_registered_agreement_metric_is_computed_by_the_harness_and_shown_in_the_report(tmp_path, store):
+    """A new agreement metric is one decorated function: every rater pair, results.json and the report get it."""
+    from filinglens.evals import stats
+
+    @stats.agreement_metric("max_abs_diff_test", label="max |Δ| (test metric)", min_units=1, slow=False)
+    def max_abs_diff(x, y):
+        return float(abs(x - y).max())
+
+    try:
+        scripts(noisy=True)
+        suite = make_suite(tmp_path, models=["fake:steady", "fake:other"], prompt_versions=["v1"], samples=1)
+        result = run_eval_suite(suite, tmp_path / "out", store=store, gather=gather, targets=TARGETS)
+        [pair] = result.cross_model
+        means = result.frame.groupby(["unit", "rater"])["score"].mean().unstack()
+        expected = float((means["fake:steady@v1"] - means["fake:other@v1"]).abs().max())
+        assert expected > 0  # the noisy rater disagrees somewhere, so the metric is not trivially 0
+        assert pair["max_abs_diff_test"]["estimate"] == pytest.approx(expected)
+        assert pair["max_abs_diff_test"]["n_boot"] == suite.n_boot  # bootstrapped like the fast statistics
+        assert set(pair["by_category"]["people"]) >= {"max_abs_diff_test", "kappa_quadratic"}
+        saved = json.loads((tmp_path / "out" / "results.json").read_text())
+        assert saved["cross_model"][0]["max_abs_diff_test"]["estimate"] == pytest.approx(expected)
+        md = (tmp_path / "out" / "report.md").read_text()
+        assert "| max |Δ| (test metric) |" in md.replace("\\|", "|")
+        matrix = stats.agreement_matrix(result.frame, "max_abs_diff_test")
+        assert matrix.loc["fake:steady@v1", "fake:other@v1"] == pytest.approx(expected)
+    finally:
+        stats.AGREEMENT_METRICS.pop("max_abs_diff_test", None)
