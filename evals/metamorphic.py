@@ -53,12 +53,13 @@ variants use the production budget: they model "the filing without those
 passages", re-ranked and cut like any filing.
 
 Topic matching (``topic_keywords`` / ``on_topic``): the topic words of a
-category are the words of its prompt's ``retrieval.queries`` (tokenised and
-lightly stemmed like the BM25 index, stop words dropped), minus words the
-queries of another category also use (they do not single out this topic:
-"net", "capital", "development", "increased" for the built-in prompts) and
-minus ``GENERIC_WORDS``, words common to every kind of 10-K passage ("change",
-"cost", "goal", "result", ...). The descriptions are rubric language
+category come from its own prompt alone: the words of its
+``retrieval.queries`` (tokenised and lightly stemmed like the BM25 index, stop
+words dropped) minus ``GENERIC_WORDS``, words common to every kind of 10-K
+passage ("change", "cost", "goal", "result", ...) or too broad to single out a
+topic ("net", "capital", "development": the words the built-in categories'
+queries share). Adding or editing a category never changes another
+category's topic words. The descriptions are rubric language
 ("seriously", "concrete", "central") and add no topic words. A chunk is
 on-topic if it contains at least ``TOPIC_MIN_HITS`` (= 1) distinct topic
 words. Matching errs on the side of removing too much (an off-topic chunk
@@ -135,11 +136,12 @@ FILLER = [
         "cover", "metamorphic filler"),
 ]
 
-#: Words common to every kind of 10-K passage: never topic words (see the module docstring).
+#: Words common to every kind of 10-K passage, or too broad to single out one topic (net income, capital
+#: expenditures, product development): never topic words (see the module docstring).
 GENERIC_WORDS = frozenset(
     """change changing cost goal target reduction regulation compliance new product expense investment
     property program benefit future meet need result operation compared prior year sufficient well company
-    business increase increased decrease financial report annual""".split()
+    business increase increased decrease financial report annual net capital development""".split()
 )
 
 UNCHANGED, NOT_UP = "unchanged", "not up"
@@ -158,16 +160,8 @@ def _query_words(prompt: RatingPrompt) -> set[str]:
 
 
 def topic_keywords(prompt: RatingPrompt) -> frozenset[str]:
-    """The topic words of a prompt's category (rule in the module docstring)."""
-    shared: set[str] = set()
-    for other in prompt_categories():
-        if other == prompt.category:
-            continue
-        try:
-            shared |= _query_words(_load_same_version(other, prompt.version))
-        except Exception:  # noqa: BLE001 - a broken user prompt must not break the check
-            continue
-    return frozenset(_query_words(prompt) - shared - GENERIC_WORDS)
+    """The topic words of a prompt's category, from that prompt alone (rule in the module docstring)."""
+    return frozenset(_query_words(prompt) - GENERIC_WORDS)
 
 
 def on_topic(text: str, keywords: Iterable[str], min_hits: int = TOPIC_MIN_HITS) -> bool:
