@@ -675,7 +675,6 @@ class RichQAProgress:
     LABELS = {"ingest": "ingesting 10-Ks", "answer": "answering", "score": "ragas (no LLM)", "judge": "judging"}
 
     def __init__(self, console=None) -> None:
-
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TextColumn("{task.fields[label]}"), TimeElapsedColumn(), console=console,
                                  transient=True)

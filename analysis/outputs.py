@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from filinglens.analysis.render import Block, figure_png, fmt_num, pyplot, render_html
+from filinglens.analysis.render import Block, figure_png, fmt_num, jsonable, pyplot, render_html
 from filinglens.settings import atomic_write
 
 _LINESTYLES = ["-", "--", ":", "-."]
@@ -26,23 +26,9 @@ def _write(path: Path, data: bytes) -> None:
         handle.write(data)
 
 
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if value is pd.NA or value is pd.NaT:
-        return None
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def table_records(frame: pd.DataFrame) -> list[dict]:
     """JSON-ready records of a frame (NaN/NA → None, numpy scalars → Python)."""
-    return [_jsonable(r) for r in frame.astype(object).where(frame.notna(), None).to_dict(orient="records")]
+    return [jsonable(r) for r in frame.astype(object).where(frame.notna(), None).to_dict(orient="records")]
 
 
 # --------------------------------------------------------------------------- trends
@@ -241,5 +227,5 @@ def write_comparison(result: dict, out_dir: str | Path) -> dict[str, str]:
         files[name.removesuffix(".csv")] = str(out / name)
     files["json"] = str(out / "compare.json")
     payload = dict(result, files=files)
-    _write(out / "compare.json", json.dumps(_jsonable(payload), indent=2, ensure_ascii=False).encode("utf-8"))
+    _write(out / "compare.json", json.dumps(jsonable(payload), indent=2, ensure_ascii=False).encode("utf-8"))
     return files

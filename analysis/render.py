@@ -1,5 +1,6 @@
 """Report documents without a terminal: blocks rendered to Markdown and self-contained HTML, matplotlib
-figures to PNG, and the number formats the eval report, the analyses and the workbench share."""
+figures to PNG, plain-JSON conversion, and the number formats the eval report, the analyses and the
+workbench share."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import base64
 import html
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 # --------------------------------------------------------------------------- formatting
@@ -34,6 +36,26 @@ def fmt_est(est: dict | None, digits: int = 2, reason: bool = True) -> str:
 def fmt_share(value: Any) -> str:
     """A share in 0–1 as a whole percentage (``"42%"``); ``"n/a"`` for None."""
     return "n/a" if value is None else f"{100 * float(value):.0f}%"
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON types all the way down (numpy scalars → Python, NaN/NA/NaT → None, Paths → str)."""
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Path):
+        return str(value)
+    return value
 
 
 # --------------------------------------------------------------------------- blocks

@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from filinglens.agents.rating import Rating, Target
+from filinglens.analysis.render import jsonable
 from filinglens.evals.suite import Suite
 from filinglens.evals.units import rater_id, target_unit
 
@@ -185,23 +186,6 @@ def _matrix_dict(matrix: pd.DataFrame) -> dict:
 def _clean(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
-    return value
-
-
-def jsonable(value: Any) -> Any:
-    """Plain JSON types all the way down (numpy scalars, NaN → None, Paths → str)."""
-    import numpy as np
-
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Path):
-        return str(value)
     return value
 
 
