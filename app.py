@@ -614,8 +614,22 @@ def _execute_comparison(run_id: str, config: dict, store: Store, recorder: _JobR
     return "finished" if result["counts"]["failed"] == 0 else "finished-with-failures"
 
 
+def run_eval_suite(suite, out_dir: Path | str | None = None, progress=None, *, store: Store | None = None,
+                   gather=None, targets: Sequence[Target] | None = None, write: bool = True, chunk_text=None,
+                   facts=None):
+    """Run an eval suite (``filinglens.evals.run.run_suite``) on the index: this layer resolves (and ingests) its
+    filings, gathers evidence and runs the ratings; ``gather``/``targets``/``facts`` replace the index's (tests)."""
+    from filinglens.evals.run import run_suite
+
+    if facts is None and gather is None:
+        facts = index_facts()
+    return run_suite(suite, out_dir, progress, rate=run_ratings, resolve=resolve_targets, store=store,
+                     gather=gather or index_gatherer(), targets=targets, write=write, chunk_text=chunk_text,
+                     facts=facts)
+
+
 def _execute_eval(run_id: str, config: dict, store: Store, recorder: _JobRecorder, gather) -> str:
-    from filinglens.evals.run import SuiteProgress, run_suite
+    from filinglens.evals.run import SuiteProgress
     from filinglens.evals.suite import load_suite
 
     class Progress(SuiteProgress):
@@ -635,7 +649,7 @@ def _execute_eval(run_id: str, config: dict, store: Store, recorder: _JobRecorde
             recorder.check()
 
     overrides = {k: config.get(k) for k in ("models", "prompt_versions", "categories", "samples") if config.get(k)}
-    result = run_suite(load_suite(config["suite"], overrides), progress=Progress(), store=store, gather=gather)
+    result = run_eval_suite(load_suite(config["suite"], overrides), progress=Progress(), store=store, gather=gather)
     store.update_run(run_id, config={"out_dir": str(result.out_dir) if result.out_dir else None,
                                      "eval_runs": result.runs, "ok": result.ok})
     return "finished" if result.ok else "finished-with-failures"

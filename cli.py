@@ -513,17 +513,17 @@ def eval_run(
 
     Options override the suite file: a new prompt version on the same filings is `-p v5`.
     """
-    from filinglens.evals.report import summary_renderable
-    from filinglens.evals.run import RichSuiteProgress, run_suite
+    from filinglens.app import run_eval_suite
+    from filinglens.display import RichSuiteProgress, suite_summary
     from filinglens.evals.suite import load_suite
 
     overrides = {"models": models, "prompt_versions": versions, "categories": categories, "samples": samples}
     with RichSuiteProgress(err_console) as progress:
-        result = run_suite(load_suite(suite, overrides), out_dir=out, progress=progress)
+        result = run_eval_suite(load_suite(suite, overrides), out_dir=out, progress=progress)
     if as_json:
         print_json(result.to_dict())
     else:
-        console.print(summary_renderable(result))
+        console.print(suite_summary(result))
     if not result.ok:
         raise typer.Exit(1)
 
@@ -537,14 +537,14 @@ def eval_diff(
     as_json: bool = typer.Option(False, "--json", help="Print every cell and the statistics as JSON."),
 ) -> None:
     """Which cells changed between two runs, by how much, and how well the runs agree."""
-    from filinglens.evals.report import diff_renderable
+    from filinglens.display import diff_summary
     from filinglens.evals.run import diff_store_runs
 
     diff = diff_store_runs(run_a, run_b, n_boot=boot, n_boot_slow=boot // 5)
     if as_json:
         print_json(diff)
     else:
-        console.print(diff_renderable(diff))
+        console.print(diff_summary(diff))
 
 
 # --------------------------------------------------------------------------- prompts
@@ -617,7 +617,8 @@ def eval_qa(
     import time
 
     from filinglens import settings
-    from filinglens.evals.qa_eval import RichQAProgress, run_qa_eval, summary_renderable
+    from filinglens.display import RichQAProgress, qa_summary
+    from filinglens.evals.qa_eval import run_qa_eval
 
     out = out or settings.subdir("evals") / time.strftime("qa-%Y%m%d-%H%M%S")
     with RichQAProgress(err_console) as progress:
@@ -626,7 +627,7 @@ def eval_qa(
     if as_json:
         print_json(result.to_dict())
     else:
-        console.print(summary_renderable(result))
+        console.print(qa_summary(result))
 
 
 def main() -> None:

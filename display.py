@@ -7,14 +7,14 @@ progress through plain callbacks; this module turns both into terminal output.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable, Optional, Sequence
+from typing import Any, Iterable, Optional, Sequence
 
 from rich import box
 from rich.console import Group
 from rich.markup import escape
 from rich.panel import Panel
 from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn,
-                           TimeElapsedColumn, TransferSpeedColumn)
+                           TimeElapsedColumn, TimeRemainingColumn, TransferSpeedColumn)
 from rich.table import Table
 from rich.text import Text
 
@@ -22,6 +22,12 @@ from filinglens import settings
 from filinglens.agents.models import ModelStatus
 from filinglens.agents.qa import Answer
 from filinglens.agents.rating import PROBABILITY_METHODS, Rating, deciding_indicators
+from filinglens.analysis.render import fmt_est, fmt_num, fmt_share
+from filinglens.evals.metamorphic import CHECKS as METAMORPHIC_CHECKS, TOLERANCE as METAMORPHIC_TOLERANCE, MetamorphicReport
+from filinglens.evals.qa_eval import ANCHOR_MODEL as QA_ANCHOR_MODEL, ANCHORS as QA_ANCHORS, QAEvalResult
+from filinglens.evals.report import extra_metrics
+from filinglens.evals.results import SuiteResult
+from filinglens.evals.run import SuiteProgress
 from filinglens.prompts.loader import RatingPrompt
 from filinglens.retrieval.edgar import FetchReport, FilingRef
 from filinglens.retrieval.filing import Filing
@@ -399,3 +405,293 @@ def batch_table(report):
     for o in report.failures:
         table.add_row(escape(o["label"]), escape(o["error"] or ""))
     return table
+
+
+# ---------------------------------------------------------------------- eval harness (evals/run.py, report.py)
+
+
+class RichSuiteProgress(SuiteProgress):
+    """A rich progress bar on a console (stderr in the CLI): filings, then one bar over every rating."""
+
+    def __init__(self, console=None) -> None:
+        self.console = console
+        self.ingest = RichIngestProgress(console)
+        self._progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            TimeRemainingColumn(), console=console, transient=True,
+        )
+        self._task = None
+        self._made = 0
+        self._cached = 0
+
+    def __enter__(self) -> "RichSuiteProgress":
+        self.ingest.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._task is not None:
+            self._progress.__exit__(*exc)
+        else:
+            self.ingest.__exit__(*exc)
+
+    def stage(self, text: str) -> None:
+        if self._task is not None:
+            self._progress.update(self._task, description=text)
+        elif self.console is not None:
+            self.console.print(f"[dim]{text}[/]", highlight=False)
+
+    def start(self, total: int) -> None:
+        self.ingest.__exit__(None, None, None)
+        self._progress.__enter__()
+        self._task = self._progress.add_task("rating", total=total)
+
+    def rated(self, rating: Rating, rater: str) -> None:
+        self._made += rating.model_calls - rating.cached_calls
+        self._cached += rating.cached_calls
+        self._progress.update(
+            self._task, advance=1,
+            description=f"rating {rater} · {rating.target.label} · {rating.category} "
+                        f"[dim]({self._made} calls made, {self._cached} cached)[/]",
+        )
+
+
+def suite_summary(result: SuiteResult):
+    """What ``eval run`` prints: test-retest and cross-rater α with intervals, paper, checks, files."""
+
+    reasons: dict[str, None] = {}
+
+    def est(value: dict | None) -> str:
+        if value and value.get("estimate") is None and value.get("reason"):
+            reasons[value["reason"]] = None
+        return fmt_est(value, reason=False)
+
+    parts: list[Any] = []
+    head = Text.assemble(
+        ("PASS" if result.ok else "FAIL", "bold green" if result.ok else "bold red"),
+        f"  suite {result.suite.name}: {len(result.targets)} filings × {len(result.suite.category_list)} categories × "
+        f"{result.suite.samples} samples × {len(result.raters)} raters = {len(result.ratings)} ratings "
+        f"({result.failed_ratings} failed); model calls {result.calls_made} made, {result.calls_cached} cached; "
+        f"{result.timings.get('total_s', 0):.0f}s",
+    )
+    parts.append(head)
+    if result.test_retest:
+        table = Table(title="Test-retest (repeated samples)", title_justify="left")
+        for col in ("rater", "cells", "α interval [95% CI]", "α ordinal [95% CI]", "exact", "within one", "mean spread"):
+            table.add_column(col)
+        for rater, tr in result.test_retest.items():
+            table.add_row(rater, str(tr["n_units"]), est(tr["alpha_interval"]), est(tr["alpha_ordinal"]),
+                          fmt_share(tr["exact_agreement"]), fmt_share(tr["within_one"]), fmt_num(tr["mean_spread"]))
+        parts.append(table)
+    pairs = result.cross_prompt + result.cross_model
+    paper_pairs = [got["overall"] for got in ((result.paper or {}).get("raters") or {}).values() if got.get("overall")]
+    if pairs or paper_pairs:
+        table = Table(title="Agreement between raters", title_justify="left")
+        extra = extra_metrics()  # registered agreement metrics beyond these columns
+        for col in ("raters", "cells", "α interval [95% CI]", "κ quadratic", "ICC(2,1)", "mean |Δ|",
+                    *(m.label for m in extra)):
+            table.add_column(col)
+        for p in pairs + paper_pairs:
+            table.add_row(f"{p['rater_a']} vs {p['rater_b']}", str(p["n_units"]), est(p["alpha_interval"]),
+                          est(p["kappa_quadratic"]), est(p["icc2"]), est(p["mean_abs_diff"]),
+                          *(est(p.get(m.name)) for m in extra))
+        parts.append(table)
+    ref_raters = ((result.reference or {}).get("raters") or {})
+    if ref_raters:
+        ref = result.reference
+        table = Table(title=f"Agreement with reference labels ({ref['matched']} of {ref['labels']} matched)",
+                      title_justify="left")
+        for col in ("rater", "cells", "exact [95% CI]", "within one", "κ quadratic [95% CI]", "α ordinal",
+                    "evidence recall"):
+            table.add_column(col)
+        for rater, got in ref_raters.items():
+            o = got["overall"]
+            recall = (got.get("evidence_recall") or {}).get("shown") or {}
+            table.add_row(rater, str(o["n_units"]), est(o["exact_agreement"]), est(o["within_one"]),
+                          est(o["kappa_quadratic"]), est(o["alpha_ordinal"]),
+                          fmt_share(recall.get("estimate")) if recall.get("estimate") is not None else "n/a")
+        parts.append(table)
+    elif result.reference is not None and result.reference.get("reason"):
+        parts.append(Text(f"reference labels: {result.reference['reason']}", style="yellow"))
+    for reason in reasons:
+        parts.append(Text(f"n/a: {reason}", style="dim"))
+    if result.metamorphic is not None:
+        rates = {f"{r} {n}": v for r, got in result.metamorphic.raters.items() for n, v in got.pass_rates.items()}
+        line = ", ".join(f"{k}: {fmt_share(v)}" for k, v in rates.items()) or result.metamorphic.reason or "no results"
+        parts.append(Text(f"metamorphic: {line}"))
+    for note in result.notes:
+        parts.append(Text(f"note: {note}", style="dim"))
+    for check in result.failures:
+        parts.append(Text(f"threshold not met: {check.describe()}", style="red"))
+    if result.files:
+        parts.append(Text(f"report: {result.files.get('markdown')} · {result.files.get('html')} · "
+                          f"{result.files.get('json')} · {result.files.get('parquet')}"))
+    parts.append(Text("runs: " + ", ".join(result.runs.values()), style="dim"))
+    return Group(*parts)
+
+
+def diff_summary(diff: dict, limit: int = 30):
+    """What ``eval diff`` prints: the changed cells (largest first), counts and agreement."""
+
+    a, b = diff["run_a"], diff["run_b"]
+    parts: list[Any] = [Text(f"A = {a['id']} ({', '.join(a['raters'])}, {a['ratings']} ratings)\n"
+                             f"B = {b['id']} ({', '.join(b['raters'])}, {b['ratings']} ratings)")]
+    counts = diff["counts"]
+    parts.append(Text("cells: " + ", ".join(f"{counts.get(k, 0)} {k}" for k in ("same", "changed", "only_a", "only_b", "missing")
+                                            if counts.get(k))))
+    changed = [c for c in diff["cells"] if c["status"] != "same"]
+    if changed:
+        table = Table(title=f"Changed cells ({len(changed)}; B − A, mean over samples)", title_justify="left")
+        for col in ("cell", "A", "B", "Δ", "status"):
+            table.add_column(col)
+        for c in changed[:limit]:
+            delta = "" if c["diff"] is None else f"{c['diff']:+.2f}"
+            table.add_row(c["unit"], fmt_num(c["score_a"]), fmt_num(c["score_b"]), delta, c["status"])
+        if len(changed) > limit:
+            table.caption = f"… {len(changed) - limit} more (use --json)"
+        parts.append(table)
+    agreement = diff.get("agreement")
+    if agreement:
+        table = Table(title="Agreement A vs B", title_justify="left")
+        for col in ("", "cells", "α interval [95% CI]", "α ordinal", "κ quadratic", "ICC(2,1)", "mean |Δ|", "exact"):
+            table.add_column(col)
+        rows = [("all", agreement)] + list((diff.get("by_category") or {}).items())
+        for name, p in rows:
+            table.add_row(name, str(p["n_units"]), fmt_est(p["alpha_interval"]), fmt_est(p["alpha_ordinal"], reason=False),
+                          fmt_est(p["kappa_quadratic"], reason=False), fmt_est(p["icc2"], reason=False),
+                          fmt_est(p["mean_abs_diff"]), fmt_est(p["exact_agreement"]))
+        parts.append(table)
+    else:
+        parts.append(Text("no cells rated in both runs: agreement not computable", style="yellow"))
+    return Group(*parts)
+
+
+# ---------------------------------------------------------------------- metamorphic checks
+
+
+def _fmt_rate(stats: dict) -> str:
+    rate = stats.get("pass_rate")
+    return "—" if rate is None else f"{rate:.0%}"
+
+
+def metamorphic_table(report: MetamorphicReport | Sequence[MetamorphicReport], detail: bool = False):
+    """A rich table: pass rate per model × prompt version × check (``detail``: one row per result)."""
+
+    reports = [report] if isinstance(report, MetamorphicReport) else list(report)
+    if detail:
+        table = Table(title="Metamorphic checks — results", show_lines=False)
+        for col in ("model · prompt", "filing", "category", "check", "expect", "baseline", "variant", "Δ E", "outcome"):
+            table.add_column(col)
+        for rep in reports:
+            for r in rep.results:
+                def score(s, e):
+                    return "—" if s is None else (f"{s} (E={e:.2f})" if e is not None else str(s))
+
+                outcome = {"pass": "[green]pass[/]", "fail": "[red]fail[/]"}.get(r.outcome, f"[yellow]{r.outcome}[/]")
+                if r.went_down:
+                    outcome += " ↓"
+                table.add_row(f"{rep.model_id} · {rep.prompt_version}", r.filing, r.category, r.check, r.expect,
+                              score(r.baseline_score, r.baseline_expected), score(r.variant_score, r.variant_expected),
+                              "—" if r.delta is None else f"{r.delta:+.2f}", outcome)
+        return table
+    table = Table(title=f"Metamorphic checks — pass rates (tolerance ±{METAMORPHIC_TOLERANCE} on E)")
+    table.add_column("model · prompt")
+    table.add_column("check")
+    table.add_column("expect")
+    for col in ("pass", "fail", "error", "pass rate", "went down"):
+        table.add_column(col, justify="right")
+    for rep in reports:
+        setup = f"{rep.model_id} · {rep.prompt_version}"
+        for name, stats in rep.by_check().items():
+            down = ""
+            if "down_rate" in stats:
+                down = "—" if stats["down_rate"] is None else f"{stats['down_rate']:.0%}"
+            table.add_row(setup, name, METAMORPHIC_CHECKS[name].expect, str(stats["passed"]), str(stats["failed"]),
+                          str(stats["errors"]), _fmt_rate(stats), down)
+        o = rep.overall()
+        table.add_row(setup, "[bold]all[/]", "", str(o["passed"]), str(o["failed"]), str(o["errors"]),
+                      f"[bold]{_fmt_rate(o)}[/]", "", end_section=True)
+    return table
+
+
+# ---------------------------------------------------------------------- FinanceBench QA (evals/qa_eval.py)
+
+
+def _qa_pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def _qa_val(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def qa_summary(result: QAEvalResult):
+    """Rich tables: accuracy next to the FinanceBench anchor, then the other measures."""
+
+    agg = result.aggregates
+    setting = result.config["setting"]
+    head = Table(title=f"FinanceBench QA: {agg['questions']} questions, {setting}, model {result.config['model']}")
+    for col in ("system", "setting", "accuracy", "95% CI", "refusals", "evidence recall@k"):
+        head.add_column(col, justify="left" if col in ("system", "setting") else "right")
+    ci = agg.get("accuracy_ci95")
+    head.add_row(f"FilingLens ({result.config['model']})", setting, _qa_pct(agg["accuracy"]),
+                 f"{_qa_pct(ci[0])}-{_qa_pct(ci[1])}" if ci else "-", _qa_pct(agg["refusal_rate"]),
+                 _qa_val(agg["evidence_recall"]))
+    for name, value in QA_ANCHORS.items():
+        head.add_row(QA_ANCHOR_MODEL, name, f"~{_qa_pct(value)}", "", "", "", style="bold" if name == setting else "dim")
+
+    detail = Table(title="measures (means over questions)")
+    detail.add_column("measure")
+    detail.add_column("value", justify="right")
+    rows = [
+        ("correct", f"{agg['correct']}/{agg['questions']}"),
+        ("accuracy when answered", _qa_pct(agg["accuracy_when_answered"])),
+        ("errors (model/retrieval)", str(agg["errors"])),
+        ("evidence page hit rate", _qa_pct(agg["evidence_hit_rate"])),
+        ("quotes / unverified", f"{agg['quotes']} / {agg['unverified_quotes']}"),
+        ("tokens in / out", f"{agg['tokens_in']:,} / {agg['tokens_out']:,}"),
+        ("answer latency p50 / p95 (s)",
+         "-" if agg["answer_latency_p50_ms"] is None
+         else f"{agg['answer_latency_p50_ms'] / 1000:.1f} / {agg['answer_latency_p95_ms'] / 1000:.1f}"),
+    ]
+    for qtype, entry in sorted(agg["by_question_type"].items()):
+        rows.append((f"accuracy: {qtype}", f"{_qa_pct(entry['accuracy'])} ({entry['correct']}/{entry['n']})"))
+    for name, value in agg["metrics"].items():
+        rows.append((f"ragas {name}", _qa_val(value)))
+    for name, count in (agg.get("judge_errors") or {}).items():
+        rows.append((f"judge errors: {name}", f"{count} of {agg.get('judged', 0)}"))
+    t = result.timings
+    rows.append(("runtime (ingest / answer / score / judge)",
+                 f"{t['total_s']:.0f} s ({t['ingest_s']:.0f} / {t['answer_s']:.0f} / {t['score_s']:.0f} / "
+                 f"{t['judge_s']:.0f})"))
+    if result.skipped:
+        rows.append(("skipped (documents missing)", str(len(result.skipped))))
+    for name, value in rows:
+        detail.add_row(name, value)
+    parts = [head, detail]
+    if result.out_dir:
+        parts.append(Text(f"results: {result.out_dir}/qa_eval.json, qa_eval.parquet"))
+    return Group(*parts)
+
+
+class RichQAProgress:
+    """A ``progress`` callback for the CLI: one rich bar per stage."""
+
+    LABELS = {"ingest": "ingesting 10-Ks", "answer": "answering", "score": "ragas (no LLM)", "judge": "judging"}
+
+    def __init__(self, console=None) -> None:
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[label]}"), TimeElapsedColumn(), console=console,
+                                 transient=True)
+        self.tasks: dict[str, int] = {}
+
+    def __enter__(self) -> "RichQAProgress":
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.stop()
+
+    def __call__(self, stage: str, done: int, total: int, label: str) -> None:
+        if stage not in self.tasks:
+            self.tasks[stage] = self.progress.add_task(self.LABELS.get(stage, stage), total=total, label="")
+        self.progress.update(self.tasks[stage], completed=done, total=total, label=label)

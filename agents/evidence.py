@@ -79,13 +79,18 @@ def redact_instructions(text: str) -> tuple[str, int]:
     return _SENTENCE.sub(one, text), count
 
 
+def clean_evidence_text(text: str) -> str:
+    """One chunk's text as the model sees it (before any cut): stripped, tags neutralised, instructions removed."""
+    cleaned, _ = redact_instructions(neutralise_tags(text.strip()))  # no way out of the <evidence> block
+    return cleaned
+
+
 def fit_evidence(evidence: Sequence[EvidenceItem], budget_chars: int) -> list[EvidenceItem]:
     """The evidence as the model will see it: tags neutralised, instructions removed, cut to the budget."""
     out: list[EvidenceItem] = []
     total = 0
     for ev in evidence:
-        text = neutralise_tags(ev.text.strip())  # no way out of the <evidence> block
-        text, _ = redact_instructions(text)
+        text = clean_evidence_text(ev.text)
         room = budget_chars - total
         if room < 200:
             break

@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from filinglens.evals.report import Block, _png, _pyplot, fmt_num, render_html
+from filinglens.analysis.render import Block, figure_png, fmt_num, jsonable, pyplot, render_html
 from filinglens.settings import atomic_write
 
 _LINESTYLES = ["-", "--", ":", "-."]
@@ -26,23 +26,9 @@ def _write(path: Path, data: bytes) -> None:
         handle.write(data)
 
 
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if value is pd.NA or value is pd.NaT:
-        return None
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def table_records(frame: pd.DataFrame) -> list[dict]:
     """JSON-ready records of a frame (NaN/NA → None, numpy scalars → Python)."""
-    return [_jsonable(r) for r in frame.astype(object).where(frame.notna(), None).to_dict(orient="records")]
+    return [jsonable(r) for r in frame.astype(object).where(frame.notna(), None).to_dict(orient="records")]
 
 
 # --------------------------------------------------------------------------- trends
@@ -56,7 +42,7 @@ def plot_trends(trends: pd.DataFrame, categories: Sequence[str] | None = None) -
     data = trends.dropna(subset=["expected", "fiscal_year"])
     if data.empty:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     categories = list(categories or sorted(data["category"].unique()))
     companies = sorted(data["company"].unique())
     raters = sorted(data["rater"].unique())
@@ -94,7 +80,7 @@ def plot_trends(trends: pd.DataFrame, categories: Sequence[str] | None = None) -
     if handles:
         fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 3), fontsize=8)
     fig.suptitle("Expected score by fiscal year (band: ±1 SD over samples or yes/no answers)", fontsize=10)
-    return _png(fig)
+    return figure_png(fig)
 
 
 def trend_blocks(trends: pd.DataFrame, avgs: pd.DataFrame, title: str, has_plot: bool) -> list[Block]:
@@ -150,7 +136,7 @@ def plot_comparison(result: dict) -> bytes | None:
     ranking = result.get("ranking") or []
     if not ranking:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     companies = result["companies"]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10.5, 0.45 * len(companies) + 2.4), layout="constrained")
     names = [r["company"] for r in ranking][::-1]
@@ -174,7 +160,7 @@ def plot_comparison(result: dict) -> bytes | None:
     right.set_yticks(range(len(companies)), companies, fontsize=8)
     right.set_title("wins of row over column (ties ½)", fontsize=9)
     fig.colorbar(image, ax=right, shrink=0.8)
-    return _png(fig)
+    return figure_png(fig)
 
 
 def comparison_blocks(result: dict, has_plot: bool) -> list[Block]:
@@ -241,5 +227,5 @@ def write_comparison(result: dict, out_dir: str | Path) -> dict[str, str]:
         files[name.removesuffix(".csv")] = str(out / name)
     files["json"] = str(out / "compare.json")
     payload = dict(result, files=files)
-    _write(out / "compare.json", json.dumps(_jsonable(payload), indent=2, ensure_ascii=False).encode("utf-8"))
+    _write(out / "compare.json", json.dumps(jsonable(payload), indent=2, ensure_ascii=False).encode("utf-8"))
     return files

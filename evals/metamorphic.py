@@ -53,12 +53,13 @@ variants use the production budget: they model "the filing without those
 passages", re-ranked and cut like any filing.
 
 Topic matching (``topic_keywords`` / ``on_topic``): the topic words of a
-category are the words of its prompt's ``retrieval.queries`` (tokenised and
-lightly stemmed like the BM25 index, stop words dropped), minus words the
-queries of another category also use (they do not single out this topic:
-"net", "capital", "development", "increased" for the built-in prompts) and
-minus ``GENERIC_WORDS``, words common to every kind of 10-K passage ("change",
-"cost", "goal", "result", ...). The descriptions are rubric language
+category come from its own prompt alone: the words of its
+``retrieval.queries`` (tokenised and lightly stemmed like the BM25 index, stop
+words dropped) minus ``GENERIC_WORDS``, words common to every kind of 10-K
+passage ("change", "cost", "goal", "result", ...) or too broad to single out a
+topic ("net", "capital", "development": the words the built-in categories'
+queries share). Adding or editing a category never changes another
+category's topic words. The descriptions are rubric language
 ("seriously", "concrete", "central") and add no topic words. A chunk is
 on-topic if it contains at least ``TOPIC_MIN_HITS`` (= 1) distinct topic
 words. Matching errs on the side of removing too much (an off-topic chunk
@@ -90,7 +91,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
-from filinglens.agents.evidence import _DELIMITER, EvidenceItem, fit_evidence, redact_instructions
+from filinglens.agents.evidence import EvidenceItem, clean_evidence_text, fit_evidence, redact_instructions
 from filinglens.agents.rating import Rating, RatingChain, Target
 from filinglens.prompts.loader import RatingPrompt, categories as prompt_categories, load_prompt
 from filinglens.store import Store
@@ -135,11 +136,12 @@ FILLER = [
         "cover", "metamorphic filler"),
 ]
 
-#: Words common to every kind of 10-K passage: never topic words (see the module docstring).
+#: Words common to every kind of 10-K passage, or too broad to single out one topic (net income, capital
+#: expenditures, product development): never topic words (see the module docstring).
 GENERIC_WORDS = frozenset(
     """change changing cost goal target reduction regulation compliance new product expense investment
     property program benefit future meet need result operation compared prior year sufficient well company
-    business increase increased decrease financial report annual""".split()
+    business increase increased decrease financial report annual net capital development""".split()
 )
 
 UNCHANGED, NOT_UP = "unchanged", "not up"
@@ -158,16 +160,8 @@ def _query_words(prompt: RatingPrompt) -> set[str]:
 
 
 def topic_keywords(prompt: RatingPrompt) -> frozenset[str]:
-    """The topic words of a prompt's category (rule in the module docstring)."""
-    shared: set[str] = set()
-    for other in prompt_categories():
-        if other == prompt.category:
-            continue
-        try:
-            shared |= _query_words(_load_same_version(other, prompt.version))
-        except Exception:  # noqa: BLE001 - a broken user prompt must not break the check
-            continue
-    return frozenset(_query_words(prompt) - shared - GENERIC_WORDS)
+    """The topic words of a prompt's category, from that prompt alone (rule in the module docstring)."""
+    return frozenset(_query_words(prompt) - GENERIC_WORDS)
 
 
 def on_topic(text: str, keywords: Iterable[str], min_hits: int = TOPIC_MIN_HITS) -> bool:
@@ -193,8 +187,7 @@ def budget_for(evidence: Sequence[EvidenceItem]) -> int:
     """A character budget with room to show every chunk of ``evidence`` uncut."""
     total = 0
     for i, ev in enumerate(evidence, start=1):
-        text, _ = redact_instructions(_DELIMITER.sub("[tag removed]", ev.text.strip()))
-        total += len(f"[E{i}] (Item {ev.item}) {text}")
+        total += len(f"[E{i}] (Item {ev.item}) {clean_evidence_text(ev.text)}")
     return total + 300
 
 
@@ -535,11 +528,11 @@ def run_metamorphic(
 ) -> MetamorphicReport:
     """Rate each target × category × sample, then every check's variant; compare (module docstring).
 
-    ``gather`` defaults to the index gatherer (``app.index_gatherer``);
-    ``model`` is a ready chat model (tests) — leave it None for ``local`` so the
-    yes/no method reads next-token probabilities. ``facts`` gives a filing's key
-    figures to the indicators method (default: from the index when ``gather``
-    is the index's; the variants rate the same filing, so its facts do not change). Ratings are saved into
+    ``gather`` gives the evidence (the application layer passes the index's,
+    ``app.index_gatherer()``); ``model`` is a ready chat model (tests) — leave it
+    None for ``local`` so the yes/no method reads next-token probabilities.
+    ``facts`` gives a filing's key figures to the indicators method (e.g.
+    ``app.index_facts()``; the variants rate the same filing, so its facts do not change). Ratings are saved into
     ``run_id`` (default: a new run of kind ``metamorphic``, finished here).
     """
     unknown = [c for c in checks if c not in CHECKS]
@@ -547,12 +540,12 @@ def run_metamorphic(
         from filinglens.errors import ConfigError
 
         raise ConfigError(f"unknown metamorphic check(s) {', '.join(unknown)} (known: {', '.join(CHECKS)})")
-    store = store or Store()
     if gather is None:
-        from filinglens.app import index_facts, index_gatherer
+        from filinglens.errors import ConfigError
 
-        gather = index_gatherer()
-        facts = facts if facts is not None else index_facts()
+        raise ConfigError("run_metamorphic needs `gather` (the evidence for a prompt and a filing), "
+                          "e.g. filinglens.app.index_gatherer()")
+    store = store or Store()
     gather = _memo(gather)
     own_run = run_id is None
     if own_run:
@@ -618,51 +611,3 @@ def _one_cell(chain: RatingChain, target: Target, category: str, prompt_version:
         report.results.append(result)
         if progress:
             progress(result)
-
-
-# ----------------------------------------------------------------------------- display
-
-def _fmt_rate(stats: dict) -> str:
-    rate = stats.get("pass_rate")
-    return "—" if rate is None else f"{rate:.0%}"
-
-
-def metamorphic_table(report: MetamorphicReport | Sequence[MetamorphicReport], detail: bool = False):
-    """A rich table: pass rate per model × prompt version × check (``detail``: one row per result)."""
-    from rich.table import Table
-
-    reports = [report] if isinstance(report, MetamorphicReport) else list(report)
-    if detail:
-        table = Table(title="Metamorphic checks — results", show_lines=False)
-        for col in ("model · prompt", "filing", "category", "check", "expect", "baseline", "variant", "Δ E", "outcome"):
-            table.add_column(col)
-        for rep in reports:
-            for r in rep.results:
-                def score(s, e):
-                    return "—" if s is None else (f"{s} (E={e:.2f})" if e is not None else str(s))
-
-                outcome = {"pass": "[green]pass[/]", "fail": "[red]fail[/]"}.get(r.outcome, f"[yellow]{r.outcome}[/]")
-                if r.went_down:
-                    outcome += " ↓"
-                table.add_row(f"{rep.model_id} · {rep.prompt_version}", r.filing, r.category, r.check, r.expect,
-                              score(r.baseline_score, r.baseline_expected), score(r.variant_score, r.variant_expected),
-                              "—" if r.delta is None else f"{r.delta:+.2f}", outcome)
-        return table
-    table = Table(title=f"Metamorphic checks — pass rates (tolerance ±{TOLERANCE} on E)")
-    table.add_column("model · prompt")
-    table.add_column("check")
-    table.add_column("expect")
-    for col in ("pass", "fail", "error", "pass rate", "went down"):
-        table.add_column(col, justify="right")
-    for rep in reports:
-        setup = f"{rep.model_id} · {rep.prompt_version}"
-        for name, stats in rep.by_check().items():
-            down = ""
-            if "down_rate" in stats:
-                down = "—" if stats["down_rate"] is None else f"{stats['down_rate']:.0%}"
-            table.add_row(setup, name, CHECKS[name].expect, str(stats["passed"]), str(stats["failed"]),
-                          str(stats["errors"]), _fmt_rate(stats), down)
-        o = rep.overall()
-        table.add_row(setup, "[bold]all[/]", "", str(o["passed"]), str(o["failed"]), str(o["errors"]),
-                      f"[bold]{_fmt_rate(o)}[/]", "", end_section=True)
-    return table

@@ -604,18 +604,79 @@ def run_qa_eval(
     ``score`` or ``judge``.  ``model`` / ``judge_model``: chat-model objects
     used instead of building ``model_id`` / ``judge`` (tests).
     """
-    from filinglens.agents.qa import answer_question
-    from filinglens.retrieval.agent import RetrievalAgent
-    from filinglens.retrieval.index import open_store
-    from filinglens.retrieval.ingest import ingest_file
-    from filinglens.retrieval.search import HybridSearcher
-    from filinglens.store import Store
-
     from filinglens.prompts.loader import DEFAULT_QA_VERSION
+    from filinglens.retrieval.index import open_store
+    from filinglens.store import Store
 
     prompt_version = prompt_version or DEFAULT_QA_VERSION
     t_start = time.perf_counter()
     say = progress or (lambda *a: None)
+    bench = load_bench(questions_path, documents_path, pdf_dir, limit)
+    wanted, skipped, names = askable_questions(bench)
+
+    index = index if index is not None else open_store()
+    t0 = time.perf_counter()
+    ingest_report = ingest_documents(names, bench, index, say)
+    t_ingest = time.perf_counter() - t0
+
+    results = store if store is not None else Store()
+    run_id = results.start_run("qa_eval", {"questions": str(bench.questions_path), "model": model_id, "judge": judge,
+                                           "k": k, "per_document": per_document, "limit": limit,
+                                           "prompt_version": prompt_version})
+    t0 = time.perf_counter()
+    answered = answer_questions(wanted, bench.documents, index, results, say, model_id=model_id, model=model,
+                                per_document=per_document, k=k, evidence_chars=evidence_chars,
+                                prompt_version=prompt_version)
+    t_answer = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    samples = ragas_samples(answered, wanted)
+    ragas_info = score_without_model(answered.items, samples, say)
+    t_score = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    judge_info = judge_answers(answered.items, samples, judge, judge_model=judge_model, embedder=index.embedder,
+                               strictness=judge_strictness, progress=progress) if judge else {}
+    t_judge = time.perf_counter() - t0
+    results.finish_run(run_id)
+
+    config = {
+        "questions_path": str(bench.questions_path), "documents_path": str(bench.documents_path),
+        "pdf_dir": str(bench.pdf_dir), "model": model_id,
+        "judge": judge, "limit": limit, "setting": "per document" if per_document else "shared store", "k": k,
+        "evidence_chars": evidence_chars, "prompt_version": prompt_version, "run_id": run_id,
+        "accuracy_rule": {"relative_tolerance": REL_TOL, "text_recall": TEXT_RECALL},
+    }
+    result = QAEvalResult(
+        config=config, items=answered.items, aggregates=aggregate(answered.items, judged=bool(judge)),
+        skipped=skipped,
+        timings={"ingest_s": round(t_ingest, 1), "answer_s": round(t_answer, 1), "score_s": round(t_score, 1),
+                 "judge_s": round(t_judge, 1), "total_s": round(time.perf_counter() - t_start, 1),
+                 "ingest": ingest_report},
+        ragas={"non_llm": ragas_info, **({"judge": judge_info} if judge else {})},
+    )
+    if out_dir is not None:
+        result.write(out_dir)
+    return result
+
+
+# --------------------------------------------------------------------------- the stages
+
+
+@dataclass
+class Bench:
+    """The FinanceBench inputs of a run: questions, documents (by name) and the folder of their PDFs."""
+
+    questions_path: Path
+    documents_path: Path
+    pdf_dir: Path
+    questions: list[dict]
+    documents: dict[str, dict]
+
+
+def load_bench(questions_path: str | Path | None = None, documents_path: str | Path | None = None,
+               pdf_dir: str | Path | None = None, limit: int | None = None) -> Bench:
+    """Stage 1: read the questions (the first ``limit``) and the documents (beside them, else the shared set)."""
     qpath = Path(questions_path) if questions_path else default_questions_path()
     if not qpath.is_file():
         raise InputError(f"{qpath}: no such questions file")
@@ -634,113 +695,149 @@ def run_qa_eval(
         if limit < 1:
             raise InputError("--limit must be at least 1")
         questions = questions[:limit]
+    return Bench(qpath, dpath, pdfs, questions, docs)
 
-    # which questions can be asked: their documents must be described and present
+
+def askable_questions(bench: Bench) -> tuple[list[dict], list[dict], list[str]]:
+    """Stage 2: the questions whose documents are described and present, the skipped ones (with the reason),
+    and the document names to ingest (in first-use order)."""
     skipped: list[dict] = []
     wanted: list[dict] = []
-    for q in questions:
-        missing = [d for d in question_documents(q) if d not in docs or not (pdfs / f"{d}.pdf").is_file()]
+    for q in bench.questions:
+        missing = [d for d in question_documents(q)
+                   if d not in bench.documents or not (bench.pdf_dir / f"{d}.pdf").is_file()]
         if missing:
             skipped.append({"id": q.get("financebench_id"), "reason": f"documents not available: {missing}"})
         else:
             wanted.append(q)
     if not wanted:
-        raise InputError(f"none of the {len(questions)} questions has its documents in {pdfs}")
-    names = []
+        raise InputError(f"none of the {len(bench.questions)} questions has its documents in {bench.pdf_dir}")
+    names: list[str] = []
     for q in wanted:
         names.extend(d for d in question_documents(q) if d not in names)
+    return wanted, skipped, names
 
-    # ingest (idempotent: unchanged PDFs are recognised before parsing)
-    index = index if index is not None else open_store()
-    ingest_report = []
-    t0 = time.perf_counter()
+
+def ingest_documents(names: Sequence[str], bench: Bench, index: Any,
+                     say: Callable[[str, int, int, str], None]) -> list[dict]:
+    """Stage 3: index the PDFs (idempotent: unchanged ones are recognised before parsing); one report row each.
+
+    A failed document is recorded and skipped; a broken index stops the run."""
+    from filinglens.errors import IndexStoreError
+    from filinglens.retrieval.ingest import ingest_file
+
+    report = []
     for n, name in enumerate(names):
         say("ingest", n, len(names), name)
-        doc = docs[name]
+        doc = bench.documents[name]
         meta = {"company": doc.get("company")}
         if doc.get("doc_period"):
             meta["fiscal_year"] = int(doc["doc_period"])
         try:
-            r = ingest_file(pdfs / f"{name}.pdf", store=index, metadata=meta)
-            ingest_report.append({"doc": name, "status": r.status, "seconds": r.seconds, "chunks": r.chunks})
+            r = ingest_file(bench.pdf_dir / f"{name}.pdf", store=index, metadata=meta)
+            report.append({"doc": name, "status": r.status, "seconds": r.seconds, "chunks": r.chunks})
+        except IndexStoreError:
+            raise
         except FilingLensError as exc:
-            if type(exc).__name__ == "IndexStoreError":
-                raise
-            ingest_report.append({"doc": name, "status": "failed", "error": str(exc)})
+            report.append({"doc": name, "status": "failed", "error": str(exc)})
     say("ingest", len(names), len(names), "done")
-    t_ingest = time.perf_counter() - t0
+    return report
 
-    results = store if store is not None else Store()
-    run_id = results.start_run("qa_eval", {"questions": str(qpath), "model": model_id, "judge": judge, "k": k,
-                                           "per_document": per_document, "limit": limit,
-                                           "prompt_version": prompt_version})
+
+@dataclass
+class Answered:
+    """Stage 4's output: one scored :class:`QAItem` per question, with the texts and ids of what was retrieved."""
+
+    items: list[QAItem] = field(default_factory=list)
+    contexts: list[list[str]] = field(default_factory=list)
+    retrieved_ids: list[list[str]] = field(default_factory=list)
+
+
+def answer_questions(wanted: Sequence[dict], docs: dict[str, dict], index: Any, results: Any,
+                     say: Callable[[str, int, int, str], None], *, model_id: str, model: Any = None,
+                     per_document: bool = True, k: int = 6, evidence_chars: int = 6000,
+                     prompt_version: str | None = None) -> Answered:
+    """Stage 4: retrieve evidence for each question (its own 10-K, or everything indexed), answer it with
+    citations (model calls cached in ``results``) and score the answer against the reference."""
+    from filinglens.retrieval.agent import RetrievalAgent
+    from filinglens.retrieval.search import HybridSearcher
+
     agent = RetrievalAgent(HybridSearcher(index))
-    items: list[QAItem] = []
-    contexts: list[list[str]] = []
-    retrieved_ids: list[list[str]] = []
-    t0 = time.perf_counter()
+    out = Answered()
     for n, q in enumerate(wanted):
         say("answer", n, len(wanted), q.get("financebench_id", ""))
-        doc = docs[q["doc_name"]]
-        item = QAItem(
-            id=str(q.get("financebench_id", n)), question=q["question"], reference=str(q.get("answer", "")),
-            company=doc.get("company", ""), doc_name=q["doc_name"],
-            fiscal_year=int(doc["doc_period"]) if doc.get("doc_period") else None,
-            question_type=q.get("question_type", ""),
-        )
-        pages = evidence_pages(q, docs)
-        item.evidence_pages = sorted(_page_id(*p) for p in pages)
-        evidence = []
-        r0 = time.perf_counter()
-        try:
-            if per_document:
-                evidence = agent.retrieve(q["question"], company=doc["company"], year=item.fiscal_year, k=k)
-            else:
-                evidence = agent.retrieve(q["question"], k=k)
-        except FilingLensError as exc:
-            item.error = f"retrieval: {exc}"
-        item.retrieval_ms = (time.perf_counter() - r0) * 1000
-        metas = [e.metadata_dict() for e in evidence]
-        found = hit_pages(metas, pages)
-        item.evidence_recall = len(found) / len(pages) if pages else 0.0
-        item.evidence_hit = bool(found)
-        item.retrieved = [
-            {"chunk_id": e.chunk_id, "citation": e.citation(), "page": e.page,
-             "hit": (e.company, e.fiscal_year, e.page) in pages}
-            for e in evidence
-        ]
-        if item.error is None:
-            try:
-                ans = answer_question(q["question"], evidence, store=results, model_id=model_id, model=model,
-                                      evidence_chars=evidence_chars, prompt_version=prompt_version)
-            except FilingLensError as exc:
-                item.error = str(exc)
-            else:
-                item.answer = ans.answer
-                item.sufficient = ans.sufficient
-                item.error = ans.error
-                item.refused = not ans.sufficient and not ans.error
-                item.citations = [asdict(c) for c in ans.citations]
-                item.unverified_quotes = ans.unverified
-                item.latency_ms = round(ans.latency_ms, 1)
-                item.tokens_in, item.tokens_out, item.cached = ans.tokens_in, ans.tokens_out, ans.cached
-        answered = item.sufficient and not item.error
-        item.match = score_answer(item.reference, item.answer, item.question, answered=answered)
-        if item.error:
-            item.match = {"correct": False, "rule": "error"}
-        item.correct = bool(item.match["correct"])
-        items.append(item)
-        contexts.append([_clean(e.text) for e in evidence])
-        retrieved_ids.append([_page_id(e.company, e.fiscal_year, e.page if e.page is not None else e.chunk_id)
-                              for e in evidence])
+        item, evidence = answer_one(q, n, docs, agent, results, model_id=model_id, model=model,
+                                    per_document=per_document, k=k, evidence_chars=evidence_chars,
+                                    prompt_version=prompt_version)
+        out.items.append(item)
+        out.contexts.append([_clean(e.text) for e in evidence])
+        out.retrieved_ids.append([_page_id(e.company, e.fiscal_year, e.page if e.page is not None else e.chunk_id)
+                                  for e in evidence])
     say("answer", len(wanted), len(wanted), "done")
-    t_answer = time.perf_counter() - t0
+    return out
 
-    # ragas, without a model
-    t0 = time.perf_counter()
-    say("score", 0, 1, "ragas")
+
+def answer_one(q: dict, n: int, docs: dict[str, dict], agent: Any, results: Any, *, model_id: str,
+               model: Any = None, per_document: bool = True, k: int = 6, evidence_chars: int = 6000,
+               prompt_version: str | None = None) -> tuple[QAItem, list]:
+    """One question: retrieval (with evidence-page recall), the answer, and its score; returns (item, evidence)."""
+    from filinglens.agents.qa import answer_question
+
+    doc = docs[q["doc_name"]]
+    item = QAItem(
+        id=str(q.get("financebench_id", n)), question=q["question"], reference=str(q.get("answer", "")),
+        company=doc.get("company", ""), doc_name=q["doc_name"],
+        fiscal_year=int(doc["doc_period"]) if doc.get("doc_period") else None,
+        question_type=q.get("question_type", ""),
+    )
+    pages = evidence_pages(q, docs)
+    item.evidence_pages = sorted(_page_id(*p) for p in pages)
+    evidence = []
+    r0 = time.perf_counter()
+    try:
+        if per_document:
+            evidence = agent.retrieve(q["question"], company=doc["company"], year=item.fiscal_year, k=k)
+        else:
+            evidence = agent.retrieve(q["question"], k=k)
+    except FilingLensError as exc:
+        item.error = f"retrieval: {exc}"
+    item.retrieval_ms = (time.perf_counter() - r0) * 1000
+    metas = [e.metadata_dict() for e in evidence]
+    found = hit_pages(metas, pages)
+    item.evidence_recall = len(found) / len(pages) if pages else 0.0
+    item.evidence_hit = bool(found)
+    item.retrieved = [
+        {"chunk_id": e.chunk_id, "citation": e.citation(), "page": e.page,
+         "hit": (e.company, e.fiscal_year, e.page) in pages}
+        for e in evidence
+    ]
+    if item.error is None:
+        try:
+            ans = answer_question(q["question"], evidence, store=results, model_id=model_id, model=model,
+                                  evidence_chars=evidence_chars, prompt_version=prompt_version)
+        except FilingLensError as exc:
+            item.error = str(exc)
+        else:
+            item.answer = ans.answer
+            item.sufficient = ans.sufficient
+            item.error = ans.error
+            item.refused = not ans.sufficient and not ans.error
+            item.citations = [asdict(c) for c in ans.citations]
+            item.unverified_quotes = ans.unverified
+            item.latency_ms = round(ans.latency_ms, 1)
+            item.tokens_in, item.tokens_out, item.cached = ans.tokens_in, ans.tokens_out, ans.cached
+    answered = item.sufficient and not item.error
+    item.match = score_answer(item.reference, item.answer, item.question, answered=answered)
+    if item.error:
+        item.match = {"correct": False, "rule": "error"}
+    item.correct = bool(item.match["correct"])
+    return item, list(evidence)
+
+
+def ragas_samples(answered: Answered, wanted: Sequence[dict]) -> list[dict]:
+    """Stage 5a: one ragas sample per question (answer, retrieved and reference contexts, their ids)."""
     samples = []
-    for item, q, ctx, ids in zip(items, wanted, contexts, retrieved_ids):
+    for item, q, ctx, ids in zip(answered.items, wanted, answered.contexts, answered.retrieved_ids):
         samples.append({
             "user_input": item.question,
             "response": item.answer or "",
@@ -750,136 +847,33 @@ def run_qa_eval(
             "retrieved_context_ids": ids or [""],
             "reference_context_ids": item.evidence_pages or [""],
         })
+    return samples
+
+
+def score_without_model(items: Sequence[QAItem], samples: list[dict],
+                        say: Callable[[str, int, int, str], None]) -> dict:
+    """Stage 5b: the ragas metrics that need no model, into each item's ``metrics``; returns ragas' summary."""
+    say("score", 0, 1, "ragas")
     per_sample, ragas_info = non_llm_scores(samples)
     for item, scores in zip(items, per_sample):
         item.metrics.update(scores)
     say("score", 1, 1, "done")
-    t_score = time.perf_counter() - t0
+    return ragas_info
 
-    # ragas, judged by a model: only questions that were answered
-    t_judge = 0.0
-    judge_info: dict = {}
-    if judge:
-        t0 = time.perf_counter()
-        todo = [i for i, item in enumerate(items) if item.sufficient and not item.error]
-        if todo:
-            scores, errors, judge_info = judge_scores(
-                [{"user_input": samples[i]["user_input"], "response": samples[i]["response"],
-                  "retrieved_contexts": samples[i]["retrieved_contexts"]} for i in todo],
-                judge, judge_model=judge_model, embedder=index.embedder, strictness=judge_strictness,
-                progress=progress,
-            )
-            for i, s, e in zip(todo, scores, errors):
-                items[i].metrics.update(s)
-                items[i].judge_errors.update(e)
-        else:
-            judge_info = {"judge": judge, "metrics": list(JUDGE_METRICS), "errors": {}, "note": "nothing answered"}
-        t_judge = time.perf_counter() - t0
-    results.finish_run(run_id)
 
-    config = {
-        "questions_path": str(qpath), "documents_path": str(dpath), "pdf_dir": str(pdfs), "model": model_id,
-        "judge": judge, "limit": limit, "setting": "per document" if per_document else "shared store", "k": k,
-        "evidence_chars": evidence_chars, "prompt_version": prompt_version, "run_id": run_id,
-        "accuracy_rule": {"relative_tolerance": REL_TOL, "text_recall": TEXT_RECALL},
-    }
-    result = QAEvalResult(
-        config=config, items=items, aggregates=aggregate(items, judged=bool(judge)), skipped=skipped,
-        timings={"ingest_s": round(t_ingest, 1), "answer_s": round(t_answer, 1), "score_s": round(t_score, 1),
-                 "judge_s": round(t_judge, 1), "total_s": round(time.perf_counter() - t_start, 1),
-                 "ingest": ingest_report},
-        ragas={"non_llm": ragas_info, **({"judge": judge_info} if judge else {})},
+def judge_answers(items: Sequence[QAItem], samples: list[dict], judge: str, *, judge_model: Any = None,
+                  embedder: Any = None, strictness: int = 3,
+                  progress: Callable[[str, int, int, str], None] | None = None) -> dict:
+    """Stage 6: ragas metrics judged by the ``judge`` model, on the questions that were answered."""
+    todo = [i for i, item in enumerate(items) if item.sufficient and not item.error]
+    if not todo:
+        return {"judge": judge, "metrics": list(JUDGE_METRICS), "errors": {}, "note": "nothing answered"}
+    scores, errors, judge_info = judge_scores(
+        [{"user_input": samples[i]["user_input"], "response": samples[i]["response"],
+          "retrieved_contexts": samples[i]["retrieved_contexts"]} for i in todo],
+        judge, judge_model=judge_model, embedder=embedder, strictness=strictness, progress=progress,
     )
-    if out_dir is not None:
-        result.write(out_dir)
-    return result
-
-
-# --------------------------------------------------------------------------- display
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.1f}%"
-
-
-def _val(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f}"
-
-
-def summary_renderable(result: QAEvalResult):
-    """Rich tables: accuracy next to the FinanceBench anchor, then the other measures."""
-    from rich.console import Group
-    from rich.table import Table
-
-    agg = result.aggregates
-    setting = result.config["setting"]
-    head = Table(title=f"FinanceBench QA: {agg['questions']} questions, {setting}, model {result.config['model']}")
-    for col in ("system", "setting", "accuracy", "95% CI", "refusals", "evidence recall@k"):
-        head.add_column(col, justify="left" if col in ("system", "setting") else "right")
-    ci = agg.get("accuracy_ci95")
-    head.add_row(f"FilingLens ({result.config['model']})", setting, _pct(agg["accuracy"]),
-                 f"{_pct(ci[0])}-{_pct(ci[1])}" if ci else "-", _pct(agg["refusal_rate"]),
-                 _val(agg["evidence_recall"]))
-    for name, value in ANCHORS.items():
-        head.add_row(ANCHOR_MODEL, name, f"~{_pct(value)}", "", "", "", style="bold" if name == setting else "dim")
-
-    detail = Table(title="measures (means over questions)")
-    detail.add_column("measure")
-    detail.add_column("value", justify="right")
-    rows = [
-        ("correct", f"{agg['correct']}/{agg['questions']}"),
-        ("accuracy when answered", _pct(agg["accuracy_when_answered"])),
-        ("errors (model/retrieval)", str(agg["errors"])),
-        ("evidence page hit rate", _pct(agg["evidence_hit_rate"])),
-        ("quotes / unverified", f"{agg['quotes']} / {agg['unverified_quotes']}"),
-        ("tokens in / out", f"{agg['tokens_in']:,} / {agg['tokens_out']:,}"),
-        ("answer latency p50 / p95 (s)",
-         "-" if agg["answer_latency_p50_ms"] is None
-         else f"{agg['answer_latency_p50_ms'] / 1000:.1f} / {agg['answer_latency_p95_ms'] / 1000:.1f}"),
-    ]
-    for qtype, entry in sorted(agg["by_question_type"].items()):
-        rows.append((f"accuracy: {qtype}", f"{_pct(entry['accuracy'])} ({entry['correct']}/{entry['n']})"))
-    for name, value in agg["metrics"].items():
-        rows.append((f"ragas {name}", _val(value)))
-    for name, count in (agg.get("judge_errors") or {}).items():
-        rows.append((f"judge errors: {name}", f"{count} of {agg.get('judged', 0)}"))
-    t = result.timings
-    rows.append(("runtime (ingest / answer / score / judge)",
-                 f"{t['total_s']:.0f} s ({t['ingest_s']:.0f} / {t['answer_s']:.0f} / {t['score_s']:.0f} / "
-                 f"{t['judge_s']:.0f})"))
-    if result.skipped:
-        rows.append(("skipped (documents missing)", str(len(result.skipped))))
-    for name, value in rows:
-        detail.add_row(name, value)
-    parts = [head, detail]
-    if result.out_dir:
-        from rich.text import Text
-
-        parts.append(Text(f"results: {result.out_dir}/qa_eval.json, qa_eval.parquet"))
-    return Group(*parts)
-
-
-class RichQAProgress:
-    """A ``progress`` callback for the CLI: one rich bar per stage."""
-
-    LABELS = {"ingest": "ingesting 10-Ks", "answer": "answering", "score": "ragas (no LLM)", "judge": "judging"}
-
-    def __init__(self, console=None) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.fields[label]}"), TimeElapsedColumn(), console=console,
-                                 transient=True)
-        self.tasks: dict[str, int] = {}
-
-    def __enter__(self) -> "RichQAProgress":
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.progress.stop()
-
-    def __call__(self, stage: str, done: int, total: int, label: str) -> None:
-        if stage not in self.tasks:
-            self.tasks[stage] = self.progress.add_task(self.LABELS.get(stage, stage), total=total, label="")
-        self.progress.update(self.tasks[stage], completed=done, total=total, label=label)
+    for i, s, e in zip(todo, scores, errors):
+        items[i].metrics.update(s)
+        items[i].judge_errors.update(e)
+    return judge_info

@@ -304,7 +304,7 @@ def quote_covered(quote: str, chunks: Sequence[str], share: float = NGRAM_SHARE)
 
 
 def _unit_of(target: Any, category: str) -> str:
-    from filinglens.evals.run import target_unit
+    from filinglens.evals.units import target_unit
 
     return target_unit(target, category)
 
@@ -437,7 +437,7 @@ def index_chunk_text(ids: list[str]) -> dict[str, str]:
 
 
 def _rater_recall(rater: str, ratings: Sequence[Any], units: dict[str, Label], texts) -> dict:
-    from filinglens.evals.run import rater_id
+    from filinglens.evals.units import rater_id
 
     if isinstance(texts, str):
         return {"shown": {"estimate": None, "reason": texts}, "cited": {"estimate": None, "reason": texts},

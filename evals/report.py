@@ -6,148 +6,25 @@ list, table, image) and rendered twice: ``report.md`` links the PNG files in
 attached to CI as one file. Plots (matplotlib, Agg backend): a filing ×
 category heatmap of mean scores per rater, the raters × raters agreement
 matrix (Krippendorff's α, interval), and year trends per category for
-tickers rated over several years. Also: the terminal summary of ``eval run``
-and the table of ``eval diff``.
+tickers rated over several years. The terminal summary of ``eval run`` and the table of ``eval diff`` are in
+:mod:`filinglens.display`; the rendering helpers in :mod:`filinglens.analysis.render`.
 """
 
 from __future__ import annotations
 
-import base64
-import html
 import json
 import math
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
+from filinglens.analysis.render import (Block, figure_png, fmt_est, fmt_num, fmt_share, pyplot, render_html,
+                                        render_markdown)
+from filinglens.evals import stats
+from filinglens.evals.results import MetamorphicSection, SuiteResult
 from filinglens.settings import atomic_write
-
-# --------------------------------------------------------------------------- formatting
-
-
-def fmt_num(value: Any, digits: int = 2) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "n/a"
-    return f"{float(value):.{digits}f}"
-
-
-def fmt_est(est: dict | None, digits: int = 2, reason: bool = True) -> str:
-    """``"0.42 [0.21, 0.60]"`` from an estimate dict; ``"n/a (reason)"`` when it is None."""
-    if not est:
-        return "n/a"
-    if est.get("estimate") is None:
-        return f"n/a ({est.get('reason') or 'not computable'})" if reason else "n/a"
-    text = fmt_num(est["estimate"], digits)
-    if est.get("ci_low") is not None and est.get("ci_high") is not None:
-        text += f" [{fmt_num(est['ci_low'], digits)}, {fmt_num(est['ci_high'], digits)}]"
-    return text
-
-
-def fmt_share(value: Any) -> str:
-    return "n/a" if value is None else f"{100 * float(value):.0f}%"
-
-
-# --------------------------------------------------------------------------- blocks
-
-
-@dataclass
-class Block:
-    kind: str  # h1 h2 h3 p ul table img code
-    content: Any
-    extra: Any = None  # table: header row; img: alt text
-
-
-def _md_cell(value: Any) -> str:
-    return str(value).replace("|", "\\|").replace("\n", " ")
-
-
-def render_markdown(blocks: Sequence[Block], images: dict[str, str]) -> str:
-    out: list[str] = []
-    for b in blocks:
-        if b.kind in ("h1", "h2", "h3"):
-            out.append("#" * int(b.kind[1]) + " " + b.content)
-        elif b.kind == "p":
-            out.append(b.content)
-        elif b.kind == "ul":
-            out.append("\n".join(f"- {item}" for item in b.content))
-        elif b.kind == "code":
-            out.append("```\n" + b.content + "\n```")
-        elif b.kind == "table":
-            header = b.extra
-            lines = ["| " + " | ".join(_md_cell(h) for h in header) + " |",
-                     "|" + "|".join("---" for _ in header) + "|"]
-            lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in b.content]
-            out.append("\n".join(lines))
-        elif b.kind == "img":
-            out.append(f"![{b.extra}]({images[b.content]})")
-    return "\n\n".join(out) + "\n"
-
-
-_CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:.5em 0 1.2em;font-size:.9em}
-th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left;vertical-align:top}
-th{background:#f2f2f2} img{max-width:100%;border:1px solid #eee;margin:.5em 0}
-code,pre{background:#f6f6f6;padding:.1em .3em} .pass{color:#127a2e;font-weight:bold} .fail{color:#b00020;font-weight:bold}
-"""
-
-
-def _inline(text: str) -> str:
-    """Escape, then turn `code` and **bold** into tags (the Markdown we write ourselves)."""
-    import re
-
-    text = html.escape(str(text))
-    text = re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
-    text = re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", text)
-    text = text.replace("<strong>PASS</strong>", '<span class="pass">PASS</span>')
-    return text.replace("<strong>FAIL</strong>", '<span class="fail">FAIL</span>')
-
-
-def render_html(blocks: Sequence[Block], images: dict[str, bytes], title: str) -> str:
-    out = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-           f"<style>{_CSS}</style></head><body>"]
-    for b in blocks:
-        if b.kind in ("h1", "h2", "h3"):
-            out.append(f"<{b.kind}>{_inline(b.content)}</{b.kind}>")
-        elif b.kind == "p":
-            out.append(f"<p>{_inline(b.content)}</p>")
-        elif b.kind == "ul":
-            out.append("<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in b.content) + "</ul>")
-        elif b.kind == "code":
-            out.append(f"<pre>{html.escape(b.content)}</pre>")
-        elif b.kind == "table":
-            head = "".join(f"<th>{_inline(h)}</th>" for h in b.extra)
-            rows = "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in row) + "</tr>" for row in b.content)
-            out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
-        elif b.kind == "img":
-            data = base64.b64encode(images[b.content]).decode()
-            out.append(f"<img alt='{html.escape(b.extra)}' src='data:image/png;base64,{data}'>")
-    out.append("</body></html>")
-    return "\n".join(out) + "\n"
-
-
-# --------------------------------------------------------------------------- plots
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _png(fig) -> bytes:
-    import io
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    _pyplot().close(fig)
-    return buffer.getvalue()
 
 
 def _cells(result) -> pd.DataFrame:
@@ -172,7 +49,7 @@ def plot_heatmaps(result) -> bytes | None:
     cells = _cells(result)
     if cells.empty:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     raters = list(result.runs)
     filings = [t.label for t in result.targets]
     categories = result.suite.category_list
@@ -210,7 +87,7 @@ def plot_heatmaps(result) -> bytes | None:
         ax.axis("off")
     if image is not None:
         fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, label="mean score")
-    return _png(fig)
+    return figure_png(fig)
 
 
 def plot_matrix(result, stat: str = "alpha_interval") -> bytes | None:
@@ -218,7 +95,7 @@ def plot_matrix(result, stat: str = "alpha_interval") -> bytes | None:
     matrix = result.matrix.get(stat)
     if matrix is None or matrix.empty:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     n = len(matrix)
     fig, ax = plt.subplots(figsize=(1.3 * n + 2.5, 1.1 * n + 1.5))
     values = matrix.to_numpy(dtype=float)
@@ -232,7 +109,7 @@ def plot_matrix(result, stat: str = "alpha_interval") -> bytes | None:
     ax.set_yticks(range(n), matrix.index, fontsize=8)
     ax.set_title("Krippendorff's α (interval) between raters" if stat == "alpha_interval" else stat, fontsize=9)
     fig.colorbar(image, ax=ax, shrink=0.8)
-    return _png(fig)
+    return figure_png(fig)
 
 
 def plot_confusion(result) -> bytes | None:
@@ -240,7 +117,7 @@ def plot_confusion(result) -> bytes | None:
     raters = [(r, got) for r, got in ((result.reference or {}).get("raters") or {}).items() if got.get("confusion")]
     if not raters:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     cols = min(len(raters), 3)
     rows_n = math.ceil(len(raters) / cols)
     fig, axes = plt.subplots(rows_n, cols, figsize=(3.3 * cols, 3.0 * rows_n), squeeze=False, layout="constrained")
@@ -259,7 +136,7 @@ def plot_confusion(result) -> bytes | None:
         ax.set_title(f"{rater}\nexact {fmt_share(exact)}", fontsize=9)
     for ax in list(axes.flat)[len(raters):]:
         ax.axis("off")
-    return _png(fig)
+    return figure_png(fig)
 
 
 def trend_series(result) -> dict[str, pd.DataFrame]:
@@ -292,7 +169,7 @@ def trend_series(result) -> dict[str, pd.DataFrame]:
 
 def plot_trends(ticker: str, series: pd.DataFrame, categories: Sequence[str]) -> bytes:
     """One panel per category: mean score by fiscal year, one line per rater (the paper dashed)."""
-    plt = _pyplot()
+    plt = pyplot()
     cols = min(len(categories), 2)
     rows_n = math.ceil(len(categories) / cols)
     fig, axes = plt.subplots(rows_n, cols, figsize=(5.2 * cols, 2.8 * rows_n + 0.6), squeeze=False,
@@ -315,7 +192,7 @@ def plot_trends(ticker: str, series: pd.DataFrame, categories: Sequence[str]) ->
     if handles:
         fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 4), fontsize=8)
     fig.suptitle(f"{ticker}: ratings by fiscal year", fontsize=10)
-    return _png(fig)
+    return figure_png(fig)
 
 
 # --------------------------------------------------------------------------- the report
@@ -329,12 +206,25 @@ def _pair_rows(pairs: Sequence[dict]) -> list[list[str]]:
             fmt_est(p["alpha_interval"]), fmt_est(p["alpha_ordinal"]),
             fmt_est(p["kappa_linear"]), fmt_est(p["kappa_quadratic"]), fmt_est(p["icc2"]),
             fmt_est(p["mean_abs_diff"]), fmt_est(p["exact_agreement"]),
+            *(fmt_est(p.get(m.name)) for m in extra_metrics()),
         ])
     return rows
 
 
 PAIR_HEADER = ["raters", "cells", "α interval [95% CI]", "α ordinal", "κ linear", "κ quadratic", "ICC(2,1)",
                "mean |Δ|", "exact agreement"]
+#: registered agreement metrics that PAIR_HEADER names already
+_FIXED_METRICS = ("kappa_linear", "kappa_quadratic")
+
+
+def extra_metrics() -> list[stats.AgreementMetric]:
+    """Registered agreement metrics beyond the fixed columns: one more column each in the pair tables."""
+    return [m for m in stats.AGREEMENT_METRICS.values() if m.name not in _FIXED_METRICS]
+
+
+def pair_header() -> list[str]:
+    """The pair table's header: the fixed columns, then one per extra registered metric."""
+    return [*PAIR_HEADER, *(m.label for m in extra_metrics())]
 CATEGORY_HEADER = ["category", "cells", "α interval", "κ quadratic", "ICC(2,1)", "mean |Δ|", "exact"]
 
 
@@ -409,7 +299,7 @@ def reference_blocks(ref: dict, with_plot: bool) -> list[Block]:
     return blocks
 
 
-def build_blocks(result, images: dict[str, bytes]) -> list[Block]:
+def build_blocks(result: SuiteResult, images: dict[str, bytes]) -> list[Block]:
     """The report's content (the plots must already be in ``images``)."""
     suite = result.suite
     blocks: list[Block] = [Block("h1", f"Eval suite `{suite.name}`")]
@@ -495,7 +385,7 @@ def build_blocks(result, images: dict[str, bytes]) -> list[Block]:
         blocks.append(Block("h2", title))
         blocks.append(Block("p", "Each rater's mean over samples per cell; 95% bootstrap intervals over cells; "
                                  "κ on scores rounded to 0/1/2."))
-        blocks.append(Block("table", _pair_rows(pairs), PAIR_HEADER))
+        blocks.append(Block("table", _pair_rows(pairs), pair_header()))
         for p in pairs:
             if len(p.get("by_category") or {}) > 1:
                 blocks.append(Block("h3", f"`{p['rater_a']}` vs `{p['rater_b']}` by category"))
@@ -521,7 +411,7 @@ def build_blocks(result, images: dict[str, bytes]) -> list[Block]:
         if rows:
             blocks.append(Block("p", "Only cells the paper rated count (AAPL 2014–2023, MSFT 2020–2023, …). "
                                      "A 1.5B local model is not expected to agree much; the point is the number."))
-            blocks.append(Block("table", rows, PAIR_HEADER))
+            blocks.append(Block("table", rows, pair_header()))
         if per_cat:
             blocks.append(Block("h3", "Per category"))
             blocks.append(Block("table", per_cat, ["rater", *CATEGORY_HEADER]))
@@ -536,21 +426,19 @@ def build_blocks(result, images: dict[str, bytes]) -> list[Block]:
         blocks.extend(reference_blocks(result.reference, "confusion" in images))
 
     if result.metamorphic is not None:
-        from filinglens.evals.run import metamorphic_pass_rates
-
         blocks.append(Block("h2", "Metamorphic checks"))
         meta = result.metamorphic
-        if not meta.get("available", True):
-            blocks.append(Block("p", meta.get("reason") or "not available"))
+        if not meta.available:
+            blocks.append(Block("p", meta.reason or "not available"))
         rows = []
-        for rater, got in (meta.get("raters") or {}).items():
-            rates = metamorphic_pass_rates(got)
-            if isinstance(got, dict) and got.get("error"):
-                rows.append([f"`{rater}`", "error", got["error"][:160]])
+        for rater, got in meta.raters.items():
+            rates = got.pass_rates
+            if got.error:
+                rows.append([f"`{rater}`", "error", got.error[:160]])
             for name, rate in rates.items():
                 rows.append([f"`{rater}`", name, fmt_share(rate)])
-            if not rates and not (isinstance(got, dict) and got.get("error")):
-                rows.append([f"`{rater}`", "(result)", json.dumps(got, default=str)[:300]])
+            if not rates and not got.error:
+                rows.append([f"`{rater}`", "(result)", "no pass rate reported"])
         if rows:
             blocks.append(Block("table", rows, ["rater", "check", "pass rate"]))
         cells = metamorphic_cells(meta)
@@ -580,7 +468,7 @@ def build_blocks(result, images: dict[str, bytes]) -> list[Block]:
     return blocks
 
 
-def make_plots(result) -> dict[str, bytes]:
+def make_plots(result: SuiteResult) -> dict[str, bytes]:
     images: dict[str, bytes] = {}
     heat = plot_heatmaps(result)
     if heat:
@@ -601,7 +489,7 @@ def _write_bytes(path: Path, data: bytes) -> None:
         handle.write(data)
 
 
-def write_report(result, out_dir: str | Path) -> dict[str, str]:
+def write_report(result: SuiteResult, out_dir: str | Path) -> dict[str, str]:
     """Write ``report.md``, ``report.html``, ``results.json``, ``ratings.parquet`` and ``plots/*.png``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -633,137 +521,20 @@ def write_report(result, out_dir: str | Path) -> dict[str, str]:
     return files
 
 
-# --------------------------------------------------------------------------- terminal output
+# --------------------------------------------------------------------------- metamorphic rows
 
 
-def metamorphic_cells(meta: dict) -> list[list[str]]:
+def metamorphic_cells(meta: MetamorphicSection) -> list[list[str]]:
     """One report row per metamorphic check result (every rater), for reading why a check failed."""
     rows = []
-    for rater, got in (meta.get("raters") or {}).items():
-        for r in (got.get("results") or []) if isinstance(got, dict) else []:
-            base, var = r.get("baseline_expected"), r.get("variant_expected")
-            went = r.get("went_down")
+    for rater, got in meta.raters.items():
+        for r in got.results:
+            went = r.went_down
             rows.append([
-                f"`{rater}`", str(r.get("filing") or ""), str(r.get("category") or ""), str(r.get("check") or ""),
-                str(r.get("expect") or ""), f"**{r['outcome']}**" if r.get("outcome") == "fail" else str(r.get("outcome")),
-                f"{fmt_num(r.get('baseline_score'), 0)} → {fmt_num(r.get('variant_score'), 0)}",
-                f"{fmt_num(base)} → {fmt_num(var)}",
+                f"`{rater}`", str(r.filing or ""), str(r.category or ""), str(r.check or ""), str(r.expect or ""),
+                f"**{r.outcome}**" if r.outcome == "fail" else str(r.outcome),
+                f"{fmt_num(r.baseline_score, 0)} → {fmt_num(r.variant_score, 0)}",
+                f"{fmt_num(r.baseline_expected)} → {fmt_num(r.variant_expected)}",
                 "" if went is None else ("yes" if went else "no"),
             ])
     return rows
-
-
-def summary_renderable(result):
-    """What ``eval run`` prints: test-retest and cross-rater α with intervals, paper, checks, files."""
-    from rich.console import Group
-    from rich.table import Table
-    from rich.text import Text
-
-    reasons: dict[str, None] = {}
-
-    def est(value: dict | None) -> str:
-        if value and value.get("estimate") is None and value.get("reason"):
-            reasons[value["reason"]] = None
-        return fmt_est(value, reason=False)
-
-    parts: list[Any] = []
-    head = Text.assemble(
-        ("PASS" if result.ok else "FAIL", "bold green" if result.ok else "bold red"),
-        f"  suite {result.suite.name}: {len(result.targets)} filings × {len(result.suite.category_list)} categories × "
-        f"{result.suite.samples} samples × {len(result.raters)} raters = {len(result.ratings)} ratings "
-        f"({result.failed_ratings} failed); model calls {result.calls_made} made, {result.calls_cached} cached; "
-        f"{result.timings.get('total_s', 0):.0f}s",
-    )
-    parts.append(head)
-    if result.test_retest:
-        table = Table(title="Test-retest (repeated samples)", title_justify="left")
-        for col in ("rater", "cells", "α interval [95% CI]", "α ordinal [95% CI]", "exact", "within one", "mean spread"):
-            table.add_column(col)
-        for rater, tr in result.test_retest.items():
-            table.add_row(rater, str(tr["n_units"]), est(tr["alpha_interval"]), est(tr["alpha_ordinal"]),
-                          fmt_share(tr["exact_agreement"]), fmt_share(tr["within_one"]), fmt_num(tr["mean_spread"]))
-        parts.append(table)
-    pairs = result.cross_prompt + result.cross_model
-    paper_pairs = [got["overall"] for got in ((result.paper or {}).get("raters") or {}).values() if got.get("overall")]
-    if pairs or paper_pairs:
-        table = Table(title="Agreement between raters", title_justify="left")
-        for col in ("raters", "cells", "α interval [95% CI]", "κ quadratic", "ICC(2,1)", "mean |Δ|"):
-            table.add_column(col)
-        for p in pairs + paper_pairs:
-            table.add_row(f"{p['rater_a']} vs {p['rater_b']}", str(p["n_units"]), est(p["alpha_interval"]),
-                          est(p["kappa_quadratic"]), est(p["icc2"]), est(p["mean_abs_diff"]))
-        parts.append(table)
-    ref_raters = ((result.reference or {}).get("raters") or {})
-    if ref_raters:
-        ref = result.reference
-        table = Table(title=f"Agreement with reference labels ({ref['matched']} of {ref['labels']} matched)",
-                      title_justify="left")
-        for col in ("rater", "cells", "exact [95% CI]", "within one", "κ quadratic [95% CI]", "α ordinal",
-                    "evidence recall"):
-            table.add_column(col)
-        for rater, got in ref_raters.items():
-            o = got["overall"]
-            recall = (got.get("evidence_recall") or {}).get("shown") or {}
-            table.add_row(rater, str(o["n_units"]), est(o["exact_agreement"]), est(o["within_one"]),
-                          est(o["kappa_quadratic"]), est(o["alpha_ordinal"]),
-                          fmt_share(recall.get("estimate")) if recall.get("estimate") is not None else "n/a")
-        parts.append(table)
-    elif result.reference is not None and result.reference.get("reason"):
-        parts.append(Text(f"reference labels: {result.reference['reason']}", style="yellow"))
-    for reason in reasons:
-        parts.append(Text(f"n/a: {reason}", style="dim"))
-    if result.metamorphic is not None:
-        from filinglens.evals.run import metamorphic_pass_rates
-
-        rates = {f"{r} {n}": v for r, got in (result.metamorphic.get("raters") or {}).items()
-                 for n, v in metamorphic_pass_rates(got).items()}
-        line = ", ".join(f"{k}: {fmt_share(v)}" for k, v in rates.items()) or result.metamorphic.get("reason", "no results")
-        parts.append(Text(f"metamorphic: {line}"))
-    for note in result.notes:
-        parts.append(Text(f"note: {note}", style="dim"))
-    for check in result.failures:
-        parts.append(Text(f"threshold not met: {check.describe()}", style="red"))
-    if result.files:
-        parts.append(Text(f"report: {result.files.get('markdown')} · {result.files.get('html')} · "
-                          f"{result.files.get('json')} · {result.files.get('parquet')}"))
-    parts.append(Text("runs: " + ", ".join(result.runs.values()), style="dim"))
-    return Group(*parts)
-
-
-def diff_renderable(diff: dict, limit: int = 30):
-    """What ``eval diff`` prints: the changed cells (largest first), counts and agreement."""
-    from rich.console import Group
-    from rich.table import Table
-    from rich.text import Text
-
-    a, b = diff["run_a"], diff["run_b"]
-    parts: list[Any] = [Text(f"A = {a['id']} ({', '.join(a['raters'])}, {a['ratings']} ratings)\n"
-                             f"B = {b['id']} ({', '.join(b['raters'])}, {b['ratings']} ratings)")]
-    counts = diff["counts"]
-    parts.append(Text("cells: " + ", ".join(f"{counts.get(k, 0)} {k}" for k in ("same", "changed", "only_a", "only_b", "missing")
-                                            if counts.get(k))))
-    changed = [c for c in diff["cells"] if c["status"] != "same"]
-    if changed:
-        table = Table(title=f"Changed cells ({len(changed)}; B − A, mean over samples)", title_justify="left")
-        for col in ("cell", "A", "B", "Δ", "status"):
-            table.add_column(col)
-        for c in changed[:limit]:
-            delta = "" if c["diff"] is None else f"{c['diff']:+.2f}"
-            table.add_row(c["unit"], fmt_num(c["score_a"]), fmt_num(c["score_b"]), delta, c["status"])
-        if len(changed) > limit:
-            table.caption = f"… {len(changed) - limit} more (use --json)"
-        parts.append(table)
-    agreement = diff.get("agreement")
-    if agreement:
-        table = Table(title="Agreement A vs B", title_justify="left")
-        for col in ("", "cells", "α interval [95% CI]", "α ordinal", "κ quadratic", "ICC(2,1)", "mean |Δ|", "exact"):
-            table.add_column(col)
-        rows = [("all", agreement)] + list((diff.get("by_category") or {}).items())
-        for name, p in rows:
-            table.add_row(name, str(p["n_units"]), fmt_est(p["alpha_interval"]), fmt_est(p["alpha_ordinal"], reason=False),
-                          fmt_est(p["kappa_quadratic"], reason=False), fmt_est(p["icc2"], reason=False),
-                          fmt_est(p["mean_abs_diff"]), fmt_est(p["exact_agreement"]))
-        parts.append(table)
-    else:
-        parts.append(Text("no cells rated in both runs: agreement not computable", style="yellow"))
-    return Group(*parts)

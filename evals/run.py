@@ -25,9 +25,7 @@ Statistics (all from :mod:`filinglens.evals.stats`, with bootstrap CIs):
 from __future__ import annotations
 
 import itertools
-import math
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -36,33 +34,17 @@ import pandas as pd
 from filinglens.agents.rating import Rating, Target
 from filinglens.errors import FilingLensError, InputError
 from filinglens.evals import stats
+from filinglens.evals.results import (Check, MetamorphicSection, RaterMetamorphic, SuiteResult, jsonable,
+                                      metamorphic_pass_rates)
 from filinglens.evals.suite import Suite, SuiteError, Thresholds
+from filinglens.evals.units import rater_id, row_unit, target_unit, unit_id
 from filinglens.store import Store, json_hash
+
+__all__ = ["Check", "SuiteResult", "SuiteProgress", "metamorphic_pass_rates", "rater_id", "row_unit", "run_suite",
+           "target_unit", "unit_id"]  # the harness's names, wherever they are defined
 
 
 # --------------------------------------------------------------------------- units and raters
-
-
-def rater_id(model_id: str, prompt_version: str) -> str:
-    """The rater label of a (model, prompt version) pair: ``"local@v2"``."""
-    return f"{model_id}@{prompt_version}"
-
-
-def unit_id(ticker: str | None, fiscal_year: int | None, category: str, fallback: str = "?") -> str:
-    """``"AAPL|2019|environment"`` (the paper's unit ids); company or filing hash when there is no ticker."""
-    if ticker and fiscal_year:
-        return stats.unit_key(ticker, fiscal_year, category)
-    return f"{(ticker or fallback).upper()}|{fiscal_year or '?'}|{category}"
-
-
-def target_unit(target: Target, category: str) -> str:
-    return unit_id(target.ticker, target.fiscal_year, category, target.company or target.content_hash[:12])
-
-
-def row_unit(row: dict) -> str:
-    """Unit id of a results-store ``ratings`` row."""
-    return unit_id(row.get("ticker"), row.get("fiscal_year"), row["category"],
-                   row.get("company") or str(row.get("filing_hash", "?"))[:12])
 
 
 def frame_from_rows(rows: Sequence[dict], rater: str | None = None) -> pd.DataFrame:
@@ -81,216 +63,35 @@ def frame_from_rows(rows: Sequence[dict], rater: str | None = None) -> pd.DataFr
 
 
 class SuiteProgress:
-    """Callbacks for a progress display (all optional)."""
+    """The harness's progress events (all optional; ``display.RichSuiteProgress`` draws them in the CLI)."""
 
     ingest = None  # an ``IngestProgress`` for resolving filings, or None
 
-    def stage(self, text: str) -> None: ...
-
-    def start(self, total: int) -> None: ...
-
-    def rated(self, rating: Rating, rater: str) -> None: ...
-
-
-class RichSuiteProgress(SuiteProgress):
-    """A rich progress bar on a console (stderr in the CLI): filings, then one bar over every rating."""
-
-    def __init__(self, console=None) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-        from filinglens.display import RichIngestProgress
-
-        self.console = console
-        self.ingest = RichIngestProgress(console)
-        self._progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            TimeRemainingColumn(), console=console, transient=True,
-        )
-        self._task = None
-        self._made = 0
-        self._cached = 0
-
-    def __enter__(self) -> "RichSuiteProgress":
-        self.ingest.__enter__()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._task is not None:
-            self._progress.__exit__(*exc)
-        else:
-            self.ingest.__exit__(*exc)
-
     def stage(self, text: str) -> None:
-        if self._task is not None:
-            self._progress.update(self._task, description=text)
-        elif self.console is not None:
-            self.console.print(f"[dim]{text}[/]", highlight=False)
+        """A new stage began (``"statistics"``, ``"report"``, ...)."""
 
     def start(self, total: int) -> None:
-        self.ingest.__exit__(None, None, None)
-        self._progress.__enter__()
-        self._task = self._progress.add_task("rating", total=total)
+        """Rating begins: ``total`` ratings to make."""
 
     def rated(self, rating: Rating, rater: str) -> None:
-        self._made += rating.model_calls - rating.cached_calls
-        self._cached += rating.cached_calls
-        self._progress.update(
-            self._task, advance=1,
-            description=f"rating {rater} · {rating.target.label} · {rating.category} "
-                        f"[dim]({self._made} calls made, {self._cached} cached)[/]",
-        )
-
-
-# --------------------------------------------------------------------------- the result
-
-
-@dataclass
-class Check:
-    """One threshold applied to one statistic."""
-
-    name: str  # the threshold, e.g. min_test_retest_alpha
-    scope: str  # rater, pair or "all"
-    threshold: float
-    value: float | None
-    passed: bool
-    reason: str | None = None
-
-    def to_dict(self) -> dict:
-        return {"name": self.name, "scope": self.scope, "threshold": self.threshold, "value": self.value,
-                "passed": self.passed, "reason": self.reason}
-
-    def describe(self) -> str:
-        shown = "n/a" if self.value is None else f"{self.value:.3f}"
-        op = "≥" if self.name.startswith("min_") else "≤"
-        tail = f" ({self.reason})" if self.reason else ""
-        return f"{self.name} [{self.scope}]: {shown} (needs {op} {self.threshold}){tail}"
-
-
-@dataclass
-class SuiteResult:
-    """Everything ``eval run`` computed; ``to_dict()`` is ``results.json``."""
-
-    suite: Suite
-    suite_hash: str
-    targets: list[Target]
-    runs: dict[str, str]  # rater -> results-store run id
-    ratings: list[Rating]
-    frame: pd.DataFrame
-    test_retest: dict[str, Any] = field(default_factory=dict)
-    cross_prompt: list[dict] = field(default_factory=list)
-    cross_model: list[dict] = field(default_factory=list)
-    matrix: dict[str, pd.DataFrame] = field(default_factory=dict)
-    paper: dict[str, Any] | None = None
-    metamorphic: dict[str, Any] | None = None
-    reference: dict[str, Any] | None = None
-    checks: list[Check] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    timings: dict[str, float] = field(default_factory=dict)
-    out_dir: Path | None = None
-    files: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def raters(self) -> list[str]:
-        return list(self.runs)
-
-    @property
-    def failures(self) -> list[Check]:
-        return [c for c in self.checks if not c.passed]
-
-    @property
-    def ok(self) -> bool:
-        return not self.failures
-
-    @property
-    def calls_made(self) -> int:
-        return sum(r.model_calls - r.cached_calls for r in self.ratings)
-
-    @property
-    def calls_cached(self) -> int:
-        return sum(r.cached_calls for r in self.ratings)
-
-    @property
-    def failed_ratings(self) -> int:
-        return sum(1 for r in self.ratings if r.status != "ok")
-
-    def rating_rows(self) -> list[dict]:
-        """One flat row per rating (the Parquet file): unit, rater, run id and the store's columns."""
-        rows = []
-        for r in self.ratings:
-            row = r.to_row()
-            rater = rater_id(r.model_id, r.prompt_version)
-            row.update(unit=target_unit(r.target, r.category), rater=rater, run_id=self.runs.get(rater),
-                       filing_id=r.target.filing_id, filing=r.target.label)
-            rows.append(row)
-        return rows
-
-    def to_dict(self) -> dict:
-        slim = [
-            {k: row[k] for k in ("unit", "rater", "run_id", "filing", "ticker", "fiscal_year", "category",
-                                 "prompt_version", "model_id", "sample_index", "status", "score",
-                                 "expected_score", "error", "unverified_quotes", "model_calls", "cached_calls")}
-            for row in self.rating_rows()
-        ]
-        return _jsonable({
-            "suite": {"name": self.suite.name, "path": self.suite.path, "hash": self.suite_hash,
-                      "description": self.suite.description,
-                      "config": self.suite.model_dump(mode="json", exclude={"path"})},
-            "ok": self.ok,
-            "failures": [c.describe() for c in self.failures],
-            "checks": [c.to_dict() for c in self.checks],
-            "runs": self.runs,
-            "filings": [{"filing_id": t.filing_id, "label": t.label, "ticker": t.ticker, "company": t.company,
-                         "fiscal_year": t.fiscal_year} for t in self.targets],
-            "counts": {"ratings": len(self.ratings), "failed": self.failed_ratings,
-                       "calls_made": self.calls_made, "calls_cached": self.calls_cached},
-            "test_retest": self.test_retest,
-            "cross_prompt": self.cross_prompt,
-            "cross_model": self.cross_model,
-            "agreement_matrix": {stat: _matrix_dict(m) for stat, m in self.matrix.items()},
-            "paper": self.paper,
-            "metamorphic": self.metamorphic,
-            "reference": self.reference,
-            "notes": self.notes,
-            "timings": self.timings,
-            "files": self.files,
-            "ratings": slim,
-        })
-
-
-def _matrix_dict(matrix: pd.DataFrame) -> dict:
-    return {str(a): {str(b): _clean(v) for b, v in row.items()} for a, row in matrix.iterrows()}
-
-
-def _clean(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def _jsonable(value: Any) -> Any:
-    """Plain JSON types all the way down (numpy scalars, NaN → None, Paths → str)."""
-    import numpy as np
-
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Path):
-        return str(value)
-    return value
+        """One rating finished (made or served from the cache)."""
 
 
 # --------------------------------------------------------------------------- running
 
 
-def resolve_suite_targets(suite: Suite, progress: SuiteProgress | None = None) -> list[Target]:
-    """The suite's filings as indexed targets (ingested first when needed), filtered to ``years``."""
-    from filinglens.app import resolve_targets
+#: ``resolve(paths=(), ticker=None, year=None, progress=None) -> list[Target]``: indexed filings
+#: (``filinglens.app.resolve_targets``).
+Resolve = Callable[..., list[Target]]
+#: ``rate(targets, categories, *, model_id, prompt_version, samples, temperature, evidence_chars, store, run_id,
+#: label, gather, facts, progress) -> (run id, ratings)``: one rater's ratings in one results-store run
+#: (``filinglens.app.run_ratings``).
+RateCells = Callable[..., tuple[str, list[Rating]]]
 
+
+def resolve_suite_targets(suite: Suite, progress: SuiteProgress | None = None, *, resolve: Resolve) -> list[Target]:
+    """The suite's filings as indexed targets (``resolve`` ingests them when needed), filtered to ``years``."""
+    resolve_targets = resolve
     ingest_progress = getattr(progress, "ingest", None)
     targets: dict[str, Target] = {}
     if not suite.filings:  # the files the reference labels name
@@ -335,8 +136,10 @@ def run_suite(
     out_dir: str | Path | None = None,
     progress: SuiteProgress | None = None,
     *,
+    rate: RateCells,
+    gather: Callable,
+    resolve: Resolve | None = None,
     store: Store | None = None,
-    gather: Callable | None = None,
     targets: Sequence[Target] | None = None,
     write: bool = True,
     chunk_text: Callable[[list[str]], dict[str, str]] | None = None,
@@ -344,17 +147,18 @@ def run_suite(
 ) -> SuiteResult:
     """Rate every cell of ``suite``, compute its statistics and checks, and write the report.
 
-    ``gather`` (evidence for a prompt and target), ``targets``, ``chunk_text``
-    (evidence texts by chunk id, for evidence recall) and ``facts`` (a filing's
-    key figures, for the indicators method) default to the index
-    (:func:`filinglens.app.index_gatherer`, :func:`resolve_suite_targets`,
-    :func:`filinglens.evals.reference.index_chunk_text`,
-    :func:`filinglens.app.index_facts`; no facts when ``gather`` is
-    given); tests pass stubs. The report goes to
+    The application layer supplies what the harness needs
+    (:func:`filinglens.app.run_eval_suite` passes the index's): ``rate`` runs
+    one rater's ratings, ``gather`` gives the evidence for a prompt and target,
+    ``targets`` are the filings (else ``resolve`` finds them, see
+    :func:`resolve_suite_targets`), ``chunk_text`` gives evidence texts by
+    chunk id for evidence recall (default
+    :func:`filinglens.evals.reference.index_chunk_text`) and ``facts`` a
+    filing's key figures for the indicators method. The report goes to
     ``out_dir`` (default ``$FILINGLENS_HOME/evals/{suite}-{hash}``).
     """
-    from filinglens.app import index_facts, index_gatherer, run_ratings
-
+    if targets is None and resolve is None:
+        raise TypeError("run_suite needs `targets` or `resolve`")
     progress = progress or SuiteProgress()
     store = store or Store()
     timings: dict[str, float] = {}
@@ -362,13 +166,10 @@ def run_suite(
     reference = suite.load_reference()  # a bad label file fails before any rating
 
     progress.stage(f"suite {suite.name}: resolving filings")
-    targets = list(targets) if targets is not None else resolve_suite_targets(suite, progress)
+    targets = list(targets) if targets is not None else resolve_suite_targets(suite, progress, resolve=resolve)
     if not targets:
         raise SuiteError(f"{suite.path or suite.name}: no filings to rate")
     timings["filings_s"] = round(time.perf_counter() - started, 2)
-    if facts is None and gather is None:
-        facts = index_facts()
-    gather = gather or index_gatherer()
     categories = suite.category_list
     suite_hash = json_hash([suite.content_hash(), sorted(t.content_hash for t in targets)])[:12]
 
@@ -378,7 +179,7 @@ def run_suite(
     ratings: list[Rating] = []
     for model_id, version in suite.raters:
         rater = rater_id(model_id, version)
-        run_id, got = run_ratings(
+        run_id, got = rate(
             targets, categories, model_id=model_id, prompt_version=version, samples=suite.samples,
             temperature=suite.temperature, evidence_chars=suite.evidence_chars, store=store,
             run_id=run_id_for(suite, targets, model_id, version), label=f"{suite.name}: {rater}", gather=gather,
@@ -502,7 +303,8 @@ def paper_agreement(result: SuiteResult) -> dict:
     return out
 
 
-def run_metamorphic_checks(suite: Suite, targets: Sequence[Target], store: Store, gather, facts=None) -> dict:
+def run_metamorphic_checks(suite: Suite, targets: Sequence[Target], store: Store, gather,
+                           facts=None) -> MetamorphicSection:
     """Per rater: ``filinglens.evals.metamorphic.run_metamorphic(...)`` (imported only when a suite asks)."""
     import inspect
 
@@ -510,13 +312,13 @@ def run_metamorphic_checks(suite: Suite, targets: Sequence[Target], store: Store
     try:
         from filinglens.evals.metamorphic import run_metamorphic
     except ImportError as exc:
-        return {"available": False, "reason": f"metamorphic checks are not available ({exc})", "raters": {}}
+        return MetamorphicSection(False, reason=f"metamorphic checks are not available ({exc})")
     try:
         accepted = inspect.signature(run_metamorphic).parameters
         takes_any = any(p.kind is p.VAR_KEYWORD for p in accepted.values())
     except (TypeError, ValueError):
         accepted, takes_any = {}, True
-    out: dict[str, Any] = {"available": True, "checks": list(spec.checks), "raters": {}}
+    out = MetamorphicSection(True, checks=list(spec.checks))
     categories = spec.categories or suite.category_list
     for model_id in spec.models or suite.models:
         for version in spec.prompt_versions or suite.prompt_versions:
@@ -529,34 +331,10 @@ def run_metamorphic_checks(suite: Suite, targets: Sequence[Target], store: Store
             kwargs.update({k: v for k, v in optional.items() if v is not None and (takes_any or k in accepted)})
             kwargs.update(spec.options)
             try:
-                got = run_metamorphic(targets, categories, **kwargs)
+                out.raters[rater] = RaterMetamorphic(run_metamorphic(targets, categories, **kwargs))
             except FilingLensError as exc:
-                got = {"error": str(exc)}
-            out["raters"][rater] = _jsonable(got.to_dict() if hasattr(got, "to_dict") else got)
+                out.raters[rater] = RaterMetamorphic(error=str(exc))
     return out
-
-
-def metamorphic_pass_rates(result: Any) -> dict[str, float | None]:
-    """Pass rate per check of one rater's metamorphic result (``by_check`` / ``pass_rates``, else any ``pass_rate``)."""
-    if not isinstance(result, dict):
-        return {}
-    if isinstance(result.get("by_check"), dict):
-        return {str(k): (v.get("pass_rate") if isinstance(v, dict) else v) for k, v in result["by_check"].items()}
-    if isinstance(result.get("pass_rates"), dict):
-        return {str(k): v for k, v in result["pass_rates"].items()}
-    rates: dict[str, float | None] = {}
-
-    def walk(node: Any, path: str) -> None:
-        if not isinstance(node, dict):
-            return
-        for key, value in node.items():
-            if key == "pass_rate":
-                rates[path or "overall"] = value
-            elif isinstance(value, dict):
-                walk(value, path if key in ("checks", "results") else (f"{path}/{key}" if path else str(key)))
-
-    walk(result, "")
-    return rates
 
 
 # --------------------------------------------------------------------------- thresholds
@@ -619,13 +397,13 @@ def check_thresholds(result: SuiteResult) -> list[Check]:
             recall = ((got or {}).get("evidence_recall") or {}).get("shown")
             add("min_evidence_recall", f"{rater} vs reference", recall, reason)
     if result.metamorphic is not None and th.min_metamorphic_pass_rate is not None:
-        raters = result.metamorphic.get("raters") or {}
+        raters = result.metamorphic.raters
         if not raters:
-            add("min_metamorphic_pass_rate", "all", None, result.metamorphic.get("reason") or "no results")
+            add("min_metamorphic_pass_rate", "all", None, result.metamorphic.reason or "no results")
         for rater, got in raters.items():
-            rates = metamorphic_pass_rates(got)
+            rates = got.pass_rates
             if not rates:
-                add("min_metamorphic_pass_rate", rater, None, (got or {}).get("error") or "no pass rate reported")
+                add("min_metamorphic_pass_rate", rater, None, got.error or "no pass rate reported")
             for name, rate in rates.items():
                 add("min_metamorphic_pass_rate", f"{rater} {name}", rate,
                     None if rate is not None else "no judged case (all errors)")
@@ -686,4 +464,4 @@ def diff_store_runs(
         by_category = stats.pairwise_agreement_by(both, label_a, label_b, n_boot=n_boot,
                                                   n_boot_slow=n_boot_slow, seed=seed)
     out.update(run_a=info[0], run_b=info[1], by_category=by_category)
-    return _jsonable(out)
+    return jsonable(out)

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import krippendorff
@@ -379,6 +380,62 @@ def test_retest(
 test_retest.__test__ = False  # a statistic, not a pytest test, if imported into a test module
 
 
+# --------------------------------------------------------------------------- agreement metric registry
+
+
+@dataclass(frozen=True)
+class AgreementMetric:
+    """A registered agreement statistic of two raters: ``func(x, y)`` on their paired expected scores."""
+
+    name: str
+    func: Callable[[np.ndarray, np.ndarray], float | None]
+    label: str
+    min_units: int = 2
+    slow: bool = True  # bootstrap on the first ``n_boot_slow`` resamples (else all ``n_boot``)
+    undefined: str = "not computable"  # the reason when ``func`` returns None
+
+    def point(self, x: np.ndarray, y: np.ndarray) -> float | None:
+        """The statistic on these units (None below ``min_units``)."""
+        return _num(self.func(x, y)) if len(x) >= self.min_units else None
+
+    def estimate(self, x: np.ndarray, y: np.ndarray, fast_idx: np.ndarray, slow_idx: np.ndarray,
+                 ci: float = CI) -> dict:
+        """An estimate dict (see :func:`_estimate`) with a bootstrap CI over units."""
+        point = self.point(x, y)
+        idx = slow_idx if self.slow else fast_idx
+        boot = _boot(lambda r: self.point(x[r], y[r]), idx) if point is not None else None
+        if point is not None:
+            reason = None
+        elif len(x) < self.min_units:
+            reason = f"fewer than {self.min_units} units rated by both"
+        else:
+            reason = self.undefined
+        return _estimate(point, boot, reason, ci)
+
+
+#: Every agreement metric, by name, in registration order: each appears in :func:`pairwise_agreement`
+#: (so in ``eval run``'s cross-prompt and cross-model pairs, results.json and the report) and can be an
+#: :func:`agreement_matrix` statistic.
+AGREEMENT_METRICS: dict[str, AgreementMetric] = {}
+
+
+def agreement_metric(name: str, *, label: str | None = None, min_units: int = 2, slow: bool = True,
+                     undefined: str = "not computable") -> Callable:
+    """Register ``func(x, y) -> float | None`` (two raters' paired expected scores, 0–2) as an agreement metric.
+
+    >>> @agreement_metric("spearman", label="Spearman ρ")
+    ... def spearman(x, y): ...
+
+    A new metric is this one function: the harness computes it for every rater pair with a bootstrap CI
+    and the report shows it as a column.
+    """
+    def register(func: Callable[[np.ndarray, np.ndarray], float | None]) -> Callable:
+        AGREEMENT_METRICS[name] = AgreementMetric(name, func, label or name, min_units, slow, undefined)
+        return func
+
+    return register
+
+
 # --------------------------------------------------------------------------- two raters
 
 
@@ -394,6 +451,18 @@ def _kappa(a: np.ndarray, b: np.ndarray, weights: str) -> float | None:
         except (ValueError, ZeroDivisionError):
             return None
     return _num(value)
+
+
+@agreement_metric("kappa_linear", label="κ linear", undefined="κ undefined (no variation)")
+def kappa_linear(x: np.ndarray, y: np.ndarray) -> float | None:
+    """Cohen's κ, linear weights, on scores rounded half-up to 0/1/2."""
+    return _kappa(x, y, "linear")
+
+
+@agreement_metric("kappa_quadratic", label="κ quadratic", undefined="κ undefined (no variation)")
+def kappa_quadratic(x: np.ndarray, y: np.ndarray) -> float | None:
+    """Cohen's κ, quadratic weights, on scores rounded half-up to 0/1/2."""
+    return _kappa(x, y, "quadratic")
 
 
 def _icc2(matrix: np.ndarray, with_ci: bool = False) -> Any:
@@ -529,11 +598,8 @@ def pairwise_agreement(
         for name in ("mean_abs_diff", "exact_agreement", "within_one", "changed_share", "changed_full_point_share"):
             out[name] = _estimate(None, None, "no units rated by both", ci)
 
-    for weights in ("linear", "quadratic"):
-        point = _kappa(x, y, weights) if n >= 2 else None
-        boot = _boot(lambda r: _kappa(x[r], y[r], weights), slow_idx) if point is not None else None
-        reason = None if point is not None else ("fewer than 2 units rated by both" if n < 2 else "κ undefined (no variation)")
-        out[f"kappa_{weights}"] = _estimate(point, boot, reason, ci)
+    for metric in AGREEMENT_METRICS.values():  # κ linear and quadratic, then any registered metric
+        out[metric.name] = metric.estimate(x, y, idx, slow_idx, ci)
 
     point, ci_f = _icc2(matrix, with_ci=True) if n >= 2 else (None, None)
     boot = None
@@ -569,25 +635,31 @@ def _point(stat: str, x: np.ndarray, y: np.ndarray) -> float | None:
         return _alpha_matrix(np.column_stack([x, y]), stat.split("_", 1)[1])["estimate"]
     if len(x) < 1:
         return None
-    if stat.startswith("kappa_"):
-        return _kappa(x, y, stat.split("_", 1)[1]) if len(x) >= 2 else None
+    if stat in AGREEMENT_METRICS:
+        return AGREEMENT_METRICS[stat].point(x, y)
     if stat == "icc2":
         return _icc2(np.column_stack([x, y]))
     if stat == "mad":
         return _num(np.mean(np.abs(x - y)))
-    raise ValueError(f"stat must be one of {MATRIX_STATS}, got {stat!r}")
+    raise ValueError(f"stat must be one of {matrix_stats()}, got {stat!r}")
+
+
+def matrix_stats() -> tuple[str, ...]:
+    """The statistics :func:`agreement_matrix` knows: the built-in ones and every registered metric."""
+    return tuple(dict.fromkeys([*MATRIX_STATS, *AGREEMENT_METRICS]))
 
 
 def agreement_matrix(df: pd.DataFrame, stat: str = "alpha_interval") -> pd.DataFrame:
     """Raters × raters table of one statistic (no CI), for heatmaps.
 
     ``stat`` is one of ``alpha_interval``, ``alpha_ordinal``,
-    ``kappa_linear``, ``kappa_quadratic``, ``icc2``, ``mad``.  NaN where
+    ``kappa_linear``, ``kappa_quadratic``, ``icc2``, ``mad`` or a registered
+    :func:`agreement_metric`.  NaN where
     not computable.  The diagonal is computed like any cell (a rater against
     itself: 1, or 0 for ``mad``, when defined).
     """
-    if stat not in MATRIX_STATS:
-        raise ValueError(f"stat must be one of {MATRIX_STATS}, got {stat!r}")
+    if stat not in matrix_stats():
+        raise ValueError(f"stat must be one of {matrix_stats()}, got {stat!r}")
     names = rater_names(df)
     table = expected_scores(df)
     result = pd.DataFrame(np.nan, index=names, columns=names, dtype=float)

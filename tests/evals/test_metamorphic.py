@@ -14,7 +14,8 @@ from filinglens.agents.models import get_chat_model
 from filinglens.agents.rating import Target
 from filinglens.errors import ConfigError
 from filinglens.evals import metamorphic as mm
-from filinglens.evals.metamorphic import ALL_CHECKS, CHECKS, metamorphic_table, run_metamorphic
+from filinglens.display import metamorphic_table
+from filinglens.evals.metamorphic import ALL_CHECKS, CHECKS, run_metamorphic
 from filinglens.prompts.loader import load_prompt
 from filinglens.store import Store
 
@@ -305,6 +306,27 @@ def test_topic_keywords_and_matching():
     for category in ("environment", "people", "innovation", "confidence"):
         words = mm.topic_keywords(load_prompt(f"{category}@v1"))
         assert words and not any(mm.on_topic(f.text, words) for f in mm.FILLER)
+
+
+def test_adding_a_category_does_not_change_other_categories_topic_words(tmp_path, monkeypatch):
+    """Topic words come from a category's own prompt: a new category whose queries reuse other categories'
+    words (emissions, employees, research) leaves their topic words exactly as they were."""
+    from filinglens.prompts.loader import categories
+
+    refs = [f"{c}@{v}" for c in ("environment", "people", "innovation", "confidence") for v in ("v1", "v2", "v5")]
+    before = {ref: mm.topic_keywords(load_prompt(ref)) for ref in refs}
+    assert {"emission", "employee", "research"} <= before["environment@v1"] | before["people@v1"] | before["innovation@v1"]
+    folder = tmp_path / "mine" / "rating" / "supply"
+    folder.mkdir(parents=True)
+    (folder / "v1.yaml").write_text(
+        "title: Supply chain\nmethod: direct\ndescription: How the company manages its suppliers.\n"
+        "rubric: {0: none, 1: some, 2: strong}\n"
+        "retrieval: {queries: [supplier emissions employees research climate supply chain sourcing]}\n")
+    monkeypatch.setenv("FILINGLENS_PROMPTS", str(tmp_path / "mine"))
+    assert "supply" in categories()
+    assert {ref: mm.topic_keywords(load_prompt(ref)) for ref in refs} == before
+    supply = mm.topic_keywords(load_prompt("supply@v1"))
+    assert {"supplier", "emission", "climate", "sourcing"} <= supply  # its own words, shared ones included
 
 
 def test_rename_text():

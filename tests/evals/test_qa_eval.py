@@ -14,6 +14,7 @@ import re
 import pytest
 
 from filinglens.agents.providers.fake import register_script
+from filinglens.errors import InputError
 from filinglens.evals.financebench import load_jsonl
 from filinglens.evals.qa_eval import (
     ANCHORS,
@@ -264,3 +265,29 @@ def test_local_model_end_to_end_on_two_questions(bench, tmp_path):
         assert all(0.0 <= item.metrics[m] <= 1.0 for m in NON_LLM_METRICS if not math.isnan(item.metrics[m]))
     print(json.dumps({"aggregates": agg, "answers": [(i.id, i.answer, i.correct) for i in result.items],
                       "timings": {k: v for k, v in result.timings.items() if k != "ingest"}}, indent=1, default=str))
+
+
+def test_ingest_stage_stops_on_a_damaged_index_but_records_a_bad_document(tmp_path, monkeypatch):
+    """A broken index (any IndexStoreError, subclasses too) stops the run; a bad PDF is one failed row."""
+    from filinglens.errors import IndexDamagedError
+    from filinglens.evals.qa_eval import Bench, ingest_documents
+    from filinglens.retrieval import ingest as ingest_module
+
+    bench = Bench(tmp_path / "q.jsonl", tmp_path / "d.jsonl", tmp_path,
+                  [], {"BAD_2020": {"company": "Bad", "doc_period": 2020}})
+    seen = []
+
+    def bad_pdf(path, store=None, metadata=None):
+        raise InputError(f"{path.name}: not a PDF")
+
+    monkeypatch.setattr(ingest_module, "ingest_file", bad_pdf)
+    report = ingest_documents(["BAD_2020"], bench, index=None, say=lambda *a: seen.append(a[0]))
+    assert report == [{"doc": "BAD_2020", "status": "failed", "error": "BAD_2020.pdf: not a PDF"}]
+    assert seen == ["ingest", "ingest"]
+
+    def damaged(path, store=None, metadata=None):
+        raise IndexDamagedError("index damaged: run `filinglens ingest --repair`")
+
+    monkeypatch.setattr(ingest_module, "ingest_file", damaged)
+    with pytest.raises(IndexDamagedError):
+        ingest_documents(["BAD_2020"], bench, index=None, say=lambda *a: None)

@@ -13,7 +13,7 @@ from filinglens.agents.rating import Target
 from filinglens.evals.reference import (
     ReferenceError, load_reference, match_labels, normalize, quote_covered,
 )
-from filinglens.evals.run import run_suite
+from filinglens.app import run_eval_suite
 from filinglens.evals.suite import SuiteError, parse_suite
 from filinglens.settings import sha256_file
 from filinglens.store import Store
@@ -134,7 +134,7 @@ def test_suite_reports_agreement_with_reference_labels(tmp_path):
     register_script("ref", func=_scripted)
     suite = _suite(tmp_path, min_reference_exact=0.6, min_reference_kappa=0.0, min_evidence_recall=0.5)
     out = tmp_path / "report"
-    result = run_suite(suite, out, store=Store(tmp_path / "r.db"), gather=gather, targets=TARGETS,
+    result = run_eval_suite(suite, out, store=Store(tmp_path / "r.db"), gather=gather, targets=TARGETS,
                        chunk_text=lambda ids: {i: TEXTS[i] for i in ids})
     ref = result.reference
     assert (ref["labels"], ref["matched"], ref["borderline"]) == (7, 6, 2)
@@ -168,14 +168,14 @@ def test_reference_thresholds_gate_the_exit_code(tmp_path, monkeypatch):
 
     register_script("ref", func=_scripted)
     suite = _suite(tmp_path, min_reference_exact=0.9)
-    result = run_suite(suite, None, store=Store(tmp_path / "r.db"), gather=gather, targets=TARGETS, write=False,
+    result = run_eval_suite(suite, None, store=Store(tmp_path / "r.db"), gather=gather, targets=TARGETS, write=False,
                        chunk_text=lambda ids: {i: TEXTS[i] for i in ids})
     [check] = result.checks
     assert not check.passed and check.value == pytest.approx(4 / 6) and check.scope == "fake:ref@v1 vs reference"
 
     import filinglens.evals.run as run_mod
 
-    monkeypatch.setattr(run_mod, "resolve_suite_targets", lambda suite, progress=None: list(TARGETS))
+    monkeypatch.setattr(run_mod, "resolve_suite_targets", lambda suite, progress=None, **kw: list(TARGETS))
     monkeypatch.setattr("filinglens.app.index_gatherer", lambda agent=None: gather)
     monkeypatch.setattr("filinglens.evals.reference.index_chunk_text", lambda ids: {i: TEXTS[i] for i in ids})
     path = tmp_path / "suite.yaml"
@@ -191,7 +191,7 @@ def test_evidence_recall_is_not_available_without_chunk_texts(tmp_path):
     def broken(ids):
         raise RuntimeError("index is gone")
 
-    result = run_suite(_suite(tmp_path), None, store=Store(tmp_path / "r.db"), gather=gather, targets=TARGETS,
+    result = run_eval_suite(_suite(tmp_path), None, store=Store(tmp_path / "r.db"), gather=gather, targets=TARGETS,
                        write=False, chunk_text=broken)
     recall = result.reference["raters"]["fake:ref@v1"]["evidence_recall"]["shown"]
     assert recall["estimate"] is None and "index is gone" in recall["reason"]
@@ -200,15 +200,14 @@ def test_evidence_recall_is_not_available_without_chunk_texts(tmp_path):
 def test_a_missing_or_bad_reference_fails_before_rating(tmp_path):
     suite = parse_suite({"name": "x", "filings": [{"ticker": "AAPL"}], "reference": str(tmp_path / "none.json")})
     with pytest.raises(SuiteError, match="reference: no file"):
-        run_suite(suite, None, store=Store(tmp_path / "r.db"), gather=gather, targets=TARGETS, write=False)
+        run_eval_suite(suite, None, store=Store(tmp_path / "r.db"), gather=gather, targets=TARGETS, write=False)
     (tmp_path / "bad.csv").write_text("filing,category,score\nAAPL 2019,people,7\n")
     suite = parse_suite({"name": "x", "filings": [{"ticker": "AAPL"}], "reference": str(tmp_path / "bad.csv")})
     with pytest.raises(ReferenceError, match="score must be 0, 1 or 2"):
-        run_suite(suite, None, store=Store(tmp_path / "r.db"), gather=gather, targets=TARGETS, write=False)
+        run_eval_suite(suite, None, store=Store(tmp_path / "r.db"), gather=gather, targets=TARGETS, write=False)
 
 
-def test_suite_without_filings_rates_the_files_the_labels_name(tmp_path, shared, monkeypatch):
-    import filinglens.app as jobs
+def test_suite_without_filings_rates_the_files_the_labels_name(tmp_path, shared):
     from filinglens.evals.run import resolve_suite_targets
 
     (tmp_path / "labels.csv").write_text(f"filing,category,score\n{AAPL},people,2\nnvda-10-k-fy2023.html,people,2\n")
@@ -219,6 +218,5 @@ def test_suite_without_filings_rates_the_files_the_labels_name(tmp_path, shared,
         seen["paths"] = list(paths)
         return [Target(f"f{i}", None, None, None, 2024, f"h{i}") for i, _ in enumerate(paths)]
 
-    monkeypatch.setattr(jobs, "resolve_targets", resolve)
-    targets = resolve_suite_targets(suite)
+    targets = resolve_suite_targets(suite, resolve=resolve)
     assert [p.name for p in seen["paths"]] == [AAPL, "nvda-10-k-fy2023.html"] and len(targets) == 2

@@ -20,7 +20,8 @@ from filinglens.agents.evidence import EvidenceItem
 from filinglens.agents.providers.fake import register_script
 from filinglens.agents.rating import Target
 from filinglens.evals import run as run_mod
-from filinglens.evals.run import diff_store_runs, run_id_for, run_suite
+from filinglens.app import run_eval_suite
+from filinglens.evals.run import diff_store_runs, run_id_for
 from filinglens.evals.suite import parse_suite
 from filinglens.store import Store
 
@@ -101,7 +102,7 @@ def test_suite_rates_every_cell_and_writes_the_report(tmp_path, store):
     steady, other = scripts(noisy=True)
     suite = make_suite(tmp_path, models=["fake:steady", "fake:other"], paper=True)
     out = tmp_path / "report"
-    result = run_suite(suite, out, store=store, gather=gather, targets=TARGETS)
+    result = run_eval_suite(suite, out, store=store, gather=gather, targets=TARGETS)
 
     # 2 filings × 3 categories × 2 samples × (2 models × 2 prompt versions)
     assert len(result.ratings) == 48 and result.failed_ratings == 0
@@ -154,10 +155,10 @@ def test_suite_rates_every_cell_and_writes_the_report(tmp_path, store):
 def test_rerun_makes_no_model_calls_and_keeps_run_ids(tmp_path, store):
     steady, _ = scripts()
     suite = make_suite(tmp_path)
-    first = run_suite(suite, tmp_path / "a", store=store, gather=gather, targets=TARGETS)
+    first = run_eval_suite(suite, tmp_path / "a", store=store, gather=gather, targets=TARGETS)
     calls, rows = steady.calls, len(store.calls())
     assert calls > 0 and first.calls_made == rows
-    second = run_suite(suite, tmp_path / "b", store=store, gather=gather, targets=TARGETS)
+    second = run_eval_suite(suite, tmp_path / "b", store=store, gather=gather, targets=TARGETS)
     assert steady.calls == calls and len(store.calls()) == rows  # everything from the cache
     assert second.calls_made == 0 and second.calls_cached > 0
     assert second.runs == first.runs
@@ -173,7 +174,7 @@ def test_an_interrupted_suite_resumes_where_it_stopped(tmp_path, store):
     suite = make_suite(tmp_path)
     fresh = Scripted()
     register_script("steady", func=fresh)
-    run_suite(suite, None, store=Store(tmp_path / "other.db"), gather=gather, targets=TARGETS, write=False)
+    run_eval_suite(suite, None, store=Store(tmp_path / "other.db"), gather=gather, targets=TARGETS, write=False)
     total = fresh.calls
 
     register_script("steady", func=steady)
@@ -186,10 +187,10 @@ def test_an_interrupted_suite_resumes_where_it_stopped(tmp_path, store):
         return gather(prompt, target)
 
     with pytest.raises(KeyboardInterrupt):
-        run_suite(suite, None, store=store, gather=flaky, targets=TARGETS, write=False)
+        run_eval_suite(suite, None, store=store, gather=flaky, targets=TARGETS, write=False)
     interrupted = [r for r in store.runs() if r["status"] == "interrupted"]
     assert len(interrupted) == 1 and 0 < steady.calls < total
-    result = run_suite(suite, tmp_path / "out", store=store, gather=gather, targets=TARGETS)
+    result = run_eval_suite(suite, tmp_path / "out", store=store, gather=gather, targets=TARGETS)
     assert steady.calls == total  # the first part came from the cache
     assert result.ok and all(store.run(r)["status"] == "finished" for r in result.runs.values())
 
@@ -202,7 +203,7 @@ def test_thresholds_pass_fail_and_missing(tmp_path, store):
         "min_test_retest_within_one": 0.5,     # met
         "min_cross_prompt_alpha": 0.5,         # one prompt version: no pair, no check
     })
-    result = run_suite(suite, tmp_path / "out", store=store, gather=gather, targets=TARGETS)
+    result = run_eval_suite(suite, tmp_path / "out", store=store, gather=gather, targets=TARGETS)
     assert result.failed_ratings == 4 and not result.ok
     failed = {c.name for c in result.failures}
     assert failed == {"max_failed_share", "min_test_retest_exact"}
@@ -216,13 +217,13 @@ def test_thresholds_pass_fail_and_missing(tmp_path, store):
     for policy, ok in (("skip", True), ("fail", False)):
         suite = make_suite(tmp_path, prompt_versions=["v1"], categories=["environment"], samples=1,
                            thresholds={"min_test_retest_alpha": 0.5, "on_missing": policy})
-        result = run_suite(suite, None, store=store, gather=gather, targets=TARGETS, write=False)
+        result = run_eval_suite(suite, None, store=store, gather=gather, targets=TARGETS, write=False)
         assert result.ok is ok
         assert result.checks[0].value is None and "samples" in result.checks[0].reason
 
 
 def _targets_and_gather(monkeypatch):
-    monkeypatch.setattr(run_mod, "resolve_suite_targets", lambda suite, progress=None: list(TARGETS))
+    monkeypatch.setattr(run_mod, "resolve_suite_targets", lambda suite, progress=None, **kw: list(TARGETS))
     monkeypatch.setattr("filinglens.app.index_gatherer", lambda searcher=None: gather)
 
 
@@ -263,7 +264,7 @@ def test_cli_exit_code_follows_thresholds(tmp_path, monkeypatch):
 def test_diff_two_runs(tmp_path, store, monkeypatch):
     scripts(noisy=True)
     suite = make_suite(tmp_path, models=["fake:steady", "fake:other"], prompt_versions=["v1"])
-    result = run_suite(suite, None, store=store, gather=gather, targets=TARGETS, write=False)
+    result = run_eval_suite(suite, None, store=store, gather=gather, targets=TARGETS, write=False)
     a, b = result.runs["fake:steady@v1"], result.runs["fake:other@v1"]
     diff = diff_store_runs(a, b[:-4], store=store, n_boot=50, n_boot_slow=10)  # a unique prefix works
     assert diff["run_a"]["id"] == a and diff["run_b"]["id"] == b
@@ -296,8 +297,11 @@ def _stub_metamorphic(monkeypatch, calls):
         calls.append({"model_id": model_id, "prompt_version": prompt_version, "checks": list(checks),
                       "categories": list(categories), "targets": len(targets), "kwargs": kwargs})
         rates = {"shuffle": 1.0, "rename": 0.5 if prompt_version == "v1" else 1.0}
-        return {"model_id": model_id, "prompt_version": prompt_version, "pass_rate": 0.75,
-                "by_check": {c: {"n": 2, "pass_rate": rates[c]} for c in checks}}
+        by_check = {c: {"n": 2, "pass_rate": rates[c]} for c in checks}
+        return types.SimpleNamespace(
+            pass_rates={c: rates[c] for c in checks}, results=[],
+            to_dict=lambda: {"model_id": model_id, "prompt_version": prompt_version, "pass_rate": 0.75,
+                             "by_check": by_check})
 
     module.run_metamorphic = run_metamorphic
     monkeypatch.setitem(sys.modules, "filinglens.evals.metamorphic", module)
@@ -309,19 +313,19 @@ def test_metamorphic_section_and_threshold(tmp_path, store, monkeypatch):
     _stub_metamorphic(monkeypatch, calls)
     suite = make_suite(tmp_path, metamorphic={"checks": ["shuffle", "rename"], "categories": ["environment"]},
                        thresholds={"min_metamorphic_pass_rate": 0.8})
-    result = run_suite(suite, tmp_path / "out", store=store, gather=gather, targets=TARGETS)
+    result = run_eval_suite(suite, tmp_path / "out", store=store, gather=gather, targets=TARGETS)
     assert [(c["model_id"], c["prompt_version"]) for c in calls] == [("fake:steady", "v1"), ("fake:steady", "v2")]
     assert calls[0]["checks"] == ["shuffle", "rename"] and calls[0]["categories"] == ["environment"]
     assert calls[0]["kwargs"].get("temperature") == 0.7
-    assert set(result.metamorphic["raters"]) == {"fake:steady@v1", "fake:steady@v2"}
+    assert set(result.metamorphic.raters) == {"fake:steady@v1", "fake:steady@v2"}
     assert [c.scope for c in result.failures] == ["fake:steady@v1 rename"]
     md = (tmp_path / "out" / "report.md").read_text()
     assert "## Metamorphic checks" in md and "| `fake:steady@v1` | rename | 50% |" in md
 
     # not installed: the section says so, the threshold counts as missing
     monkeypatch.setitem(sys.modules, "filinglens.evals.metamorphic", None)
-    result = run_suite(suite, tmp_path / "out2", store=store, gather=gather, targets=TARGETS)
-    assert result.metamorphic["available"] is False and result.ok  # on_missing: skip
+    result = run_eval_suite(suite, tmp_path / "out2", store=store, gather=gather, targets=TARGETS)
+    assert result.metamorphic.available is False and result.ok  # on_missing: skip
     assert "not available" in (tmp_path / "out2" / "report.md").read_text()
 
 
@@ -331,15 +335,15 @@ def test_metamorphic_with_the_real_module(tmp_path, store):
     scripts()
     suite = make_suite(tmp_path, prompt_versions=["v1"], categories=["environment"], samples=1,
                        metamorphic={"checks": ["shuffle", "rename"]}, thresholds={"min_metamorphic_pass_rate": 0.5})
-    result = run_suite(suite, tmp_path / "out", store=store, gather=gather, targets=TARGETS)
-    got = result.metamorphic["raters"]["fake:steady@v1"]
-    assert set(run_mod.metamorphic_pass_rates(got)) == {"shuffle", "rename"}
+    result = run_eval_suite(suite, tmp_path / "out", store=store, gather=gather, targets=TARGETS)
+    got = result.metamorphic.raters["fake:steady@v1"]
+    assert set(got.pass_rates) == {"shuffle", "rename"}
     assert [c.name for c in result.checks] == ["min_metamorphic_pass_rate"] * 2 and result.ok
     report = (tmp_path / "out" / "report.md").read_text()
     assert "| `fake:steady@v1` | shuffle | 100% |" in report
     # one row per check result, with the expected scores that decided it
     detail = [line for line in report.splitlines() if line.startswith("| `fake:steady@v1` |") and "→" in line]
-    assert len(detail) == len(got["results"]) == 4 and all("| pass |" in line for line in detail)
+    assert len(detail) == len(got.results) == 4 and all("| pass |" in line for line in detail)
 
 
 @pytest.mark.timeout(2400)  # ~3 min on a quiet 2-core machine; much longer when other model jobs share the CPU
@@ -378,3 +382,32 @@ def test_smoke_suite_end_to_end_on_the_local_model(tmp_path, monkeypatch):
         print(re.sub(r"\s+", " ", first.output)[-1500:])
     finally:
         local.unload_all()
+
+
+def test_a_registered_agreement_metric_is_computed_by_the_harness_and_shown_in_the_report(tmp_path, store):
+    """A new agreement metric is one decorated function: every rater pair, results.json and the report get it."""
+    from filinglens.evals import stats
+
+    @stats.agreement_metric("max_abs_diff_test", label="max |Δ| (test metric)", min_units=1, slow=False)
+    def max_abs_diff(x, y):
+        return float(abs(x - y).max())
+
+    try:
+        scripts(noisy=True)
+        suite = make_suite(tmp_path, models=["fake:steady", "fake:other"], prompt_versions=["v1"], samples=1)
+        result = run_eval_suite(suite, tmp_path / "out", store=store, gather=gather, targets=TARGETS)
+        [pair] = result.cross_model
+        means = result.frame.groupby(["unit", "rater"])["score"].mean().unstack()
+        expected = float((means["fake:steady@v1"] - means["fake:other@v1"]).abs().max())
+        assert expected > 0  # the noisy rater disagrees somewhere, so the metric is not trivially 0
+        assert pair["max_abs_diff_test"]["estimate"] == pytest.approx(expected)
+        assert pair["max_abs_diff_test"]["n_boot"] == suite.n_boot  # bootstrapped like the fast statistics
+        assert set(pair["by_category"]["people"]) >= {"max_abs_diff_test", "kappa_quadratic"}
+        saved = json.loads((tmp_path / "out" / "results.json").read_text())
+        assert saved["cross_model"][0]["max_abs_diff_test"]["estimate"] == pytest.approx(expected)
+        md = (tmp_path / "out" / "report.md").read_text()
+        assert "| max |Δ| (test metric) |" in md.replace("\\|", "|")
+        matrix = stats.agreement_matrix(result.frame, "max_abs_diff_test")
+        assert matrix.loc["fake:steady@v1", "fake:other@v1"] == pytest.approx(expected)
+    finally:
+        stats.AGREEMENT_METRICS.pop("max_abs_diff_test", None)

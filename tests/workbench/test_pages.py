@@ -259,14 +259,13 @@ def test_compare_page_ranks_three_companies_with_position_bias(wb_home):
 
 
 def test_stability_page_shows_a_suite_result_and_a_prompt_diff(wb_home, tmp_path):
-    from filinglens.evals.run import run_suite
     from filinglens.evals.suite import load_suite
 
     suite = tmp_path / "wb.yaml"
     suite.write_text("name: wb\nfilings:\n  - {ticker: AAPL, years: [2021, 2022]}\n  - {ticker: MSFT, years: [2021, 2022]}\n"
                      "categories: [innovation, environment]\nmodels: [fake:analyst]\nprompt_versions: [v1, v2]\n"
                      "samples: 1\n")
-    result = run_suite(load_suite(suite))
+    result = app.run_eval_suite(load_suite(suite))
     at = open_page("stability")
     text = markdown(at)
     assert "**wb**" in text and "Across prompt versions" in text
