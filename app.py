@@ -314,7 +314,7 @@ def run_comparison(
     category: str,
     *,
     model_id: str = "local",
-    prompt_version: str = "v2",
+    prompt_version: str | None = None,
     compare_version: str | None = None,
     samples: int = 1,
     store: Store | None = None,
@@ -339,7 +339,7 @@ def run_comparison(
                       compare_version=compare_version, gather=gather or index_gatherer(), model=model)
     labels = [target_label(t) for t in targets]
     years = sorted({t.fiscal_year for t in targets if t.fiscal_year})
-    config = {"model": model_id, "prompt_version": prompt_version, "compare_prompt": judge.prompt.ref,
+    config = {"model": model_id, "prompt_version": judge.rating_prompt.version, "compare_prompt": judge.prompt.ref,
               "category": category, "samples": samples, "companies": labels,
               "filings": [t.filing_id for t in targets], "years": years}
     run_id = store.start_run("compare", config, label=label or f"compare {category}: {' '.join(labels)}",

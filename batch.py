@@ -118,7 +118,7 @@ class BatchSpec:
     """How every filing is rated."""
 
     categories: list[str] = field(default_factory=list)  # empty: every category
-    prompt_versions: list[str] = field(default_factory=lambda: ["v2"])
+    prompt_versions: list[str] = field(default_factory=list)  # empty: each category's default version
     models: list[str] = field(default_factory=lambda: ["local"])
     samples: int = 1
     temperature: float = 0.0
@@ -130,15 +130,15 @@ class BatchSpec:
 
         if self.samples < 1:
             raise InputError("samples must be at least 1")
-        if not self.models or not self.prompt_versions:
-            raise InputError("give at least one model and one prompt version")
+        if not self.models:
+            raise InputError("give at least one model")
         for model_id in self.models:
             _check_model_id(model_id)
         out = []
         for model_id in self.models:
-            for version in self.prompt_versions:
+            for version in self.prompt_versions or [""]:  # "": the category's default version
                 for category in self.categories or all_categories():
-                    prompt = load_prompt(f"{category}@{version}")
+                    prompt = load_prompt(f"{category}@{version}" if version else category)
                     for sample in range(self.samples):
                         out.append(Cell(prompt.category, prompt.version, prompt.hash, model_id, sample))
         return out
@@ -283,7 +283,7 @@ def prepare(
         if evidence_chars:
             spec.evidence_chars = evidence_chars
         return suite_units(loaded), spec, f"suite {loaded.name}"
-    spec = BatchSpec(list(categories), list(prompt_versions) or ["v2"], list(models) or ["local"], samples or 1,
+    spec = BatchSpec(list(categories), list(prompt_versions), list(models) or ["local"], samples or 1,
                      temperature or 0.0, evidence_chars)
     if paths:
         return file_units(paths), spec, f"{len(paths)} path(s)"

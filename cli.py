@@ -322,7 +322,7 @@ def batch(
     suite: Optional[str] = typer.Option(None, "--suite", help="An eval suite's filings, categories, models and prompts."),
     category: Optional[list[str]] = typer.Option(None, "--category", "-c", help="Categories (repeatable); default all."),
     model: Optional[list[str]] = typer.Option(None, "--model", "-m", help="Model id (repeatable; default local)."),
-    prompt_version: Optional[list[str]] = typer.Option(None, "--prompt-version", "-p", help="Prompt version (repeatable; default v2)."),
+    prompt_version: Optional[list[str]] = typer.Option(None, "--prompt-version", "-p", help="Prompt version (repeatable; default: each category's default, as `prompts list` marks)."),
     samples: Optional[int] = typer.Option(None, "--samples", "-n", min=1, help="Repeated samples per cell."),
     temperature: Optional[float] = typer.Option(None, "--temperature", help="Sampling temperature."),
     evidence_chars: Optional[int] = typer.Option(None, "--evidence-chars", help="Evidence budget per rating (characters)."),
@@ -420,7 +420,7 @@ def compare(
     year: int = typer.Option(..., "--year", "-y", help="Fiscal year of the 10-Ks compared."),
     category: str = typer.Option(..., "--category", "-c", help="Rating category, e.g. innovation."),
     model: str = typer.Option("local", "--model", "-m", help="Model id that judges (see `filinglens models`)."),
-    prompt_version: str = typer.Option("v2", "--prompt-version", "-p", help="Rating prompt whose rubric and retrieval are used."),
+    prompt_version: Optional[str] = typer.Option(None, "--prompt-version", "-p", help="Rating prompt whose rubric and retrieval are used (default: the category's default version)."),
     compare_version: Optional[str] = typer.Option(None, "--compare-prompt", help="Comparison prompt version (prompts/compare/; default v1)."),
     samples: int = typer.Option(1, "--samples", "-n", min=1, help="Judgments per ordered pair."),
     boot: int = typer.Option(1000, "--boot", min=0, help="Bootstrap resamples for the intervals."),
@@ -434,7 +434,7 @@ def compare(
     from filinglens.prompts.loader import load_compare_prompt, load_prompt
     from filinglens.display import RichIngestProgress
 
-    load_prompt(f"{category}@{prompt_version}")  # bad category or version: say so before fetching anything
+    load_prompt(f"{category}@{prompt_version}" if prompt_version else category)  # bad category or version: say so now
     load_compare_prompt(compare_version)
     with RichIngestProgress(err_console) as ingest_progress:
         targets = compare_targets(tickers, year, progress=ingest_progress)

@@ -531,13 +531,14 @@ def judge_scores(
     from ragas.metrics import Faithfulness, ResponseRelevancy
     from ragas.run_config import RunConfig
 
-    from filinglens.agents.models import get_chat_model
+    from filinglens.agents.models import get_chat_model, has_capability
+    from filinglens.agents.providers import CONCURRENT_REQUESTS
     from filinglens.retrieval.embeddings import get_embedder
 
     chat = judge_model if judge_model is not None else get_chat_model(judge, temperature=0.0)
-    local = judge.split(":")[0] in ("local", "local-small", "ollama", "fake")
-    run_config = RunConfig(timeout=timeout or (900 if local else 180), max_retries=2, max_wait=10,
-                           max_workers=1 if local else 4)
+    parallel = has_capability(judge, CONCURRENT_REQUESTS)  # a hosted API: several requests at once
+    run_config = RunConfig(timeout=timeout or (180 if parallel else 900), max_retries=2, max_wait=10,
+                           max_workers=4 if parallel else 1)
     import warnings
 
     with warnings.catch_warnings():  # the legacy wrappers are deprecated in ragas 0.4 (and work)

@@ -26,6 +26,9 @@ COMMON_PARAMS = ("temperature", "max_tokens", "seed", "timeout", "base_url")
 
 #: Capability: the provider gives next-token probabilities (``next_token_probs``).
 TOKEN_PROBABILITIES = "token_probabilities"
+#: Capability: the provider serves several requests at once (a hosted API), so callers may run them in
+#: parallel with short timeouts; without it a model is served one request at a time (an embedded model).
+CONCURRENT_REQUESTS = "concurrent_requests"
 
 
 @dataclass(frozen=True)

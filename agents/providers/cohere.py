@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from filinglens.agents.providers import ModelParams, Provider, env, has_module, require
+from filinglens.agents.providers import CONCURRENT_REQUESTS, ModelParams, Provider, env, has_module, require
 from filinglens.errors import ConfigError
 
 PIP = "langchain-cohere"
@@ -81,4 +81,5 @@ provider = Provider(
         ("cohere:command-r", "Cohere Command R; key from COHERE_API_KEY"),
     ),
     default_name="command-r-plus",
+    capabilities=frozenset({CONCURRENT_REQUESTS}),
 )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from filinglens.agents.providers import ModelParams, Provider, env, has_module, require
+from filinglens.agents.providers import CONCURRENT_REQUESTS, ModelParams, Provider, env, has_module, require
 from filinglens.errors import ConfigError
 
 PIP = "langchain-openai"
@@ -63,4 +63,5 @@ provider = Provider(
          "server via OPENAI_BASE_URL / base_url: openai:MODEL"),
     ),
     default_name="gpt-4o-mini",
+    capabilities=frozenset({CONCURRENT_REQUESTS}),
 )

@@ -191,3 +191,18 @@ def test_a_provider_from_one_entry_point_is_used_by_its_declared_capability(plug
 def test_readme_documents_the_provider_entry_point_group():
     readme = (ROOT / "README.md").read_text()
     assert f"`{models.ENTRY_POINT_GROUP}`" in readme and "token_probs" in readme
+
+
+def test_a_category_with_only_v1_is_planned_by_batch_and_compare_without_a_version(tmp_path, monkeypatch):
+    """`batch` and `compare` without -p use each category's default version too (v1 for a v1-only one)."""
+    from filinglens.agents.compare import PairJudge
+    from filinglens.batch import BatchSpec
+
+    folder = tmp_path / "my-prompts" / "rating" / "governance"
+    folder.mkdir(parents=True)
+    (folder / "v1.yaml").write_text(GOVERNANCE_V1)
+    monkeypatch.setenv("FILINGLENS_PROMPTS", str(tmp_path / "my-prompts"))
+    versions = {c.category: c.prompt_version for c in BatchSpec(models=["fake"]).cells()}
+    assert versions["governance"] == "v1"
+    assert {v for c, v in versions.items() if c != "governance"} == {DEFAULT_RATING_VERSION}
+    assert PairJudge(Store(":memory:"), "governance", model_id="fake").rating_prompt.version == "v1"

@@ -8,8 +8,8 @@ import pandas as pd
 import streamlit as st
 
 from filinglens import app
-from filinglens.evals.report import fmt_est, fmt_num, fmt_share
-from filinglens.evals.run import metamorphic_pass_rates
+from filinglens.analysis.render import fmt_est, fmt_num, fmt_share
+from filinglens.evals.results import metamorphic_pass_rates
 from filinglens.prompts.loader import categories as all_categories, diff_prompts
 from filinglens.settings import data_home
 from filinglens.workbench.common import guarded, jobs_panel, model_problem, pick_model, prompt_versions
