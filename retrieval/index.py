@@ -719,22 +719,15 @@ class ChunkStore:
             handle = open(lock_path, "a+")
         except OSError as exc:
             raise IndexStoreError(f"cannot lock the index at {self.root}: {exc.strerror or exc}") from exc
-        deadline = time.monotonic() + wait
         try:
-            while True:
-                try:
-                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        handle.seek(0)
-                        holder = handle.read().strip()
-                        raise IndexStoreError(
-                            f"the index at {self.root} is locked by another writer"
-                            f"{f' (pid {holder})' if holder else ''} (waited {wait:g} s); wait for it to finish "
-                            f"or stop it, or raise {LOCK_WAIT_ENV}"
-                        )
-                    time.sleep(0.1)
+            if not _flock_within(handle, wait):
+                handle.seek(0)
+                holder = handle.read().strip()
+                raise IndexStoreError(
+                    f"the index at {self.root} is locked by another writer"
+                    f"{f' (pid {holder})' if holder else ''} (waited {wait:g} s); wait for it to finish "
+                    f"or stop it, or raise {LOCK_WAIT_ENV}"
+                )
             handle.seek(0)
             handle.truncate()
             handle.write(str(os.getpid()))
@@ -1363,6 +1356,19 @@ def _move_aside(chroma_dir: Path, holder: _LocalClient | None) -> Path | None:
     return moved
 
 
+def _flock_within(handle, wait: float) -> bool:
+    """Take an exclusive ``flock`` on ``handle``, polling for up to ``wait`` seconds; False if still held."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.1)
+
+
 def quarantine_index(root: Path, collection: str | None = None, reason: str = "") -> Path | None:
     """Move the damaged local index under ``root`` aside (under the write lock); returns where it went."""
     root = Path(root)
@@ -1370,15 +1376,8 @@ def quarantine_index(root: Path, collection: str | None = None, reason: str = ""
     lock_path = root / f".write-{name}.lock"
     root.mkdir(parents=True, exist_ok=True)
     with open(lock_path, "a+") as handle:
-        deadline = time.monotonic() + ChunkStore.lock_wait
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise IndexStoreError(f"the index at {root} is locked by another writer; cannot repair it now")
-                time.sleep(0.1)
+        if not _flock_within(handle, ChunkStore.lock_wait):
+            raise IndexStoreError(f"the index at {root} is locked by another writer; cannot repair it now")
         try:
             if not inspect_local_index(root) and not reason:
                 return None  # repaired by another process meanwhile
