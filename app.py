@@ -587,7 +587,7 @@ def _execute_rating(run_id: str, config: dict, store: Store, recorder: _JobRecor
     recorder.check()
     _, ratings = run_ratings(
         targets, categories, model_id=config.get("model") or "local",
-        prompt_version=config.get("prompt_version") or "v2", samples=samples,
+        prompt_version=config.get("prompt_version") or None, samples=samples,
         store=store, run_id=run_id, gather=gather or index_gatherer(exclude_items=config.get("exclude_items") or ()),
         progress=progress,
     )
@@ -608,7 +608,7 @@ def _execute_comparison(run_id: str, config: dict, store: Store, recorder: _JobR
 
     _, result = run_comparison(
         targets, config["category"], model_id=config.get("model") or "local",
-        prompt_version=config.get("prompt_version") or "v2", compare_version=config.get("compare_version"),
+        prompt_version=config.get("prompt_version") or None, compare_version=config.get("compare_version"),
         samples=int(config.get("samples") or 1), store=store, gather=gather, run_id=run_id, progress=progress,
     )
     return "finished" if result["counts"]["failed"] == 0 else "finished-with-failures"

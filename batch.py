@@ -403,6 +403,7 @@ def rate_unit(unit: dict, cells: Sequence[dict], options: dict, *, index=None, c
     """
     from filinglens.agents.rating import RatingChain
     from filinglens.app import index_gatherer
+    from filinglens.retrieval.facts import cached_financials
     from filinglens.prompts.loader import load_prompt
     from filinglens.retrieval.ingest import ingest_file
 
@@ -440,6 +441,7 @@ def rate_unit(unit: dict, cells: Sequence[dict], options: dict, *, index=None, c
             if chain is None:
                 chain = chains[cell["model_id"]] = RatingChain(
                     scratch, model_id=cell["model_id"], temperature=options.get("temperature", 0.0), gather=gather,
+                    facts=lambda t, source=Path(path): cached_financials(source, t.content_hash.split("#", 1)[0]),
                     connection={"base_url": options["endpoint"]} if options.get("endpoint") else {},
                 )
                 if options.get("evidence_chars"):

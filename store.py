@@ -47,6 +47,33 @@ DEFAULT_TIMEOUT = 15.0  # seconds a writer waits for another one before giving u
 
 SECRET_KEYS = {"api_key", "cohere_api_key", "openai_api_key", "token", "authorization", "password"}
 
+#: ``ratings`` columns stored as JSON text (lists; ``interval`` may be NULL).
+RATING_JSON_COLUMNS = ("evidence", "quotes", "indicators", "facts", "interval")
+
+
+def encode_rating_row(rating: dict) -> dict:
+    """A rating row with its JSON columns as text (for SQLite, CSV, Parquet)."""
+    row = dict(rating)
+    for key in RATING_JSON_COLUMNS:
+        if key in row:
+            value = row[key]
+            row[key] = None if value is None and key == "interval" else json.dumps(value or [], ensure_ascii=False)
+    if "borderline" in row:
+        row["borderline"] = int(bool(row["borderline"]))
+    return row
+
+
+def decode_rating_row(row) -> dict:
+    """A stored rating row with its JSON columns as Python values."""
+    out = dict(row)
+    for key in RATING_JSON_COLUMNS:
+        if key in out:
+            out[key] = json.loads(out[key]) if out[key] is not None else None
+    if "borderline" in out:
+        out["borderline"] = bool(out["borderline"])
+    return out
+
+
 MIGRATIONS: list[str] = [
     # 1: runs, ratings, model calls
     """
@@ -130,6 +157,14 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (run_id, unit_key)
     );
     CREATE INDEX batch_units_key ON batch_units(unit_key);
+    """,
+    # 3: the indicators method's output, kept with the rating: the expected score's interval, the borderline
+    # flag, every indicator's value and source, and the facts from the filing's own numbers it cited
+    """
+    ALTER TABLE ratings ADD COLUMN interval TEXT;
+    ALTER TABLE ratings ADD COLUMN borderline INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE ratings ADD COLUMN indicators TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE ratings ADD COLUMN facts TEXT NOT NULL DEFAULT '[]'
     """,
 ]
 
@@ -493,9 +528,7 @@ class Store:
     @_guarded
     def save_rating(self, run_id: str, rating: dict) -> None:
         """Insert or replace the rating of one cell (``rating['cell_key']``) in a run."""
-        row = dict(rating)
-        for key in ("evidence", "quotes"):
-            row[key] = json.dumps(row.get(key) or [], ensure_ascii=False)
+        row = encode_rating_row({"evidence": [], "quotes": [], **rating})
         row["run_id"] = run_id
         if row.get("error"):
             row["error"] = redact_secrets(str(row["error"]))
@@ -517,9 +550,7 @@ class Store:
                 f"SELECT * FROM ratings WHERE status='ok' AND cell_key IN ({marks}) ORDER BY id", part
             )
             for r in rows:
-                row = dict(r)
-                row["evidence"] = json.loads(row["evidence"])
-                row["quotes"] = json.loads(row["quotes"])
+                row = decode_rating_row(r)
                 out[row["cell_key"]] = row
         return out
 
@@ -610,8 +641,5 @@ class Store:
         sql = "SELECT * FROM ratings" + (" WHERE run_id=?" if run_id else "") + " ORDER BY id"
         out = []
         for r in self.db.execute(sql, (run_id,) if run_id else ()):
-            row = dict(r)
-            row["evidence"] = json.loads(row["evidence"])
-            row["quotes"] = json.loads(row["quotes"])
-            out.append(row)
+            out.append(decode_rating_row(r))
         return out

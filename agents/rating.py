@@ -42,7 +42,7 @@ from filinglens.agents.evidence import EvidenceItem, render_evidence, verify_quo
 from filinglens.agents.models import DEFAULT_MODEL
 from filinglens.errors import FilingLensError, ModelCallError, ModelOutputError, RatingOutputError
 from filinglens.prompts.loader import RatingPrompt, load_prompt
-from filinglens.store import Store
+from filinglens.store import Store, encode_rating_row
 
 DEFAULT_EVIDENCE_CHARS = 6000
 #: Methods whose scores come from next-token probabilities on models that give them (deterministic).
@@ -131,15 +131,17 @@ class Rating:
             "tokens_in": self.tokens_in,
             "tokens_out": self.tokens_out,
             "latency_ms": round(self.latency_ms, 1),
+            "interval": self.interval,
+            "borderline": self.borderline,
+            "indicators": self.indicators,
+            "facts": self.facts,
         }
 
     def to_dict(self) -> dict:
-        """The store row plus the target and, for the indicators method, interval, borderline flag,
-        indicators and cited facts (``rate --json``)."""
+        """The store row (with, for the indicators method, interval, borderline flag, indicators and
+        cited facts) plus the target (``rate --json``)."""
         data = self.to_row()
         data["target"] = asdict(self.target)
-        data.update(interval=self.interval, borderline=self.borderline, indicators=self.indicators,
-                    facts=self.facts)
         return data
 
 
@@ -554,10 +556,7 @@ def export_ratings(ratings: Sequence[Rating], path) -> None:
     path = Path(path)
     rows = []
     for r in ratings:
-        row = r.to_row()
-        row["quotes"] = json.dumps(row["quotes"], ensure_ascii=False)
-        row["evidence"] = json.dumps(row["evidence"], ensure_ascii=False)
-        rows.append(row)
+        rows.append(encode_rating_row(r.to_row()))
     frame = pd.DataFrame(rows)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".parquet":

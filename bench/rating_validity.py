@@ -138,8 +138,12 @@ def cmd_speed(args) -> None:
     reference = _labels(args.labels)
     matched = _targets(reference)
     cells = [(reference.labels[i], t) for i, t in matched.items()]
-    step = max(1, len(cells) // args.cells)
-    cells = cells[::step][: args.cells]
+    by_category: dict[str, list] = {}
+    for cell in cells:
+        by_category.setdefault(cell[0].category, []).append(cell)
+    per_category = -(-args.cells // len(by_category))  # ceil
+    spread = [group[i * len(group) // per_category] for i in range(per_category) for group in by_category.values()]
+    cells = spread[: args.cells]  # the categories in turn, filings spread over the labels
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(Path(tmp) / "speed.db")
         gather, facts = index_gatherer(), index_facts()

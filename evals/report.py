@@ -25,6 +25,7 @@ from filinglens.analysis.render import (Block, figure_png, fmt_est, fmt_num, fmt
 from filinglens.evals import stats
 from filinglens.evals.results import MetamorphicSection, SuiteResult
 from filinglens.settings import atomic_write
+from filinglens.store import encode_rating_row
 
 
 def _cells(result) -> pd.DataFrame:
@@ -509,11 +510,7 @@ def write_report(result: SuiteResult, out_dir: str | Path) -> dict[str, str]:
     result.files = files
     _write_bytes(out / "report.md", render_markdown(blocks, links).encode("utf-8"))
     _write_bytes(out / "report.html", render_html(blocks, images, f"Eval suite {result.suite.name}").encode("utf-8"))
-    rows = result.rating_rows()
-    for row in rows:
-        row["quotes"] = json.dumps(row["quotes"], ensure_ascii=False)
-        row["evidence"] = json.dumps(row["evidence"], ensure_ascii=False)
-    frame = pd.DataFrame(rows)
+    frame = pd.DataFrame([encode_rating_row(row) for row in result.rating_rows()])
     with atomic_write(out / "ratings.parquet") as handle:
         frame.to_parquet(handle, index=False)
     payload = json.dumps(result.to_dict(), indent=2, ensure_ascii=False, default=str)

@@ -36,7 +36,7 @@ from filinglens.errors import ConfigError
 BUILTIN_DIR = Path(__file__).parent
 #: The rating prompt version used when none is given (`rate`, suites, the app); a category without it
 #: is rated with its newest version (:func:`default_version`).
-DEFAULT_RATING_VERSION = "v2"
+DEFAULT_RATING_VERSION = "v5"
 #: Facts an indicator can read from the filing's own numbers (``filinglens.retrieval.facts``):
 #: relative changes vs the prior year (mapped to [0, 1] by the indicator's ``scale``), and flags (0 or 1).
 FACT_CHANGES = ("revenue_change", "net_income_change", "operating_cash_flow_change")

@@ -117,7 +117,7 @@ def test_batch_equals_rate_cell_for_cell_and_an_unchanged_rerun_dispatches_nothi
 
     # the serial path of `filinglens rate` gives the same ratings, cell for cell
     rate_store = Store(tmp_path / "rate.db")
-    run_id, _ = run_ratings(resolve_targets(filings), CATEGORIES, model_id=helpers.MODEL, prompt_version="v2",
+    run_id, _ = run_ratings(resolve_targets(filings), CATEGORIES, model_id=helpers.MODEL, prompt_version=None,
                             store=rate_store)
     assert helpers.cells(rate_store, run_id) == got
 
@@ -344,6 +344,32 @@ def test_tickers_file_units_are_fetched_by_the_worker_and_bad_ones_listed(aapl_i
                           batch_spec, store=store, worker_setup=setup)
         assert again.stats.cached == 1 and again.stats.failed == 3
         assert not [p for p, n in edgar.hits.items() if "/Archives/" in p and n != hits.get(p)]
+
+
+def test_batch_rates_confidence_from_the_filing_s_own_numbers_like_rate(aapl_index, shared, tmp_path, monkeypatch):
+    """The default method (v5) reads confidence facts from the filing in a batch worker too, as `rate` does."""
+    from filinglens.app import resolve_targets, run_ratings
+    from filinglens.retrieval.index import close_local_clients
+
+    close_local_clients()
+    home = tmp_path / "home"
+    shutil.copytree(aapl_index, home)
+    monkeypatch.setenv("FILINGLENS_HOME", str(home))
+    setup = helpers.scripted_setup()
+    setup()
+    path = shared / "filings" / "html" / "aapl-10-k-2024-11-01.html"
+    store = Store(tmp_path / "results.db")
+    report = run_batch(file_units([path]), BatchSpec(categories=["confidence"], models=[helpers.MODEL]), store=store,
+                       worker_setup=setup)
+    assert report.stats.done == 1, report.failures
+    [row] = store.ratings(report.run_id)
+    assert row["method"] == "indicators" and row["facts"] and row["indicators"], row  # the figures it cited
+    assert {"us-gaap:NetIncomeLoss", "us-gaap:RevenueFromContractWithCustomerExcludingAssessedTax"} <= {
+        f["concept"] for f in row["facts"]}
+    rate_store = Store(tmp_path / "rate.db")
+    run_id, _ = run_ratings(resolve_targets([path]), ["confidence"], model_id=helpers.MODEL, store=rate_store)
+    assert helpers.cells(rate_store, run_id) == helpers.cells(store, report.run_id)
+    assert store.ratings(report.run_id)[0]["facts"] == rate_store.ratings(run_id)[0]["facts"]
 
 
 def test_fetch_ref_refuses_accession_with_path_traversal(tmp_path, monkeypatch):

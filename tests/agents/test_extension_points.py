@@ -55,14 +55,14 @@ class HashEmbedder(Embedder):
 
 
 def _analyst(messages) -> str:
-    """Scripted model: JSON for the governance (direct) prompt, yes/no for the built-in v2 questions."""
+    """Scripted model: JSON for the governance (direct) prompt, yes to the built-in categories' questions."""
     if "Category: Board governance" in messages[-1].content:
         return '{"score": 1, "rationale": "Committees are described.", "quotes": []}'
     return "yes"
 
 
 def test_a_category_with_only_v1_is_rated_beside_the_others(shared, tmp_path, monkeypatch):
-    """One folder with one v1.yaml under FILINGLENS_PROMPTS adds a category: `rate` (default v2) rates it with
+    """One folder with one v1.yaml under FILINGLENS_PROMPTS adds a category: `rate` (default v5) rates it with
     its v1, the built-in categories keep their default version and prompt hash."""
     register_embedder(HashEmbedder.name, HashEmbedder)
     monkeypatch.setenv("FILINGLENS_EMBEDDINGS", HashEmbedder.name)
@@ -85,8 +85,11 @@ def test_a_category_with_only_v1_is_rated_beside_the_others(shared, tmp_path, mo
     assert gov.evidence and all(e["chunk_id"] for e in gov.evidence)  # rated from the real filing's chunks
     for category, prompt in builtin.items():  # the others are unaffected
         r = by_category[category]
-        assert (r.prompt_version, r.prompt_hash, r.method) == (DEFAULT_RATING_VERSION, prompt.hash, "yesno")
-        assert r.score == 2  # every question answered yes: E = 1 * (1 + 1) = 2
+        assert (r.prompt_version, r.prompt_hash, r.method) == (DEFAULT_RATING_VERSION, prompt.hash, prompt.method)
+        # every question answered yes (this old filing has no iXBRL facts): E = bias + the questions' weights
+        expected = min(2.0, max(0.0, prompt.bias + sum(i.weight for i in prompt.indicators
+                                                       if i.question and not i.gate)))
+        assert r.expected_score == pytest.approx(expected) and r.score == score_from_expected(expected, prompt.cutoffs)
 
     # the command line too: `filinglens rate` is not stopped by the category that lacks v2
     from filinglens.cli import app

@@ -49,7 +49,7 @@ def test_builtin_suites_load_and_resolve_on_shared_data(shared):
 def test_defaults_and_name_from_file(tmp_path):
     suite = load_suite(write(tmp_path, MINIMAL, "my-suite.yaml"))
     assert suite.name == "my-suite"
-    assert suite.models == ["local"] and suite.prompt_versions == ["v2"] and suite.samples == 1
+    assert suite.models == ["local"] and suite.prompt_versions == ["v5"] and suite.samples == 1
     assert suite.category_list == ["confidence", "environment", "innovation", "people"]
     assert not suite.paper.enabled and suite.metamorphic is None
     assert suite.filings[0].years == [2019, 2020] and suite.filings[0].year_range == "2019-2020"

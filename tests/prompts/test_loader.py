@@ -76,7 +76,7 @@ def test_a_category_without_the_default_version_is_loaded_at_its_newest(tmp_path
     assert load_prompt("governance", [tmp_path]).version == "v10"  # newest by number, not by text
     # a category that has the default version keeps it, whatever its newest is
     assert default_version("people", [tmp_path]) == DEFAULT_RATING_VERSION
-    with pytest.raises(ConfigError, match="no prompt governance@v2 \\(versions: v1, v10, v3\\)"):
+    with pytest.raises(ConfigError, match=f"no prompt governance@{DEFAULT_RATING_VERSION} \\(versions: v1, v10, v3\\)"):
         load_prompt(f"governance@{DEFAULT_RATING_VERSION}", [tmp_path])  # asked for explicitly: not replaced
     with pytest.raises(ConfigError, match="no prompt category 'nothing'"):
         default_version("nothing", [tmp_path])

@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from filinglens import app
-from filinglens.prompts.loader import categories as all_categories
+from filinglens.prompts.loader import DEFAULT_RATING_VERSION, categories as all_categories
 from filinglens.workbench.common import (
     guarded, indexed_filings, jobs_panel, model_problem, parse_tickers, pick_model, prompt_versions, store,
 )
@@ -42,7 +42,7 @@ with st.form("compare-form"):
     with right:
         model = pick_model("cmp", default="local")
         version = st.selectbox("Rating prompt (rubric and evidence)", versions,
-                               index=versions.index("v2") if "v2" in versions else 0, key="cmp-version")
+                               index=versions.index(DEFAULT_RATING_VERSION) if DEFAULT_RATING_VERSION in versions else 0, key="cmp-version")
         samples = st.number_input("Judgments per ordered pair", 1, 5, 1, key="cmp-samples")
     submitted = st.form_submit_button("Compare", type="primary")
 

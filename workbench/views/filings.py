@@ -9,7 +9,7 @@ import streamlit as st
 
 from filinglens import app
 from filinglens.errors import FilingLensError, InputError
-from filinglens.prompts.loader import categories as all_categories
+from filinglens.prompts.loader import DEFAULT_RATING_VERSION, categories as all_categories
 from filinglens.workbench.launch import LOCAL_PATHS_ENV
 from filinglens.workbench.common import (
     ITEMS, batch_panel, guarded, indexed_filings, jobs_panel, model_problem, parse_tickers, pick_model, prompt_versions,
@@ -42,8 +42,8 @@ with st.form("rate-form"):
                                    key="uploads")
     with right:
         model = pick_model("rate", default="local")
-        version = st.selectbox("Prompt version", versions, index=versions.index("v2") if "v2" in versions else 0,
-                               key="version", help="v1 direct, v2 yes/no, v3 chain of thought, v4 strict")
+        version = st.selectbox("Prompt version", versions, index=versions.index(DEFAULT_RATING_VERSION) if DEFAULT_RATING_VERSION in versions else 0,
+                               key="version", help="v1 direct, v2 yes/no, v3 chain of thought, v4 strict, v5 indicators (the default)")
         cats = st.multiselect("Categories", all_categories(), default=all_categories(), key="categories")
         samples = st.number_input("Samples per cell", min_value=1, max_value=10, value=1, key="samples")
         exclude = st.multiselect("Items to leave out of the evidence", ITEMS, key="exclude")
