@@ -110,6 +110,19 @@ def test_evidence_page_shows_the_yes_no_answers_that_decided_a_v2_rating(wb_home
     assert answers["p_yes"].notna().all() and answers["question"].str.contains("environment").any()
 
 
+def test_evidence_page_shows_the_indicators_and_interval_of_a_default_v5_rating(wb_home):
+    targets = app.resolve_targets((), "MSFT", "2022")
+    run_id, [rating] = app.run_ratings(targets, ["environment"], model_id="fake:analyst")  # the default version
+    assert rating.prompt_version == "v5" and rating.status == "ok", rating.error
+    row = next(r for r in Store().ratings(run_id))
+    assert row["indicators"] and row["interval"] == rating.interval  # kept in the store, not only printed
+    at = open_page("evidence", rating=str(row["id"]))
+    [frame] = [d.value for d in at.dataframe if "contribution" in d.value.columns]
+    assert list(frame["id"]) == [i["id"] for i in rating.indicators]
+    low, high = rating.interval
+    assert any(f"interval {low:.2f}–{high:.2f}" in c.value for c in at.caption), [c.value for c in at.caption]
+
+
 def test_evidence_page_with_an_unknown_rating_id_says_so(wb_home):
     at = open_page("evidence", rating="999999")
     assert any("no rating 999999" in e for e in errors(at))

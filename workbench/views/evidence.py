@@ -70,6 +70,11 @@ if cell.indicators:
     if cell.cutoffs:
         st.caption(f"E = P(level 1) · (1 + mean P(level 2)); score 0 below {cell.cutoffs[0]}, 2 from "
                    f"{cell.cutoffs[1]}.")
+    if row.get("interval"):
+        low, high = row["interval"]
+        st.caption(f"E = gate · (bias + Σ weight · value) = {row.get('expected_score'):.2f} "
+                   f"(interval {low:.2f}–{high:.2f})" + (" · **borderline**: near a cut-off" if row.get("borderline")
+                                                           else ""))
 elif cell.rubric_level:
     st.markdown(f"Rubric level **{cell.rubric_level['score']}**: {cell.rubric_level['text']}")
 else:
