@@ -29,22 +29,31 @@ def _targets(shared):
 
 
 def test_rating_with_local_model_then_served_from_cache(home, shared, tmp_path):
+    """The default method (v5 indicators) end to end with the embedded model, then served from the cache."""
+    from filinglens.prompts.loader import DEFAULT_RATING_VERSION, load_prompt
+
     store = Store(tmp_path / "results.db")
     [target] = _targets(shared)
     assert target.ticker == "AAPL" and target.fiscal_year == 2024
-    run1, [rating] = run_ratings([target], ["people"], model_id="local", prompt_version="v2", store=store)
+    questions = sum(1 for i in load_prompt("people").indicators if i.question)
+    run1, [rating] = run_ratings([target], ["people"], model_id="local", store=store)
     assert rating.status == "ok", rating.error
+    assert rating.prompt_version == DEFAULT_RATING_VERSION and rating.method == "indicators"
     assert rating.score in (0, 1, 2) and 0.0 <= rating.expected_score <= 2.0
-    assert rating.model_calls == 3 and rating.cached_calls == 0 and rating.tokens_in > 500
+    low, high = rating.interval
+    assert low <= rating.expected_score <= high
+    assert all(0.0 <= i["value"] <= 1.0 for i in rating.indicators if i["source"] == "model")
+    assert rating.model_calls == questions and rating.cached_calls == 0 and rating.tokens_in > 500
     assert rating.quotes and all(q["verified"] for q in rating.quotes)
     assert any(e["item"] == "1" for e in rating.evidence)  # Item 1 holds "Human Capital"
     calls_after_first = len(store.calls())
-    run2, [again] = run_ratings([target], ["people"], model_id="local", prompt_version="v2", store=store)
+    run2, [again] = run_ratings([target], ["people"], model_id="local", store=store)
     assert again.score == rating.score and again.expected_score == rating.expected_score
-    assert again.cached_calls == again.model_calls == 3
+    assert again.cached_calls == again.model_calls == questions
     assert len(store.calls()) == calls_after_first  # zero new model calls
     saved = store.ratings(run1)[0]
     assert saved["prompt_hash"] == rating.prompt_hash and saved["model_id"] == "local"
+    assert saved["indicators"] == rating.indicators and saved["interval"] == rating.interval
 
 
 def test_planted_instruction_does_not_move_the_local_rating(home, shared, tmp_path):
