@@ -74,13 +74,16 @@ def resolve_targets(
     return [_target(r) for r in sorted(records, key=lambda r: (r.get("ticker") or "", r.get("fiscal_year") or 0))]
 
 
-def index_gatherer(agent=None, exclude_items: Sequence[str] = ()) -> Callable[[RatingPrompt, Target], list[EvidenceItem]]:
+def index_gatherer(agent=None, exclude_items: Sequence[str] = (),
+                   only_items: Sequence[str] = ()) -> Callable[[RatingPrompt, Target], list[EvidenceItem]]:
     """Evidence for a rating prompt from one indexed filing, found by the retrieval agent
     with the prompt's own queries (its likely items first, then the whole filing).
 
-    ``exclude_items`` (e.g. ``["1A"]``) leaves those Items out of the evidence.
+    ``exclude_items`` (e.g. ``["1A"]``) leaves those Items out of the evidence; ``only_items``
+    (e.g. ``["7"]``) keeps only those Items (a section-by-section comparison).
     """
     opened: list = [agent]  # opened on first use: the index may be built after this is made
+    only = {str(i).upper() for i in only_items}
     excluded = {str(i).upper() for i in exclude_items}
 
     def gather(prompt: RatingPrompt, target: Target) -> list[EvidenceItem]:
@@ -89,18 +92,25 @@ def index_gatherer(agent=None, exclude_items: Sequence[str] = ()) -> Callable[[R
         if opened[0] is None:
             opened[0] = RetrievalAgent()
         k = prompt.retrieval.evidence_chunks
-        items = [i for i in prompt.retrieval.items if i.upper() not in excluded]
+        items = sorted(only) if only else [i for i in prompt.retrieval.items if i.upper() not in excluded]
+        wide = 3 * k if (excluded or only) else k  # room for what the filter drops
+
+        def wanted(e) -> bool:
+            item = str(e.item).upper()
+            return item not in excluded and (not only or item in only)
+
         asked = [i for i in prompt.indicators if i.question and i.queries]
         if not asked:
             evidence = opened[0].retrieve(
                 prompt.description, queries=prompt.retrieval.queries, items=items,
-                filing_id=target.filing_id, k=3 * k if excluded else k,
+                filing_id=target.filing_id, k=wide,
             )
         else:  # the indicators method: each indicator's own queries, merged in turn
-            ranked = [opened[0].retrieve(i.question, queries=i.queries, items=items,
-                                         filing_id=target.filing_id, k=3 * k if excluded else k) for i in asked]
-            evidence = interleave(ranked, 3 * k if excluded else k)
-        kept = [EvidenceItem.from_evidence(e) for e in evidence if str(e.item).upper() not in excluded]
+            ranked = [[e for e in opened[0].retrieve(i.question, queries=i.queries, items=items,
+                                                     filing_id=target.filing_id, k=wide) if wanted(e)]
+                      for i in asked]
+            evidence = interleave(ranked, wide)
+        kept = [EvidenceItem.from_evidence(e) for e in evidence if wanted(e)]
         return kept[:k]
 
     return gather
@@ -309,6 +319,19 @@ def compare_targets(tickers: Sequence[str], year: int, progress=None) -> list[Ta
     return targets
 
 
+def check_item(item: str | None) -> str | None:
+    """A 10-K Item id in canonical form (``"1a"`` → ``"1A"``), None for None; ``InputError`` otherwise."""
+    if item is None:
+        return None
+    from filinglens.retrieval.structure import item_ids
+
+    canonical = {i.upper(): i for i in item_ids()}
+    key = str(item).strip().upper().removeprefix("ITEM").strip()
+    if key not in canonical:
+        raise InputError(f"--item must be a 10-K Item such as 1, 1A or 7, not `{str(item)[:20]}`")
+    return canonical[key]
+
+
 def run_comparison(
     targets: Sequence[Target],
     category: str,
@@ -325,24 +348,30 @@ def run_comparison(
     n_boot: int = 1000,
     model=None,
     progress: Callable | None = None,
+    item: str | None = None,
 ) -> tuple[str, dict]:
     """Judge every pair of ``targets`` in both orders, rank them (Bradley–Terry) and write the outputs.
 
-    Returns (run id, result dict as in ``compare.json``). ``progress(judgment, done, total)`` after each judgment.
+    ``item`` (e.g. ``"7"``) compares the companies on that Item of their 10-Ks alone (the category's
+    questions asked of that section). Returns (run id, result dict as in ``compare.json``).
+    ``progress(judgment, done, total)`` after each judgment.
     """
     from filinglens.agents.compare import PairJudge, judge_all, target_label
     from filinglens.analysis.compare import analyse
     from filinglens.analysis.outputs import write_comparison
 
     store = store or Store()
+    item = check_item(item)
     judge = PairJudge(store, category, model_id=model_id, prompt_version=prompt_version,
-                      compare_version=compare_version, gather=gather or index_gatherer(), model=model)
+                      compare_version=compare_version, model=model,
+                      gather=gather or index_gatherer(only_items=[item] if item else ()))
     labels = [target_label(t) for t in targets]
     years = sorted({t.fiscal_year for t in targets if t.fiscal_year})
     config = {"model": model_id, "prompt_version": judge.rating_prompt.version, "compare_prompt": judge.prompt.ref,
-              "category": category, "samples": samples, "companies": labels,
+              "category": category, "item": item, "samples": samples, "companies": labels,
               "filings": [t.filing_id for t in targets], "years": years}
-    run_id = store.start_run("compare", config, label=label or f"compare {category}: {' '.join(labels)}",
+    what = f"{category}, Item {item}" if item else category
+    run_id = store.start_run("compare", config, label=label or f"compare {what}: {' '.join(labels)}",
                              run_id=run_id)
     judge.run_id = run_id
     try:
@@ -351,7 +380,7 @@ def run_comparison(
         store.finish_run(run_id, "interrupted")
         raise
     result = {
-        "run_id": run_id, "category": category, "year": years[0] if len(years) == 1 else years,
+        "run_id": run_id, "category": category, "item": item, "year": years[0] if len(years) == 1 else years,
         "model": model_id, "prompt_version": prompt_version, "compare_prompt": judge.prompt.ref,
         "compare_prompt_hash": judge.prompt.hash, "samples": samples,
         "filings": [{"company": lab, "filing_id": t.filing_id, "fiscal_year": t.fiscal_year, "label": t.label}
@@ -610,6 +639,7 @@ def _execute_comparison(run_id: str, config: dict, store: Store, recorder: _JobR
         targets, config["category"], model_id=config.get("model") or "local",
         prompt_version=config.get("prompt_version") or None, compare_version=config.get("compare_version"),
         samples=int(config.get("samples") or 1), store=store, gather=gather, run_id=run_id, progress=progress,
+        item=config.get("item"),
     )
     return "finished" if result["counts"]["failed"] == 0 else "finished-with-failures"
 

@@ -419,6 +419,7 @@ def compare(
     tickers: list[str] = typer.Argument(..., help="Two or more tickers, e.g. AAPL MSFT MMM."),
     year: int = typer.Option(..., "--year", "-y", help="Fiscal year of the 10-Ks compared."),
     category: str = typer.Option(..., "--category", "-c", help="Rating category, e.g. innovation."),
+    item: Optional[str] = typer.Option(None, "--item", "-i", help="Compare on this 10-K Item alone (e.g. 1A, 7): section by section."),
     model: str = typer.Option("local", "--model", "-m", help="Model id that judges (see `filinglens models`)."),
     prompt_version: Optional[str] = typer.Option(None, "--prompt-version", "-p", help="Rating prompt whose rubric and retrieval are used (default: the category's default version)."),
     compare_version: Optional[str] = typer.Option(None, "--compare-prompt", help="Comparison prompt version (prompts/compare/; default v1)."),
@@ -430,18 +431,19 @@ def compare(
     """Rank companies on a category by pairwise judgments in both orders (Bradley–Terry, position bias)."""
     from rich.progress import Progress
 
-    from filinglens.app import compare_targets, run_comparison
+    from filinglens.app import check_item, compare_targets, run_comparison
     from filinglens.prompts.loader import load_compare_prompt, load_prompt
     from filinglens.display import RichIngestProgress
 
     load_prompt(f"{category}@{prompt_version}" if prompt_version else category)  # bad category or version: say so now
     load_compare_prompt(compare_version)
+    item = check_item(item)
     with RichIngestProgress(err_console) as ingest_progress:
         targets = compare_targets(tickers, year, progress=ingest_progress)
     with Progress(console=err_console, transient=True) as bar:
         task = bar.add_task("judging pairs", total=len(targets) * (len(targets) - 1) * samples)
         run_id, result = run_comparison(
-            targets, category, model_id=model, prompt_version=prompt_version, compare_version=compare_version,
+            targets, category, model_id=model, prompt_version=prompt_version, compare_version=compare_version, item=item,
             samples=samples, n_boot=boot, out_dir=out, progress=lambda j, done, total: bar.advance(task),
         )
     if as_json:
@@ -449,7 +451,7 @@ def compare(
     else:
         from rich.table import Table
 
-        table = Table(title=f"{category} · FY{year}: Bradley–Terry ranking ({model})")
+        table = Table(title=f"{category}{f' · Item {item}' if item else ''} · FY{year}: Bradley–Terry ranking ({model})")
         for col in ("rank", "company", "strength [95% CI]", "rank 95%", "won/lost/tied"):
             table.add_column(col)
         for r in result["ranking"]:
@@ -470,6 +472,11 @@ def compare(
                       f"{counts['model_calls']} model calls ({counts['cached_calls']} from cache)", highlight=False)
         for kind, path in result["files"].items():
             console.print(f"{kind}: {path}", highlight=False)
+        errors = list(dict.fromkeys(j["error"] for j in result["judgments"] if j.get("error")))
+        for error in errors[:3]:
+            err_console.print(f"failed judgment: {error}", highlight=False, markup=False)
+        if len(errors) > 3:
+            err_console.print(f"... and {len(errors) - 3} other errors (compare.json)", highlight=False)
     if result["counts"]["failed"]:
         raise typer.Exit(1)
 

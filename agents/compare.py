@@ -177,8 +177,9 @@ class PairJudge:
         judgment = Judgment(target_label(first), target_label(second), sample_index, status="failed")
         try:
             messages = self.messages(first, second)
-            judgment.evidence_first = [{"chunk_id": e.chunk_id, "citation": e.citation} for e in self.evidence(first)[1]]
-            judgment.evidence_second = [{"chunk_id": e.chunk_id, "citation": e.citation}
+            judgment.evidence_first = [{"chunk_id": e.chunk_id, "item": e.item, "citation": e.citation}
+                                       for e in self.evidence(first)[1]]
+            judgment.evidence_second = [{"chunk_id": e.chunk_id, "item": e.item, "citation": e.citation}
                                         for e in self.evidence(second)[1]]
             judgment.verdict, judgment.rationale = call_parsed(
                 self.store, self.model_id, messages, parse_verdict, params=self._params(sample_index),

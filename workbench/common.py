@@ -11,11 +11,11 @@ from typing import Callable
 import streamlit as st
 
 from filinglens.errors import FilingLensError
+from filinglens.retrieval.structure import item_ids
 
 PLUGINS_ENV = "FILINGLENS_WORKBENCH_PLUGINS"
 TICKER = re.compile(r"[A-Za-z][A-Za-z0-9.\-]{0,9}")
-ITEMS = ["1", "1A", "1B", "1C", "2", "3", "4", "5", "6", "7", "7A", "8", "9", "9A", "9B", "9C", "10", "11", "12",
-         "13", "14", "15", "16"]
+ITEMS = item_ids()  # the 10-K Items in order (retrieval/form10k.yaml)
 ACTIVE = ("queued", "running")
 
 

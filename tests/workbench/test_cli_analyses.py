@@ -68,6 +68,26 @@ def test_compare_ranks_three_companies_and_a_rerun_is_served_from_the_cache(wb_h
     assert json.loads(again.output)["counts"] == {"judgments": 6, "failed": 0, "model_calls": 6, "cached_calls": 6}
 
 
+def test_compare_on_one_item_judges_only_that_item_s_text(wb_home, tmp_path):
+    """Section by section: `--item 1` shows the judge Item 1 alone; an Item a filing lacks is a clear error."""
+    out = tmp_path / "cmp-item"
+    result = invoke("compare", "AAPL", "MSFT", "--year", "2022", "--category", "environment", "--item", "1",
+                    "--model", "fake:analyst", "--out", str(out), "--boot", "50", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads((out / "compare.json").read_text())
+    assert data["item"] == "1" and data["counts"] == {"judgments": 2, "failed": 0, "model_calls": 2, "cached_calls": 0}
+    shown = [e for j in data["judgments"] for e in j["evidence_first"] + j["evidence_second"]]
+    assert shown and {e["item"] for e in shown} == {"1"}
+    assert Store().run(data["run_id"])["label"] == "compare environment, Item 1: AAPL MSFT"
+    # these shortened filings hold Item 1 only: Item 7 has no evidence, and every judgment says so
+    missing = runner.invoke(cli, ["compare", "AAPL", "MSFT", "--year", "2022", "--category", "environment",
+                                  "--item", "7", "--model", "fake:analyst", "--out", str(tmp_path / "x")])
+    assert missing.exit_code == 1 and "no evidence for environment" in missing.output
+    bad = runner.invoke(cli, ["compare", "AAPL", "MSFT", "--year", "2022", "--category", "environment",
+                              "--item", "../7", "--model", "fake:analyst"])
+    assert bad.exit_code != 0 and "--item must be a 10-K Item" in bad.output and "Traceback" not in bad.output
+
+
 def test_compare_reports_a_judge_that_always_picks_the_first_company(wb_home, tmp_path):
     result = invoke("compare", "AAPL", "MSFT", "MMM", "--year", "2022", "--category", "environment", "--model",
                     "fake:first", "--out", str(tmp_path / "c"), "--boot", "100")

@@ -258,11 +258,13 @@ def test_compare_page_ranks_three_companies_with_position_bias(wb_home):
     at.multiselect(key="cmp-companies").set_value(["AAPL", "MMM", "MSFT"])
     at.text_input(key="cmp-model-other").set_value("fake:analyst")
     at.selectbox(key="cmp-category").set_value("innovation")
+    at.selectbox(key="cmp-item").set_value("1")  # section by section: Item 1 alone
     at.button[0].click()
     at.run()
     assert not errors(at), errors(at)
     run = latest_job("compare")
     assert wait_for_job(run["id"])["status"] == "finished"
+    assert app.load_comparison(Store().run(run["id"]))["item"] == "1" and "Item 1" in run["label"]
     page = open_page("compare")
     metrics = {m.label: m.value for m in page.metric}
     assert metrics["judgments"] == "6"  # 3 pairs × both orders

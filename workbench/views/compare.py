@@ -11,7 +11,7 @@ import streamlit as st
 from filinglens import app
 from filinglens.prompts.loader import DEFAULT_RATING_VERSION, categories as all_categories
 from filinglens.workbench.common import (
-    guarded, indexed_filings, jobs_panel, model_problem, parse_tickers, pick_model, prompt_versions, store,
+    ITEMS, guarded, indexed_filings, jobs_panel, model_problem, parse_tickers, pick_model, prompt_versions, store,
 )
 
 st.title("Compare")
@@ -39,6 +39,9 @@ with st.form("compare-form"):
         more = st.text_input("…and tickers to fetch", key="cmp-more", placeholder="NVDA, GOOGL")
         category = st.selectbox("Category", all_categories(), key="cmp-category",
                                 index=all_categories().index("innovation") if "innovation" in all_categories() else 0)
+        item = st.selectbox("On", ["the whole filing", *ITEMS], key="cmp-item",
+                            format_func=lambda i: i if i == "the whole filing" else f"Item {i} alone",
+                            help="Compare section by section: the judge sees that Item of each 10-K only.")
     with right:
         model = pick_model("cmp", default="local")
         version = st.selectbox("Rating prompt (rubric and evidence)", versions,
@@ -55,9 +58,11 @@ if submitted:
     elif len(tickers) < 2:
         st.error("choose at least two companies", icon=":material/error:")
     else:
+        on_item = None if item == "the whole filing" else item
         request = {"tickers": tickers, "year": int(year), "category": category, "model": model,
-                   "prompt_version": version, "samples": int(samples)}
-        run_id = guarded(app.create_job, "compare", request, label=f"compare {category} FY{year}: {' '.join(tickers)}")
+                   "prompt_version": version, "samples": int(samples), "item": on_item}
+        what = f"{category}, Item {on_item}" if on_item else category
+        run_id = guarded(app.create_job, "compare", request, label=f"compare {what} FY{year}: {' '.join(tickers)}")
         if run_id:
             app.start_job(run_id)
             st.success(f"Started {run_id}.", icon=":material/play_arrow:")
@@ -71,7 +76,7 @@ results = [(r, res) for r, res in results if res]
 if not results:
     st.info("No finished comparison yet.")
     st.stop()
-labels = {r["id"]: f"{res['category']} · FY{res['year']} · {', '.join(res['companies'])} · {res['model']} "
+labels = {r["id"]: f"{res['category']}{f' · Item ' + res['item'] if res.get('item') else ''} · FY{res['year']} · {', '.join(res['companies'])} · {res['model']} "
                    f"({r['id']})" for r, res in results}
 chosen = st.selectbox("Comparison", list(labels), format_func=labels.get, key="cmp-result")
 result = next(res for r, res in results if r["id"] == chosen)
