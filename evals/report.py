@@ -300,8 +300,8 @@ def reference_blocks(ref: dict, with_plot: bool) -> list[Block]:
     return blocks
 
 
-def build_blocks(result: SuiteResult, images: dict[str, bytes]) -> list[Block]:
-    """The report's content (the plots must already be in ``images``)."""
+def _summary_blocks(result: SuiteResult) -> list[Block]:
+    """Title, verdict, failed thresholds and what the suite ran."""
     suite = result.suite
     blocks: list[Block] = [Block("h1", f"Eval suite `{suite.name}`")]
     if suite.description:
@@ -324,8 +324,12 @@ def build_blocks(result: SuiteResult, images: dict[str, bytes]) -> list[Block]:
         "time: " + ", ".join(f"{k.removesuffix('_s').replace('_', ' ')} {v:.1f}s" for k, v in t.items()
                              if k.endswith("_s")),
     ]))
+    return blocks
 
-    # ratings
+
+def _ratings_blocks(result: SuiteResult, images: dict[str, bytes]) -> list[Block]:
+    """The ratings table (mean over samples, spread, failures) and failure reasons."""
+    blocks: list[Block] = []
     blocks.append(Block("h2", "Ratings"))
     if "heatmap" in images:
         blocks.append(Block("img", "heatmap", "mean score per filing × category and rater"))
@@ -355,8 +359,12 @@ def build_blocks(result: SuiteResult, images: dict[str, bytes]) -> list[Block]:
     if errors:
         blocks.append(Block("p", "Failure reasons:"))
         blocks.append(Block("ul", errors[:10]))
+    return blocks
 
-    # test-retest
+
+def _test_retest_blocks(result: SuiteResult) -> list[Block]:
+    """Test-retest: agreement of repeated samples, and the cells whose samples disagree."""
+    blocks: list[Block] = []
     blocks.append(Block("h2", "Test-retest (same model and prompt, repeated samples)"))
     if result.test_retest:
         rows = []
@@ -378,7 +386,12 @@ def build_blocks(result: SuiteResult, images: dict[str, bytes]) -> list[Block]:
             blocks.append(Block("p", "Every cell's samples agree exactly."))
     else:
         blocks.append(Block("p", "Not computed: the suite has one sample per cell."))
+    return blocks
 
+
+def _pair_blocks(result: SuiteResult, images: dict[str, bytes]) -> list[Block]:
+    """Agreement across prompt versions and across models, and the agreement matrix."""
+    blocks: list[Block] = []
     for title, pairs in (("Across prompt versions (same model)", result.cross_prompt),
                          ("Across models (same prompt version)", result.cross_model)):
         if not pairs:
@@ -395,7 +408,12 @@ def build_blocks(result: SuiteResult, images: dict[str, bytes]) -> list[Block]:
     if "matrix" in images:
         blocks.append(Block("h2", "Agreement matrix"))
         blocks.append(Block("img", "matrix", "agreement between raters"))
+    return blocks
 
+
+def _paper_blocks(result: SuiteResult) -> list[Block]:
+    """Agreement with the paper's Command-R+ ratings."""
+    blocks: list[Block] = []
     if result.paper is not None:
         blocks.append(Block("h2", f"Agreement with the paper (Command-R+, {result.suite.paper.prompt} prompt)"))
         if result.paper.get("reason"):
@@ -416,16 +434,12 @@ def build_blocks(result: SuiteResult, images: dict[str, bytes]) -> list[Block]:
         if per_cat:
             blocks.append(Block("h3", "Per category"))
             blocks.append(Block("table", per_cat, ["rater", *CATEGORY_HEADER]))
+    return blocks
 
-    trends = [name for name in images if name.startswith("trend-")]
-    if trends:
-        blocks.append(Block("h2", "Year trends"))
-        for name in trends:
-            blocks.append(Block("img", name, f"{name.removeprefix('trend-')} ratings by fiscal year"))
 
-    if result.reference is not None:
-        blocks.extend(reference_blocks(result.reference, "confusion" in images))
-
+def _metamorphic_blocks(result: SuiteResult) -> list[Block]:
+    """Metamorphic checks: pass rates per rater and every check's outcome."""
+    blocks: list[Block] = []
     if result.metamorphic is not None:
         blocks.append(Block("h2", "Metamorphic checks"))
         meta = result.metamorphic
@@ -449,7 +463,12 @@ def build_blocks(result: SuiteResult, images: dict[str, bytes]) -> list[Block]:
                                      "*not up* checks a score that does not rise."))
             blocks.append(Block("table", cells, ["rater", "filing", "category", "check", "expect", "outcome",
                                                  "score", "E baseline → variant", "went down"]))
+    return blocks
 
+
+def _closing_blocks(result: SuiteResult) -> list[Block]:
+    """Thresholds, notes and the runs behind the report."""
+    blocks: list[Block] = []
     blocks.append(Block("h2", "Thresholds"))
     if result.checks:
         blocks.append(Block("table", [["**PASS**" if c.passed else "**FAIL**", f"`{c.name}`", c.scope,
@@ -467,6 +486,21 @@ def build_blocks(result: SuiteResult, images: dict[str, bytes]) -> list[Block]:
         a, b = list(result.runs.values())[:2]
         blocks.append(Block("p", f"Compare two runs cell by cell: `filinglens eval diff {a} {b}`"))
     return blocks
+
+
+def build_blocks(result: SuiteResult, images: dict[str, bytes]) -> list[Block]:
+    """The report's content (the plots must already be in ``images``)."""
+    blocks = _summary_blocks(result) + _ratings_blocks(result, images) + _test_retest_blocks(result)
+    blocks += _pair_blocks(result, images) + _paper_blocks(result)
+    trends = [name for name in images if name.startswith("trend-")]
+    if trends:
+        blocks.append(Block("h2", "Year trends"))
+        for name in trends:
+            blocks.append(Block("img", name, f"{name.removeprefix('trend-')} ratings by fiscal year"))
+
+    if result.reference is not None:
+        blocks.extend(reference_blocks(result.reference, "confusion" in images))
+    return blocks + _metamorphic_blocks(result) + _closing_blocks(result)
 
 
 def make_plots(result: SuiteResult) -> dict[str, bytes]:

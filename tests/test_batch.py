@@ -31,7 +31,6 @@ from filinglens.batch import (
     BatchProgress,
     BatchSpec,
     Cell,
-    Unit,
     check_endpoints,
     file_units,
     prepare,

@@ -17,7 +17,6 @@ test fails. Screenshots go to a temporary folder; with
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess

@@ -6,7 +6,6 @@ import re
 import time
 from pathlib import Path
 
-import pytest
 from streamlit.testing.v1 import AppTest
 
 from filinglens import app

@@ -76,7 +76,7 @@ results = [(r, res) for r, res in results if res]
 if not results:
     st.info("No finished comparison yet.")
     st.stop()
-labels = {r["id"]: f"{res['category']}{f' · Item ' + res['item'] if res.get('item') else ''} · FY{res['year']} · {', '.join(res['companies'])} · {res['model']} "
+labels = {r["id"]: f"{res['category']}{' · Item ' + res['item'] if res.get('item') else ''} · FY{res['year']} · {', '.join(res['companies'])} · {res['model']} "
                    f"({r['id']})" for r, res in results}
 chosen = st.selectbox("Comparison", list(labels), format_func=labels.get, key="cmp-result")
 result = next(res for r, res in results if r["id"] == chosen)
