@@ -231,8 +231,8 @@ def test_a_real_10k_upload_is_kept_and_rated(wb_home, shared):
 
 
 def test_a_failing_model_shows_failed_cells_and_keeps_the_store_consistent(wb_home):
-    at = submit_rating(open_page("filings"), tickers="MSFT", years="2022", model="fake:boom",
-                       categories=("people", "innovation"))
+    submit_rating(open_page("filings"), tickers="MSFT", years="2022", model="fake:boom",
+                  categories=("people", "innovation"))
     run = latest_job("rate")
     final = wait_for_job(run["id"])
     assert final["status"] == "finished-with-failures"
