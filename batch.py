@@ -73,7 +73,7 @@ FORWARDED_ENV = (
     "FILINGLENS_CHROMA_URL", "FILINGLENS_COLLECTION", "FILINGLENS_EMBEDDINGS", "FILINGLENS_THREADS",
     "FILINGLENS_EMBED_THREADS", "FILINGLENS_EDGAR_URL", "FILINGLENS_EDGAR_DATA_URL", "FILINGLENS_EDGAR_TIMEOUT",
     "FILINGLENS_EDGAR_TRIES", "FILINGLENS_EDGAR_BACKOFF", "FILINGLENS_EDGAR_MAX_BACKOFF", "FILINGLENS_EDGAR_DEADLINE",
-    "SEC_USER_AGENT", "OLLAMA_HOST", "ANONYMIZED_TELEMETRY",
+    "SEC_USER_AGENT", "OLLAMA_HOST",
 )
 SCRATCH_DIR = "filinglens-scratch"
 
@@ -746,8 +746,11 @@ def _run_local(jobs, finish, store: Store, setup) -> None:
 
 
 def ray_env() -> dict[str, str]:
-    """The settings a Ray cluster's workers get from the driver (``FORWARDED_ENV`` that are set)."""
-    return {name: os.environ[name] for name in FORWARDED_ENV if os.environ.get(name)}
+    """The settings a Ray cluster's workers get from the driver (``FORWARDED_ENV`` that are set), with the
+    libraries' usage analytics off (``settings.TELEMETRY_OFF``)."""
+    from filinglens.settings import TELEMETRY_OFF
+
+    return {**TELEMETRY_OFF, **{name: os.environ[name] for name in FORWARDED_ENV if os.environ.get(name)}}
 
 
 def start_ray(workers: int | None, address: str | None = None) -> bool:
@@ -761,7 +764,7 @@ def start_ray(workers: int | None, address: str | None = None) -> bool:
 
     from filinglens import settings
 
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    settings.disable_telemetry()
     address = address or settings.get().ray_address or None
     host = (urlparse(address if "://" in address else f"ray://{address}").hostname or "") if address else ""
     if (not address or host in ("127.0.0.1", "localhost", "::1")) and "ray" not in sys.modules:

@@ -174,3 +174,14 @@ def sha256_file(path: Path, block_size: int = 1 << 20) -> str:
 
 if __name__ == "__main__":  # python -m filinglens.settings: the README's configuration table
     print(markdown_table())
+
+
+#: Third-party usage analytics, switched off (set in the environment of this process and of Ray workers):
+#: Chroma (posthog), ragas, Ray. Streamlit's is off in the workbench's launch flags.
+TELEMETRY_OFF = {"ANONYMIZED_TELEMETRY": "False", "RAGAS_DO_NOT_TRACK": "true", "RAY_USAGE_STATS_ENABLED": "0"}
+
+
+def disable_telemetry() -> None:
+    """Switch off the libraries' usage analytics in this process (called where those libraries are used)."""
+    os.environ.update(TELEMETRY_OFF)
+

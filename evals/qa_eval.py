@@ -405,7 +405,9 @@ def import_ragas():
     used there for an ``isinstance`` test, so a placeholder module stands in
     when the real one is missing.
     """
-    os.environ["RAGAS_DO_NOT_TRACK"] = "true"
+    from filinglens.settings import disable_telemetry
+
+    disable_telemetry()
     name = "langchain_community.chat_models.vertexai"
     if name not in sys.modules:
         try:

@@ -101,7 +101,6 @@ WRITE_BATCH = 128
 REPAIR_HINT = "run `filinglens ingest --repair` to move it aside and rebuild it from the indexed filings"
 SQLITE_NAME = "chroma.sqlite3"
 
-os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 _log = logging.getLogger("filinglens.index")
 
 
@@ -967,6 +966,7 @@ def _check_writable_dir(root: Path) -> None:
 def _chroma_settings():
     from chromadb.config import Settings
 
+    settings.disable_telemetry()
     return Settings(anonymized_telemetry=False, allow_reset=False)
 
 
@@ -1323,7 +1323,7 @@ def run_canary(chroma_dir: Path, timeout: float = 300) -> str | None:
     _log.info("checking the vector index at %s in a child process", chroma_dir)
     try:
         proc = subprocess.run([sys.executable, "-c", _CANARY, str(chroma_dir)], capture_output=True, text=True,
-                              timeout=timeout, env={**os.environ, "ANONYMIZED_TELEMETRY": "False"})
+                              timeout=timeout, env={**os.environ, **settings.TELEMETRY_OFF})
     except subprocess.TimeoutExpired:
         return f"loading the vector index did not finish in {timeout:g} s"
     if proc.returncode == 0:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import re
 from pathlib import Path
 
@@ -51,3 +53,25 @@ def test_keys_are_secret_strings(monkeypatch):
 def test_data_home_follows_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("FILINGLENS_HOME", str(tmp_path / "h"))
     assert settings.data_home() == tmp_path / "h" and (tmp_path / "h").is_dir()
+
+
+def test_telemetry_is_switched_off_in_one_place(monkeypatch):
+    """Usage analytics of Chroma, ragas and Ray are switched off by ``settings.disable_telemetry`` alone (no
+    import side effects elsewhere), and Ray workers get the same environment."""
+    import re
+    from pathlib import Path
+
+    from filinglens import settings
+    from filinglens.batch import ray_env
+
+    root = Path(settings.__file__).resolve().parent
+    names = "|".join(settings.TELEMETRY_OFF)
+    setters = [str(p.relative_to(root)) for p in root.rglob("*.py")
+               if p.parts[len(root.parts)] not in ("tests", "bench", ".venv", "build")
+               and re.search(rf"""["']({names})["']""", p.read_text())]
+    assert setters == ["settings.py"], setters
+    for name in settings.TELEMETRY_OFF:
+        monkeypatch.delenv(name, raising=False)
+    settings.disable_telemetry()
+    assert all(os.environ[k] == v for k, v in settings.TELEMETRY_OFF.items())
+    assert settings.TELEMETRY_OFF.items() <= ray_env().items()
