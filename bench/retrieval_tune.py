@@ -195,6 +195,7 @@ def main(argv=None) -> int:
             index[name] = DocIndex(chunks, emb)
     qcache_path.write_bytes(pickle.dumps(qvecs))
     configs = json.loads(os.environ.get("TUNE_CONFIGS", "null")) or DEFAULT_CONFIGS
+    per_question: dict[str, dict[str, float]] = {}
     for name, cfg in configs.items():
         rows = {}
         for q in questions:
@@ -204,10 +205,18 @@ def main(argv=None) -> int:
             picked = [doc.chunks[i]["meta"] for i in variant(doc, q, cfg)]
             pages = evidence_pages(q, docs)
             r = len(hit_pages(picked, pages)) / len(pages)
+            per_question.setdefault(name, {})[q["financebench_id"]] = r
             for key in (split[q["financebench_id"]], f"{split[q['financebench_id']]}/{q['question_type'][:6]}"):
                 rows.setdefault(key, []).append(r)
         line = " ".join(f"{k} {np.mean(v):.3f}({len(v)})" for k, v in sorted(rows.items()))
         print(f"{name:28s} {line}", flush=True)
+    names = list(configs)
+    for a, b in zip(names, names[1:]):  # questions that change between consecutive configurations
+        for q in questions:
+            qid = q["financebench_id"]
+            ra, rb = per_question[a].get(qid), per_question[b].get(qid)
+            if ra is not None and ra != rb:
+                print(f"  {a} -> {b}: {qid} {split[qid]} {q['question_type']} {q['doc_name']} {ra:.2f} -> {rb:.2f}")
     return 0
 
 
