@@ -29,12 +29,24 @@ What it does:
 4. Times ingestion (parse, embedding + writes; chunks/s, seconds per 10-K) and
    every query (p50/p95 per method), in the same run.
 
-Methods: ``dense`` (Chroma only), ``bm25`` (bm25s only), ``hybrid`` (RRF of
-both, raw question), ``hybrid+rewrite`` (BM25 gets the keyword rewrite of the
-question), ``hybrid+rewrite+mmr`` (the same with MMR, the search default),
-``agent`` (the retrieval agent: planner, several queries, fusion, MMR; without
-filter it detects company and year from the question text), ``agent-nommr``
-(the same without MMR).
+5. Splits the questions once, for good (``split_of``): within each question
+   type (metrics-generated / domain-relevant / novel-generated) the questions
+   are ordered by the sha256 of their ``financebench_id`` and the first half
+   (rounded up) is the **tuning** half, the rest **held-out** (27/27 of the 54
+   dev questions).  Anything tuned (weights, rewrite rules, k, chunking) is
+   chosen on the tuning half; recall@10 is reported per half and per type.
+
+Methods: ``dense`` (Chroma only), ``bm25`` (bm25s only, raw question),
+``hybrid`` (RRF of both, raw question), ``hybrid+rewrite`` (BM25 gets the
+keyword rewrite of the question), ``hybrid+rewrite+mmr`` (the same with MMR:
+the search default before page-aware ranking, also ``search-nopages``),
+``search`` (the default of ``filinglens search`` now: rewrite, page-level
+BM25, one chunk per page, MMR), ``agent`` (the retrieval agent with the
+current searcher: planner, several queries, fusion, MMR; without filter it
+detects company and year from the question text), ``agent-before`` (the agent
+over the searcher without page-aware ranking), ``agent-nommr``.
+``--indexed-only`` scores only questions whose PDFs are already indexed
+(the subset is recorded in the JSON).
 
 Results: ``bench/results/retrieval_financebench.json`` and a markdown table
 on stdout (copied into ``bench/README.md``).
