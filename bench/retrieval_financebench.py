@@ -32,7 +32,7 @@ What it does:
 5. Splits the questions once, for good (``split_of``): within each question
    type (metrics-generated / domain-relevant / novel-generated) the questions
    are ordered by the sha256 of their ``financebench_id`` and the first half
-   (rounded up) is the **tuning** half, the rest **held-out** (27/27 of the 54
+   (rounded up) is the **tuning** half, the rest **held-out** (28 / 26 of the 54
    dev questions).  Anything tuned (weights, rewrite rules, k, chunking) is
    chosen on the tuning half; recall@10 is reported per half and per type.
 
