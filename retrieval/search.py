@@ -493,14 +493,17 @@ class HybridSearcher:
         fetch_k: int = DEFAULT_FETCH_K,
         mmr_lambda: float = DEFAULT_MMR_LAMBDA,
         rewrite: bool = True,
+        pages: bool | None = None,
     ) -> list[SearchHit]:
         """The ``k`` best chunks for ``query`` under ``filters``.
 
         ``mode``: ``hybrid`` (RRF of dense and BM25, plus page-level BM25 and
         the per-page cap), ``dense`` or ``bm25``.  ``lexical_query`` replaces
         the query text for BM25 only; without it BM25 gets the keyword rewrite
-        of ``query`` (``rewrite=False``: the query as is).  ``mmr_lambda`` < 1
-        diversifies the result.
+        of ``query`` (``rewrite=False``: the query as is).  ``pages=False``
+        turns the page-level ranking and the per-page cap off for this call
+        (``None``: the searcher's ``page_weight`` / ``per_page``).
+        ``mmr_lambda`` < 1 diversifies the result.
         """
         if query is None or not str(query).strip():
             raise InputError("the search query is empty")
@@ -537,9 +540,9 @@ class HybridSearcher:
             self.check_filters(filters)  # an empty index or a filter matching nothing: say so
             return []
         fused = rrf(rankings, weights, self.rrf_k)
-        pages = mode == "hybrid" and self.page_weight > 0
+        use_pages = mode == "hybrid" and pages is not False
         page_rank = ({pid: r for r, (pid, _) in enumerate(self.bm25_pages(lexical_query or query, filters, fetch), 1)}
-                     if pages else {})
+                     if use_pages and self.page_weight > 0 else {})
         for cid, hit in hits.items():
             if mode == "dense":
                 hit.score = float(hit.dense_similarity or 0.0)
@@ -561,7 +564,7 @@ class HybridSearcher:
                 if hit.page_rank:
                     hit.score += self.page_weight / (self.rrf_k + hit.page_rank)
         ordered = sorted(hits.values(), key=lambda h: (-h.score, h.chunk_id))
-        if mode == "hybrid" and self.per_page > 0:
+        if use_pages and self.per_page > 0:
             ordered = cap_per_page(ordered, k, self.per_page)
         if mmr_lambda < 1 and len(ordered) > 1 and all(h.embedding is not None for h in ordered):
             emb = np.stack([h.embedding for h in ordered])

@@ -99,3 +99,14 @@ def test_page_key_uses_pdf_pages_else_windows_of_chunks():
     assert page_key({"filing_id": "f", "page": 7, "item": "8", "seq": 40}) == "f|p7"
     assert page_key({"filing_id": "f", "item": "7", "seq": 4}) == page_key({"filing_id": "f", "item": "7", "seq": 5})
     assert page_key({"filing_id": "f", "item": "7", "seq": 5}) != page_key({"filing_id": "f", "item": "7", "seq": 6})
+
+
+def test_agent_searches_without_the_page_ranking_which_lowered_its_recall_on_the_tuning_half(boeing):
+    """The agent's per-query searches pass ``pages=False``: the same evidence as over a searcher without pages."""
+    from filinglens.retrieval.agent import RetrievalAgent
+
+    q = boeing.questions["financebench_id_10285"]["question"]
+    plain = RetrievalAgent(searcher=HybridSearcher(boeing.store, dense_weight=0, page_weight=0, per_page=0))
+    paged = RetrievalAgent(searcher=HybridSearcher(boeing.store, dense_weight=0))
+    kw = dict(company=boeing.filing.company, year=boeing.filing.fiscal_year, k=10)
+    assert [e.chunk_id for e in paged.retrieve(q, **kw)] == [e.chunk_id for e in plain.retrieve(q, **kw)]
