@@ -29,12 +29,24 @@ What it does:
 4. Times ingestion (parse, embedding + writes; chunks/s, seconds per 10-K) and
    every query (p50/p95 per method), in the same run.
 
-Methods: ``dense`` (Chroma only), ``bm25`` (bm25s only), ``hybrid`` (RRF of
-both, raw question), ``hybrid+rewrite`` (BM25 gets the keyword rewrite of the
-question), ``hybrid+rewrite+mmr`` (the same with MMR, the search default),
-``agent`` (the retrieval agent: planner, several queries, fusion, MMR; without
-filter it detects company and year from the question text), ``agent-nommr``
-(the same without MMR).
+5. Splits the questions once, for good (``split_of``): within each question
+   type (metrics-generated / domain-relevant / novel-generated) the questions
+   are ordered by the sha256 of their ``financebench_id`` and the first half
+   (rounded up) is the **tuning** half, the rest **held-out** (28 / 26 of the 54
+   dev questions).  Anything tuned (weights, rewrite rules, k, chunking) is
+   chosen on the tuning half; recall@10 is reported per half and per type.
+
+Methods: ``dense`` (Chroma only), ``bm25`` (bm25s only, raw question),
+``hybrid`` (RRF of both, raw question), ``hybrid+rewrite`` (BM25 gets the
+keyword rewrite of the question), ``hybrid+rewrite+mmr`` (the same with MMR:
+the search default before page-aware ranking, also ``search-nopages``),
+``search`` (the default of ``filinglens search`` now: rewrite, page-level
+BM25, one chunk per page, MMR), ``agent`` (the retrieval agent with the
+current searcher: planner, several queries, fusion, MMR; without filter it
+detects company and year from the question text), ``agent-before`` (the agent
+over the searcher without page-aware ranking), ``agent-nommr``.
+``--indexed-only`` scores only questions whose PDFs are already indexed
+(the subset is recorded in the JSON).
 
 Results: ``bench/results/retrieval_financebench.json`` and a markdown table
 on stdout (copied into ``bench/README.md``).
@@ -43,6 +55,7 @@ on stdout (copied into ``bench/README.md``).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import statistics
@@ -63,6 +76,31 @@ from filinglens.retrieval.search import DEFAULT_MMR_LAMBDA, HybridSearcher, Sear
 KS = (5, 10)
 #: the rating chain's default evidence budget: recall within the top chunks that fit it
 BUDGET_CHARS = 6000
+
+
+#: question types of FinanceBench, in report order
+QUESTION_TYPES = ("metrics-generated", "domain-relevant", "novel-generated")
+SPLITS = ("tune", "held-out")
+
+
+def split_of(questions: list[dict]) -> dict[str, str]:
+    """The fixed tuning / held-out split: ``financebench_id`` -> ``"tune"`` or ``"held-out"``.
+
+    Within each question type the questions are ordered by the sha256 of their
+    ``financebench_id``; the first half (rounded up) is the tuning half.  It
+    depends only on the ids, so it never moves when methods change, and
+    every type is split evenly.  Anything tuned (weights, rewrite rules, k,
+    chunking) is chosen on ``tune``; ``held-out`` is reported.
+    """
+    out: dict[str, str] = {}
+    by_type: dict[str, list[str]] = {}
+    for q in questions:
+        by_type.setdefault(q.get("question_type") or "other", []).append(q["financebench_id"])
+    for ids in by_type.values():
+        ids = sorted(ids, key=lambda i: hashlib.sha256(str(i).encode()).hexdigest())
+        half = (len(ids) + 1) // 2
+        out.update({i: ("tune" if n < half else "held-out") for n, i in enumerate(ids)})
+    return out
 
 
 def within_budget(hits: list, budget: int = BUDGET_CHARS) -> list:
@@ -138,17 +176,30 @@ def ingest_docs(store: ChunkStore, pdfs: list[Path], size: int, log) -> dict:
 # --------------------------------------------------------------------------- evaluation
 
 
-def run_method(method: str, searcher: HybridSearcher, agent, q: dict, filters: SearchFilters | None, doc: dict):
+def run_method(method: str, searcher: HybridSearcher, agent, q: dict, filters: SearchFilters | None, doc: dict,
+               before: HybridSearcher | None = None, before_agent=None):
     from filinglens.retrieval.agent import keyword_rewrite
 
     text = q["question"]
     k = max(KS)
+    if method == "search":  # the default of `filinglens search` / HybridSearcher.search now
+        return searcher.search(text, k=k, filters=filters)
+    if method == "search-nopages":  # the default without the page-level BM25 and the per-page cap
+        return before.search(text, k=k, filters=filters)
+    if method == "agent-before":  # the retrieval agent before page-aware search
+        before_agent.mmr_lambda = DEFAULT_MMR_LAMBDA
+        if filters is not None:
+            ev = before_agent.retrieve(text, company=doc["company"], year=int(doc["doc_period"]), k=k)
+        else:
+            ev = before_agent.retrieve(text, k=k)
+        return [{**e.metadata_dict(), "_chars": len(e.text)} for e in ev]
+    searcher = before  # the baselines below are measured as they were (no pages)
     if method == "dense":
         return searcher.search(text, k=k, filters=filters, mode="dense", mmr_lambda=1.0)
     if method == "bm25":
-        return searcher.search(text, k=k, filters=filters, mode="bm25", mmr_lambda=1.0)
+        return searcher.search(text, k=k, filters=filters, mode="bm25", mmr_lambda=1.0, rewrite=False)
     if method == "hybrid":
-        return searcher.search(text, k=k, filters=filters, mode="hybrid", mmr_lambda=1.0)
+        return searcher.search(text, k=k, filters=filters, mode="hybrid", mmr_lambda=1.0, rewrite=False)
     if method == "hybrid+rewrite":
         return searcher.search(text, k=k, filters=filters, lexical_query=keyword_rewrite(text), mmr_lambda=1.0)
     if method == "hybrid+rewrite+mmr":
@@ -165,14 +216,12 @@ def run_method(method: str, searcher: HybridSearcher, agent, q: dict, filters: S
 
 
 def latency(store: ChunkStore, questions: list[dict], docs: dict, log) -> dict:
-    """Query latency of the default search (hybrid, keyword rewrite for BM25, MMR, k=10, company+year filter).
+    """Query latency of the default search (hybrid, keyword rewrite for BM25, pages, MMR, k=10, company+year filter).
 
     ``cold``: a new process state, no BM25 cache on disk (each filter's BM25
     index is built on first use); ``warm``: the same queries again.
     """
     import shutil
-
-    from filinglens.retrieval.agent import keyword_rewrite
 
     shutil.rmtree(store.root / "bm25", ignore_errors=True)
     searcher = HybridSearcher(store)
@@ -183,7 +232,7 @@ def latency(store: ChunkStore, questions: list[dict], docs: dict, log) -> dict:
             doc = docs[q["doc_name"]]
             filters = SearchFilters(company=doc["company"], year=int(doc["doc_period"]))
             t0 = time.perf_counter()
-            searcher.search(q["question"], k=10, filters=filters, lexical_query=keyword_rewrite(q["question"]))
+            searcher.search(q["question"], k=10, filters=filters)
             times.append(time.perf_counter() - t0)
         out[phase] = {"p50_ms": 1000 * percentile(times, 0.5), "p95_ms": 1000 * percentile(times, 0.95),
                       "mean_ms": 1000 * sum(times) / len(times)}
@@ -191,13 +240,16 @@ def latency(store: ChunkStore, questions: list[dict], docs: dict, log) -> dict:
     return out
 
 
-def evaluate(store: ChunkStore, questions: list[dict], docs: dict, methods: list[str], log) -> dict:
+def evaluate(store: ChunkStore, questions: list[dict], docs: dict, methods: list[str], log,
+             scopes: tuple = ("filter", "no filter")) -> dict:
     from filinglens.retrieval.agent import RetrievalAgent
 
     searcher = HybridSearcher(store)
     agent = RetrievalAgent(searcher=searcher)
+    before = HybridSearcher(store, page_weight=0, per_page=0)  # search as it was before page-aware ranking
+    before_agent = RetrievalAgent(searcher=before)
     results: dict = {}
-    for scope in ("filter", "no filter"):
+    for scope in scopes:
         for method in methods:
             recalls = {k: [] for k in KS}
             hits_any = {k: [] for k in KS}
@@ -208,7 +260,7 @@ def evaluate(store: ChunkStore, questions: list[dict], docs: dict, methods: list
                 filters = (SearchFilters(company=doc["company"], year=int(doc["doc_period"]))
                            if scope == "filter" else None)
                 t0 = time.perf_counter()
-                hits = run_method(method, searcher, agent, q, filters, doc)
+                hits = run_method(method, searcher, agent, q, filters, doc, before, before_agent)
                 latencies.append(time.perf_counter() - t0)
                 pages = evidence_pages(q, docs)
                 for k in KS:
@@ -217,6 +269,7 @@ def evaluate(store: ChunkStore, questions: list[dict], docs: dict, methods: list
                     hits_any[k].append(1.0 if found else 0.0)
                 budget_recall.append(len(hit_pages(within_budget(hits[: max(KS)]), pages)) / len(pages))
             row = {f"recall@{k}": sum(v) / len(v) for k, v in recalls.items()}
+            row["by_split"] = by_split(questions, recalls[max(KS)])
             row.update({f"hit@{k}": sum(v) / len(v) for k, v in hits_any.items()})
             row[f"recall@{BUDGET_CHARS}chars"] = sum(budget_recall) / len(budget_recall)
             row.update({"latency_p50_ms": 1000 * percentile(latencies, 0.5),
@@ -226,6 +279,35 @@ def evaluate(store: ChunkStore, questions: list[dict], docs: dict, methods: list
                 f"R@{BUDGET_CHARS}ch {row[f'recall@{BUDGET_CHARS}chars']:.3f} "
                 f"p50 {row['latency_p50_ms']:.0f} ms p95 {row['latency_p95_ms']:.0f} ms")
     return results
+
+
+def by_split(questions: list[dict], values: list[float]) -> dict:
+    """Mean of ``values`` (one per question) per split, and per split and question type: {key: [mean, n]}."""
+    split = split_of(questions)
+    groups: dict[str, list[float]] = {}
+    for q, v in zip(questions, values):
+        s = split[q["financebench_id"]]
+        for key in (s, f"{s}/{q.get('question_type') or 'other'}"):
+            groups.setdefault(key, []).append(v)
+    return {key: [sum(v) / len(v), len(v)] for key, v in sorted(groups.items())}
+
+
+def split_markdown(report: dict) -> str:
+    """recall@10 per split and question type: the table that cannot flatter itself."""
+    cols = [f"{s}/{t}" for s in SPLITS for t in QUESTION_TYPES]
+    lines = ["| method | scope | tune | held-out | " + " | ".join(c.replace("-generated", "").replace("-relevant", "")
+                                                                for c in cols) + " |",
+             "|---|---|---|---|" + "---|" * len(cols)]
+    for size, data in report["sizes"].items():
+        for key, row in data.get("eval", {}).items():
+            bs = row.get("by_split")
+            if not bs:
+                continue
+            cell = lambda c: f"{bs[c][0]:.2f} ({bs[c][1]})" if c in bs else "–"  # noqa: E731
+            method, scope = key.split(" | ")
+            lines.append(f"| {method} | {scope} | {cell('tune')} | {cell('held-out')} | "
+                         + " | ".join(cell(c) for c in cols) + " |")
+    return "\n".join(lines)
 
 
 def markdown(report: dict) -> str:
@@ -273,6 +355,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "retrieval_financebench.json")
     ap.add_argument("--phase", choices=("all", "ingest", "eval"), default="all")
     ap.add_argument("--no-latency", action="store_true", help="skip the cold/warm latency pass")
+    ap.add_argument("--scopes", default="filter,no filter", help="comma-separated: filter, no filter")
+    ap.add_argument("--indexed-only", action="store_true",
+                    help="evaluate only the questions whose documents are already indexed (a stated subset)")
     ap.add_argument("--throughput-docs", type=int, default=3,
                     help="if fewer PDFs than this were indexed from scratch, time this many in a fresh index")
     args = ap.parse_args(argv)
@@ -313,14 +398,25 @@ def main(argv: list[str] | None = None) -> int:
             entry["ingest"] = ingest
             entry["index_chunks"] = store.count()
         if args.phase in ("all", "eval"):
+            subset = questions
+            if args.indexed_only:
+                have = {(f.get("company"), f.get("fiscal_year")) for f in store.filings()}
+                subset = [q for q in questions
+                          if all((docs[n]["company"], int(docs[n]["doc_period"])) in have
+                                 for n in [q["doc_name"]] + [e["doc_name"] for e in q["evidence"]])]
+                entry["subset"] = sorted({q["doc_name"] for q in subset})
+                log(f"  indexed-only: {len(subset)} of {len(questions)} questions ({len(entry['subset'])} documents)")
             if not args.no_latency:
-                entry["latency"] = latency(store, questions, docs, log)
-            entry["eval"] = {**entry.get("eval", {}), **evaluate(store, questions, docs, methods, log)}
+                entry["latency"] = latency(store, subset, docs, log)
+            scopes = tuple(x.strip() for x in args.scopes.split(",") if x.strip())
+            entry["eval"] = {**entry.get("eval", {}), **evaluate(store, subset, docs, methods, log, scopes)}
         args.out.parent.mkdir(parents=True, exist_ok=True)
         with settings.atomic_write(args.out, "w") as handle:
             json.dump(report, handle, indent=1)
     if any("eval" in v for v in report["sizes"].values()):
         print(markdown({"sizes": {k: v for k, v in report["sizes"].items() if "eval" in v and "ingest" in v}}))
+        print()
+        print(split_markdown(report))
     return 0
 
 

@@ -11,6 +11,16 @@
 - **Lost chunks**: before searching a new revision, the stored chunks are
   checked against the manifests; filings the manifests list but the index
   lost are a clear error naming ``filinglens ingest --repair``.
+- **Keyword rewrite**: by default BM25 gets the question's keyword form
+  (``retrieval/rewrite.py``: instruction words dropped, metric names expanded
+  into their line items); ``rewrite=False`` or ``lexical_query`` overrides it.
+- **Pages** (hybrid mode): BM25 also ranks whole pages -- a PDF page, or for
+  documents without pages a window of 3 consecutive chunks of an item -- and
+  a chunk gains ``page_weight / (rrf_k + rank of its page)``, so a page whose
+  words are spread over several chunks (a table's row labels in one chunk,
+  its header in another) still surfaces; and a result keeps at most
+  ``per_page`` chunks of one page while other pages have candidates.  Chosen
+  on the tuning half of the FinanceBench dev questions (bench/README.md).
 - **Fusion**: reciprocal-rank fusion, ``sum_i w_i / (rrf_k + rank_i)``.
 - **Diversification**: maximal marginal relevance over the fused candidates
   (relevance = fused score scaled to [0, 1], similarity = cosine of the
@@ -40,12 +50,19 @@ import numpy as np
 
 from filinglens.errors import IndexDamagedError, IndexStoreError, InputError, NoMatchError
 from filinglens.retrieval.chunking import indexed_text
+from filinglens.retrieval.rewrite import keyword_rewrite
 from filinglens.retrieval.index import REPAIR_HINT, ChunkStore, StoredChunk, store_errors, open_store
 
 MODES = ("hybrid", "dense", "bm25")
 DEFAULT_FETCH_K = 50
 DEFAULT_RRF_K = 60
 DEFAULT_MMR_LAMBDA = 0.75
+#: weight of the page-level BM25 ranking in a hybrid search (0 turns it off)
+DEFAULT_PAGE_WEIGHT = 1.0
+#: at most this many chunks of one page in a hybrid result while other pages have candidates (0: no cap)
+DEFAULT_PER_PAGE = 1
+#: without PDF pages, a "page" is this many consecutive chunks of one item
+PAGE_WINDOW = 3
 _BM25_DISK_ENTRIES = 24
 _BM25_CHECKSUMS = "checksums.json"
 _STALE_TMP_SECONDS = 3600
@@ -133,6 +150,7 @@ class SearchHit:
     bm25_rank: int | None = None
     dense_similarity: float | None = None  # cosine
     bm25_score: float | None = None
+    page_rank: int | None = None  # 1-based rank of the chunk's page by page-level BM25 (hybrid)
     embedding: np.ndarray | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict:
@@ -190,13 +208,19 @@ class _Bm25Index:
         self.retriever = retriever
 
     @classmethod
-    def build(cls, chunks: Sequence[StoredChunk]) -> "_Bm25Index":
+    def build(cls, chunks: Sequence[StoredChunk], pages: bool = False) -> "_Bm25Index":
+        """Over chunks, or with ``pages`` over pages (ids are :func:`page_key`; a page's tokens are its chunks')."""
         import bm25s
 
         ids = [c.id for c in chunks]
         if not ids:
             return cls([], None)
         corpus_tokens = [tokenize(indexed_text(c.metadata, c.text)) or ["_empty_"] for c in chunks]
+        if pages:
+            grouped: dict[str, list[str]] = {}
+            for c, tokens in zip(chunks, corpus_tokens):
+                grouped.setdefault(page_key(c.metadata), []).extend(tokens)
+            ids, corpus_tokens = list(grouped), list(grouped.values())
         retriever = bm25s.BM25()
         retriever.index(corpus_tokens, show_progress=False)
         return cls(ids, retriever)
@@ -251,7 +275,34 @@ class _Bm25Index:
         return cls(ids, retriever), None
 
 
-# --------------------------------------------------------------------------- fusion and MMR
+# --------------------------------------------------------------------------- pages, fusion and MMR
+
+
+def page_key(meta: dict) -> str:
+    """The page a chunk is on: ``filing|p12`` for a PDF page, else ``filing|item|wN`` (a window of chunks)."""
+    fid = meta.get("filing_id", "")
+    if meta.get("page") is not None:
+        return f"{fid}|p{int(meta['page'])}"
+    return f"{fid}|{meta.get('item', '')}|w{int(meta.get('seq') or 0) // PAGE_WINDOW}"
+
+
+def cap_per_page(hits: Sequence, k: int, per_page: int = DEFAULT_PER_PAGE) -> list:
+    """``hits`` in order with at most ``per_page`` per page; the overflow follows only as far as needed for ``k``.
+
+    Works on anything with ``metadata`` (search hits, evidence).  ``per_page`` 0 keeps everything.
+    """
+    if per_page <= 0:
+        return list(hits)
+    kept, overflow, used = [], [], {}
+    for h in hits:
+        key = page_key(h.metadata)
+        if used.get(key, 0) < per_page:
+            used[key] = used.get(key, 0) + 1
+            kept.append(h)
+        else:
+            overflow.append(h)
+    return kept + overflow[: max(0, k - len(kept))]
+
 
 
 def rrf(rankings: Sequence[Sequence[str]], weights: Sequence[float] | None = None, k: int = DEFAULT_RRF_K) -> dict[str, float]:
@@ -308,12 +359,16 @@ class HybridSearcher:
         rrf_k: int = DEFAULT_RRF_K,
         dense_weight: float = 1.0,
         bm25_weight: float = 1.0,
+        page_weight: float = DEFAULT_PAGE_WEIGHT,
+        per_page: int = DEFAULT_PER_PAGE,
         disk_cache: bool = True,
     ) -> None:
         self.store = store or open_store(create=False)
         self.rrf_k = rrf_k
         self.dense_weight = dense_weight
         self.bm25_weight = bm25_weight
+        self.page_weight = page_weight
+        self.per_page = per_page
         self.disk_cache = disk_cache
         self._bm25: OrderedDict[str, _Bm25Index] = OrderedDict()
         self._lock = threading.Lock()
@@ -381,12 +436,11 @@ class HybridSearcher:
             f"no indexed chunk matches {filters.describe()}; indexed filings: {', '.join(shown[:12])}{more}"
         )
 
-    def _bm25_for(self, filters: SearchFilters) -> _Bm25Index:
+    def _bm25_for(self, filters: SearchFilters, pages: bool = False) -> _Bm25Index:
         where = filters.where()
         revision = self.store.revision()
-        key = hashlib.sha256(
-            json.dumps([revision, self.store.collection_name, where], sort_keys=True).encode()
-        ).hexdigest()[:24]
+        parts = [revision, self.store.collection_name, where] + (["pages", PAGE_WINDOW] if pages else [])
+        key = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
         with self._lock:
             if key in self._bm25:
                 self._bm25.move_to_end(key)
@@ -399,7 +453,7 @@ class HybridSearcher:
                 self._notice(f"the BM25 cache entry {cache_dir / key} was damaged ({problem}); rebuilt it")
         if index is None:
             chunks = self.store.get(where=where)
-            index = _Bm25Index.build(chunks)
+            index = _Bm25Index.build(chunks, pages=pages)
             if self.disk_cache and index.ids:
                 try:
                     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -422,6 +476,10 @@ class HybridSearcher:
         """Top ``n`` (chunk id, BM25 score) over the filtered subset."""
         return self._bm25_for(filters).search(query, n)
 
+    def bm25_pages(self, query: str, filters: SearchFilters, n: int) -> list[tuple[str, float]]:
+        """Top ``n`` (:func:`page_key`, BM25 score) of whole pages over the filtered subset."""
+        return self._bm25_for(filters, pages=True).search(query, n)
+
     # -- the search ----------------------------------------------------------
 
     def search(
@@ -434,12 +492,18 @@ class HybridSearcher:
         lexical_query: str | None = None,
         fetch_k: int = DEFAULT_FETCH_K,
         mmr_lambda: float = DEFAULT_MMR_LAMBDA,
+        rewrite: bool = True,
+        pages: bool | None = None,
     ) -> list[SearchHit]:
         """The ``k`` best chunks for ``query`` under ``filters``.
 
-        ``mode``: ``hybrid`` (RRF of dense and BM25), ``dense`` or ``bm25``.
-        ``lexical_query`` replaces the query text for BM25 only (e.g. a
-        keyword rewrite).  ``mmr_lambda`` < 1 diversifies the result.
+        ``mode``: ``hybrid`` (RRF of dense and BM25, plus page-level BM25 and
+        the per-page cap), ``dense`` or ``bm25``.  ``lexical_query`` replaces
+        the query text for BM25 only; without it BM25 gets the keyword rewrite
+        of ``query`` (``rewrite=False``: the query as is).  ``pages=False``
+        turns the page-level ranking and the per-page cap off for this call
+        (``None``: the searcher's ``page_weight`` / ``per_page``).
+        ``mmr_lambda`` < 1 diversifies the result.
         """
         if query is None or not str(query).strip():
             raise InputError("the search query is empty")
@@ -452,6 +516,8 @@ class HybridSearcher:
             self.check_filters(filters)  # raises: no index yet
         self.check_index()
         fetch = max(fetch_k, k)
+        if lexical_query is None and rewrite and mode != "dense":
+            lexical_query = keyword_rewrite(query)
         hits: dict[str, SearchHit] = {}
         rankings: list[list[str]] = []
         weights: list[float] = []
@@ -474,6 +540,9 @@ class HybridSearcher:
             self.check_filters(filters)  # an empty index or a filter matching nothing: say so
             return []
         fused = rrf(rankings, weights, self.rrf_k)
+        use_pages = mode == "hybrid" and pages is not False
+        page_rank = ({pid: r for r, (pid, _) in enumerate(self.bm25_pages(lexical_query or query, filters, fetch), 1)}
+                     if use_pages and self.page_weight > 0 else {})
         for cid, hit in hits.items():
             if mode == "dense":
                 hit.score = float(hit.dense_similarity or 0.0)
@@ -489,7 +558,14 @@ class HybridSearcher:
                 hit.text, hit.metadata = rec.text, rec.metadata
                 if rec.embedding is not None:
                     hit.embedding = rec.embedding
+        if page_rank:
+            for hit in hits.values():
+                hit.page_rank = page_rank.get(page_key(hit.metadata))
+                if hit.page_rank:
+                    hit.score += self.page_weight / (self.rrf_k + hit.page_rank)
         ordered = sorted(hits.values(), key=lambda h: (-h.score, h.chunk_id))
+        if use_pages and self.per_page > 0:
+            ordered = cap_per_page(ordered, k, self.per_page)
         if mmr_lambda < 1 and len(ordered) > 1 and all(h.embedding is not None for h in ordered):
             emb = np.stack([h.embedding for h in ordered])
             picks = mmr([h.score for h in ordered], emb, k, mmr_lambda)
