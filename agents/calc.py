@@ -131,7 +131,7 @@ def _check(node: ast.AST, names: Mapping[str, float] | None, depth: int) -> None
 
 
 def evaluate(expression: str, figures: Mapping[str, float] | None = None) -> float:
-    """The value of ``expression`` over the named ``figures``; :class:`CalcError` with the reason when unsafe or undefined."""
+    """The value of ``expression`` over the named ``figures``; :class:`CalcError` when unsafe or undefined."""
     figures = dict(figures or {})
     for name, value in figures.items():
         if not isinstance(name, str) or not NAME.match(name) or name in _FUNCTIONS:
