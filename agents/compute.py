@@ -24,12 +24,13 @@ trace to a verified quote or to the shown calculation.
 
 from __future__ import annotations
 
+import ast
 import math
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
-from filinglens.agents.calc import CalcError, evaluate, names_in, render
+from filinglens.agents.calc import CalcError, evaluate, names_in, parse, render
 
 MAX_FIGURES = 12
 REL_EQUAL = 1e-9  # a figure's number must equal the printed one (after units), not approximately
@@ -256,19 +257,64 @@ def read_figures(raw: Any, used: Sequence[Any]) -> tuple[list[Figure], dict[str,
         ev = used[figure.evidence - 1]
         figure.chunk_id, figure.citation = ev.chunk_id, ev.citation
         figures.append(figure)
-    if len(scales) > 1:  # "1.2 billion" and "800 million" in one expression: the arithmetic would mix units
-        words = sorted({f.printed for f in figures})
-        raise Refusal(f"the figures are given in different units ({', '.join(words)[:120]})")
+    explicit = {s for s in scales if s}
+    if len(explicit) > 1:  # "$1.2 billion" and "800 million": both in the smaller unit (1,200 and 800)
+        base = min(explicit)
+        for figure, item in zip(figures, raw):
+            amount = read_amount(item.get("value")) if item.get("value") is not None else None
+            if amount is not None and amount.scale and amount.scale != base:
+                figure.value = amount.value * amount.scale / base
+                figure.note = (figure.note + "; " if figure.note else "") + \
+                    f"{amount.text} written as {format_number(figure.value)} {_SCALE_WORDS[base]}"
     return figures, renamed
 
 
+_SCALE_WORDS = {1e3: "thousand", 1e6: "million", 1e9: "billion"}
+#: Constants an expression may use besides the figures: counts, averaging, percent, days, unit changes.
+STRUCTURAL = frozenset([*range(0, 13), 100, 360, 365, 1000, 1e6, 1e9, 0.5])
+
+
 def _rename(expression: str, renamed: dict[str, str]) -> str:
-    """The expression with the model's figure labels replaced by their safe names (longest first)."""
-    text = str(expression or "")
-    for label in sorted(renamed, key=len, reverse=True):
-        if label != renamed[label] and label:
-            text = re.sub(rf"(?<![A-Za-z0-9_]){re.escape(label)}(?![A-Za-z0-9_])", renamed[label], text)
+    """The expression with the model's figure labels replaced by their safe names (longest first, any case)."""
+    text = str(expression or "").split("=")[0]  # "a - b = 5818": the model's own result is not used
+    names = {**{name: name for name in renamed.values()}, **renamed}
+    for label in sorted(names, key=len, reverse=True):
+        if label:
+            text = re.sub(rf"(?<![A-Za-z0-9_]){re.escape(label)}(?![A-Za-z0-9_])", names[label], text, flags=re.I)
     return text
+
+
+def _figures_for_constants(expression: str, figures: Sequence[Figure]) -> str:
+    """The expression with numbers that are figures' values written as the figures' names.
+
+    Any other number must be structural (:data:`STRUCTURAL`: 2 for an
+    average, 100 for a percentage, 365 days, 1000 for a unit change, round's
+    digits); a number the model typed itself is a :class:`Refusal`, since it
+    would not be traced to the evidence.
+    """
+    tree = parse(expression, {f.name: f.value for f in figures})
+    by_value = {}
+    for f in figures:
+        by_value.setdefault(abs(f.value), f)
+
+    class _Swap(ast.NodeTransformer):
+        def visit_Call(self, node: ast.Call) -> ast.AST:
+            node.args = [self.visit(node.args[0]), *node.args[1:]]  # round's digits stay a number
+            return node
+
+        def visit_Constant(self, node: ast.Constant) -> ast.AST:
+            value = float(node.value)
+            figure = by_value.get(abs(value))
+            if figure is not None and value not in STRUCTURAL:
+                name = ast.Name(id=figure.name, ctx=ast.Load())
+                if (value < 0) != (figure.value < 0):
+                    return ast.copy_location(ast.UnaryOp(op=ast.USub(), operand=name), node)
+                return ast.copy_location(name, node)
+            if value not in STRUCTURAL:
+                raise Refusal(f"the expression uses {format_number(value)}, which is not one of the quoted figures")
+            return node
+
+    return ast.unparse(_Swap().visit(tree.body))
 
 
 def format_number(value: float) -> str:
@@ -322,7 +368,7 @@ def compute(data: dict, used: Sequence[Any]) -> Calculation:
             if len(calc.figures) != 1:
                 raise Refusal("there is no expression combining the figures")
             calc.expression = calc.figures[0].name
-        calc.expression = _rename(calc.expression, renamed)
+        calc.expression = _figures_for_constants(_rename(calc.expression, renamed), calc.figures)
         values = {f.name: f.value for f in calc.figures}
         calc.value = evaluate(calc.expression, values)
         unused = [f.name for f in calc.figures if f.name not in names_in(calc.expression)]

@@ -55,8 +55,8 @@ def fig(name, evidence, quote, value):
 
 def ask(tmp_path, question, evidence, *replies, **kwargs):
     model = get_chat_model("fake", responses=[r if isinstance(r, str) else json.dumps(r) for r in replies])
-    answer = answer_question(question, evidence, store=Store(tmp_path / "r.db"), model_id="fake", model=model,
-                             **kwargs)
+    db = tmp_path / f"r{len(list(tmp_path.glob('r*.db')))}.db"  # a fresh call cache per question
+    answer = answer_question(question, evidence, store=Store(db), model_id="fake", model=model, **kwargs)
     return answer, model
 
 
@@ -165,11 +165,30 @@ def test_thousands_tables_and_negatives_in_parentheses(tmp_path, adbe):
     assert answer.numbers()["all_traced"] is True
 
 
-def test_figures_in_mixed_units_are_refused(tmp_path, lmt):
+def test_figures_in_mixed_units_are_brought_to_the_smaller_unit(tmp_path, lmt):
     answer, _ = ask(tmp_path, LMT_QUESTION, lmt, {
         "figures": [fig("assets", 2, "", "$19,815 million"), fig("liabilities", 1, "", "$13.997 billion")],
-        "expression": "assets - liabilities", "sufficient": True})
-    assert not answer.sufficient and "different units" in answer.refusal
+        "expression": "assets - liabilities", "unit": "USD millions", "sufficient": True})
+    assert answer.sufficient and answer.calculation["value"] == pytest.approx(5818.0)
+    assert answer.answer.startswith("$5,818 million.")
+    assert "written as 13,997 million" in answer.calculation["figures"][1]["note"]
+
+
+def test_numbers_typed_into_the_expression_must_be_quoted_figures(tmp_path, lmt):
+    """A figure's value written in the expression becomes the figure; a number of the model's own is refused."""
+    answer, _ = ask(tmp_path, LMT_QUESTION, lmt, {
+        "figures": LMT_FIGURES, "expression": "(19815 - current_liabilities_2021) * 1000 / 1000 = 5818",
+        "unit": "USD millions", "sufficient": True})
+    assert answer.sufficient and answer.calculation["value"] == 5818.0
+    assert answer.calculation["expression"] == "(total_current_assets_2021 - current_liabilities_2021) * 1000 / 1000"
+    invented, _ = ask(tmp_path, LMT_QUESTION, lmt, {
+        "figures": LMT_FIGURES, "expression": "5818 + 0 * current_liabilities_2021", "sufficient": True})
+    assert not invented.sufficient
+    assert invented.refusal == "the expression uses 5,818, which is not one of the quoted figures"
+    average, _ = ask(tmp_path, LMT_QUESTION, lmt, {  # structural constants: averages, percentages, days
+        "figures": LMT_FIGURES, "expression": "round((Total_Current_Assets_2021 + current_liabilities_2021) / 2, 1)",
+        "sufficient": True})
+    assert average.sufficient and average.calculation["value"] == 16906.0  # names matched in any case
 
 
 def test_garbage_compute_replies_end_in_a_recorded_error(tmp_path, lmt):
