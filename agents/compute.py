@@ -87,15 +87,16 @@ _AMOUNT = re.compile(
 
 def amounts(text: str) -> list[Amount]:
     """Every number printed in ``text``: ``(1,161)`` and ``-1,161`` negative, scale words as ``scale``."""
-    out = []
-    for m in _AMOUNT.finditer(str(text or "")):
-        value = float(m.group("num").replace(",", ""))
-        negative = bool(m.group("neg")) or bool((m.group("open") or m.group("open2")) and m.group("close"))
-        unit = (m.group("unit") or "").strip().lower()
-        pct = unit in ("%", "percent")
-        decimals = len(m.group("num").split(".")[1]) if "." in m.group("num") else 0
-        out.append(Amount(m.group(0).strip(), -value if negative else value, _SCALES.get(unit), pct, decimals))
-    return out
+    return [_amount(m) for m in _AMOUNT.finditer(str(text or ""))]
+
+
+def _amount(m: re.Match) -> Amount:
+    value = float(m.group("num").replace(",", ""))
+    negative = bool(m.group("neg")) or bool((m.group("open") or m.group("open2")) and m.group("close"))
+    unit = (m.group("unit") or "").strip().lower()
+    decimals = len(m.group("num").split(".")[1]) if "." in m.group("num") else 0
+    return Amount(m.group(0).strip(), -value if negative else value, _SCALES.get(unit), unit in ("%", "percent"),
+                  decimals)
 
 
 def read_amount(value: Any) -> Amount:
@@ -152,6 +153,19 @@ def quote_in(quote: str, text: str) -> bool:
     """Whether ``quote`` occurs in ``text`` (case, whitespace, quote marks and table bars ``|`` ignored)."""
     q = _plain(quote)
     return bool(q) and q in _plain(text)
+
+
+def line_with(figure: Amount, text: str, width: int = 160) -> str:
+    """The line of ``text`` that prints ``figure`` (cut to about ``width`` characters around it), verbatim."""
+    for line in str(text).splitlines():
+        line = " ".join(line.split())
+        for m in _AMOUNT.finditer(line):
+            if same_amount(figure, _amount(m)):
+                if len(line) <= width:
+                    return line
+                at = max(0, m.start() - width // 2)
+                return line[at: at + width].strip()
+    return ""
 
 
 # --------------------------------------------------------------------------- the calculation
@@ -218,6 +232,8 @@ def read_figures(raw: Any, used: Sequence[Any]) -> tuple[list[Figure], dict[str,
 
     Also returns how the model's own names map to safe expression names.
     """
+    if isinstance(raw, dict):  # {"revenue_2023": "4,210", ...}: names and values only, found in any excerpt
+        raw = [{"name": k, "value": v} for k, v in raw.items()]
     if not isinstance(raw, list) or not raw:
         raise Refusal("the model named no figures from the excerpts")
     if len(raw) > MAX_FIGURES:
@@ -247,9 +263,14 @@ def read_figures(raw: Any, used: Sequence[Any]) -> tuple[list[Figure], dict[str,
             text = used[i - 1].text
             if occurs(amount, text):
                 figure.evidence, figure.traced = i, True
-                figure.quote_verified = bool(quote) and quote_in(quote, text)
-                if n and i != n:
-                    figure.note = f"cited E{n}, found in E{i}"
+                figure.quote_verified = bool(quote) and quote_in(quote, text) and occurs(amount, quote)
+                notes = [f"cited E{n}, found in E{i}"] if n and i != n else []
+                if not figure.quote_verified:  # quote the excerpt's own line that prints the number instead
+                    notes.append(f"the model's quote {quote[:80]!r} is not in the excerpt" if quote else
+                                 "no quote given")
+                    figure.quote = line_with(amount, text)
+                    figure.quote_verified = bool(figure.quote)
+                figure.note = "; ".join(notes)
                 break
         if not figure.traced:
             where = f"excerpt E{n}" if n else "any excerpt"

@@ -191,6 +191,28 @@ def test_numbers_typed_into_the_expression_must_be_quoted_figures(tmp_path, lmt)
     assert average.sufficient and average.calculation["value"] == 16906.0  # names matched in any case
 
 
+def test_figures_given_as_a_mapping_are_found_in_the_excerpts(tmp_path, lmt):
+    answer, _ = ask(tmp_path, LMT_QUESTION, lmt, {
+        "figures": {"assets": "19,815", "liabilities": 13997}, "expression": "assets - liabilities",
+        "unit": "USD millions", "sufficient": True})
+    assert answer.sufficient and answer.answer.startswith("$5,818 million.")
+    # no quotes given: each figure is quoted with the excerpt's own line that prints it
+    assert [(c.n, c.quote, c.verified) for c in answer.citations] == [
+        (2, "Total current assets | 19,815 | 19,378 | 17,095 | 16,103 | 17,505", True),
+        (1, "Total current liabilities | 13,997 | 13,933", True)]
+    assert answer.calculation["figures"][0]["note"] == "no quote given"
+
+
+def test_a_quote_not_in_the_excerpt_is_replaced_by_the_excerpts_own_line(tmp_path, lmt):
+    answer, _ = ask(tmp_path, "What were Lockheed Martin's FY2021 total current liabilities?", lmt, {
+        "figures": [fig("liabilities", 1, "Current liabilities totalled 13,997 at year end", "13,997")],
+        "expression": "liabilities", "unit": "USD millions", "sufficient": True})
+    assert answer.sufficient and answer.citations[0].quote == "Total current liabilities | 13,997 | 13,933"
+    assert answer.citations[0].verified
+    assert "the model's quote 'Current liabilities totalled 13,997 at year end' is not in the excerpt" in \
+        answer.calculation["figures"][0]["note"]
+
+
 def test_garbage_compute_replies_end_in_a_recorded_error(tmp_path, lmt):
     answer, model = ask(tmp_path, LMT_QUESTION, lmt, "I think it is 5,818.")
     assert answer.error and "malformed" in answer.error and len(model.calls) == 3 and not answer.sufficient
