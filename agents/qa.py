@@ -24,7 +24,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
 from filinglens.agents.calls import ModelCallError, invoke_cached
-from filinglens.agents.compute import compose, compute, is_metric_question, trace_numbers
+from filinglens.agents.compute import compose, is_metric_question, trace_numbers
+from filinglens.agents.compute import compute as compute_answer
 from filinglens.agents.evidence import EvidenceItem, render_evidence, verify_quotes
 from filinglens.errors import InputError
 from filinglens.prompts.loader import load_qa_prompt
@@ -182,7 +183,7 @@ def _fill(result: Answer, data: dict, used: list[EvidenceItem]) -> None:
 
 def _fill_computed(result: Answer, data: dict, used: list[EvidenceItem]) -> None:
     """A compute reply: figures checked against the excerpts, the expression evaluated, the calculation shown."""
-    calc = compute(data, used)
+    calc = compute_answer(data, used)
     result.calculation = calc.to_dict()
     for f in calc.figures:
         result.citations.append(Citation(f.evidence, f.chunk_id, f.citation, f.quote, f.quote_verified))
