@@ -604,6 +604,12 @@ def judge_scores(
 # --------------------------------------------------------------------------- the run
 
 
+def _compute_version() -> str:
+    from filinglens.agents.qa import COMPUTE_VERSION
+
+    return COMPUTE_VERSION
+
+
 def _page_id(company: Any, year: Any, page: Any) -> str:
     return f"{company}|{year}|{page}"
 
@@ -816,6 +822,7 @@ def run_qa_eval(
         "questions_path": str(qpath), "documents_path": str(dpath), "pdf_dir": str(pdfs), "model": model_id,
         "judge": judge, "limit": limit, "setting": "per document" if per_document else "shared store", "k": k,
         "evidence_chars": evidence_chars, "prompt_version": prompt_version, "run_id": run_id,
+        "compute_prompt_version": _compute_version(),  # used for metric questions (agents/qa.py)
         "accuracy_rule": {"relative_tolerance": REL_TOL, "text_recall": TEXT_RECALL},
     }
     result = QAEvalResult(

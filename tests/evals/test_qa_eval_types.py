@@ -124,6 +124,7 @@ def test_eval_reports_accuracy_recall_and_traced_numbers_by_question_type(bench,
     data = json.loads((tmp_path / "out" / "qa_eval.json").read_text())
     assert data["aggregates"]["by_question_type"]["metrics-generated"]["accuracy_ci95"] == list(wilson(1, 1))
     assert {q["id"]: q["prompt"] for q in data["questions"]}["financebench_id_03031"] == "qa@compute-v1"
+    assert data["config"]["compute_prompt_version"] == "compute-v1" and data["config"]["prompt_version"] == "v2"
     import pandas as pd
 
     frame = pd.read_parquet(tmp_path / "out" / "qa_eval.parquet").set_index("id")
