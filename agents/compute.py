@@ -47,7 +47,8 @@ _QUANTITY = re.compile(
     r"dividends?|yield|return\s+on|per\s+share|profit|equity|spending|outstanding)\b|%",
     re.I)
 _NOT_A_VALUE = re.compile(r"\b(?:which|largest|biggest|smallest|drove|drive|driven|caused|why|explain|describe|"
-                          r"list|name\s+the)\b", re.I)
+                          r"list|name\s+the|strateg(?:y|ies)|polic(?:y|ies)|plans?|approach|risks?|factors?|"
+                          r"outlook|business\s+model)\b", re.I)
 
 
 def is_metric_question(question: str) -> bool:

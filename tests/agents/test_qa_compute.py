@@ -238,6 +238,8 @@ def test_metric_questions_are_recognised(shared):
     assert not is_metric_question("What was the largest liability in American Express's Balance Sheet in 2022?")
     assert not is_metric_question("What drove operating margin change as of FY2022 for 3M?")
     assert is_metric_question("How many full-time equivalent employees did Apple have?")
+    assert not is_metric_question("What is Apple's strategy for revenue growth?")
+    assert not is_metric_question("What is the company's revenue recognition policy?")
 
 
 @pytest.mark.parametrize("printed, figure, same", [
