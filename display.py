@@ -648,13 +648,23 @@ def qa_summary(result: QAEvalResult):
         ("errors (model/retrieval)", str(agg["errors"])),
         ("evidence page hit rate", _qa_pct(agg["evidence_hit_rate"])),
         ("quotes / unverified", f"{agg['quotes']} / {agg['unverified_quotes']}"),
+        ("answers whose numbers all trace (quote or calculation)",
+         f"{_qa_pct(agg['traced_share'])} ({agg['answers_traced']}/{agg['answers_with_numbers']})"),
+        ("metric questions: calculations shown / lookups / refused",
+         f"{agg['calculations_shown']} / {agg['compute_lookups']} / {agg['compute_refusals']} "
+         f"of {agg['compute_questions']}"),
         ("tokens in / out", f"{agg['tokens_in']:,} / {agg['tokens_out']:,}"),
         ("answer latency p50 / p95 (s)",
          "-" if agg["answer_latency_p50_ms"] is None
          else f"{agg['answer_latency_p50_ms'] / 1000:.1f} / {agg['answer_latency_p95_ms'] / 1000:.1f}"),
     ]
     for qtype, entry in sorted(agg["by_question_type"].items()):
-        rows.append((f"accuracy: {qtype}", f"{_qa_pct(entry['accuracy'])} ({entry['correct']}/{entry['n']})"))
+        ci = entry.get("accuracy_ci95")
+        rows.append((f"accuracy: {qtype}", f"{_qa_pct(entry['accuracy'])} ({entry['correct']}/{entry['n']}"
+                     + (f", 95% CI {_qa_pct(ci[0])}-{_qa_pct(ci[1])})" if ci else ")")))
+        rows.append((f"  evidence recall / numbers traced: {qtype}",
+                     f"{_qa_val(entry.get('evidence_recall'))} / {_qa_pct(entry.get('traced_share'))} "
+                     f"({entry.get('answers_traced', 0)}/{entry.get('answers_with_numbers', 0)})"))
     for name, value in agg["metrics"].items():
         rows.append((f"ragas {name}", _qa_val(value)))
     for name, count in (agg.get("judge_errors") or {}).items():

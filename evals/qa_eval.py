@@ -9,6 +9,14 @@ with the QA agent (``agents/qa.py``) and scores:
   anchor: GPT-4-Turbo answered about 19% correctly with a shared vector store
   and about 50% with one store per document (Islam et al. 2023,
   arXiv:2311.11944);
+* **by question type** (FinanceBench ``question_type``: metrics-generated,
+  domain-relevant, novel-generated): accuracy with its 95% Wilson interval,
+  evidence-page recall, and the traced share below;
+* **numbers traced**: of the answers that state numbers, the share whose every
+  number (years excepted) occurs in a verified quote or in the shown
+  calculation (``Answer.numbers()``); metric questions are answered by
+  computing (``agents/compute.py``): figures quoted from the evidence and an
+  expression evaluated safely, or a refusal with the reason;
 * **refusal rate**: answers that say the evidence is insufficient (model
   errors -- malformed output after the agent's retries, failed calls -- are
   counted separately);
@@ -260,6 +268,9 @@ class QAItem:
     tokens_in: int = 0
     tokens_out: int = 0
     cached: bool = False
+    prompt: str = ""  # qa@v2, or qa@compute-v1 for a metric question
+    calculation: dict | None = None  # figures, expression, value, shown calculation, refusal (compute prompt)
+    numbers: dict = field(default_factory=dict)  # numbers in the answer, traced to quotes or the calculation
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -290,7 +301,7 @@ class QAEvalResult:
         for item in self.items:
             row = item.to_dict()
             metrics = row.pop("metrics")
-            for key in ("match", "evidence_pages", "retrieved", "citations", "judge_errors"):
+            for key in ("match", "evidence_pages", "retrieved", "citations", "judge_errors", "calculation", "numbers"):
                 row[key] = json.dumps(row[key], ensure_ascii=False, default=str)
             for name, value in metrics.items():
                 row[name] = value
@@ -342,6 +353,26 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float] | None:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def _traced(items: Sequence[QAItem]) -> dict:
+    """How many answers state numbers, how many of those trace entirely, and the calculations shown/refused."""
+    answered = [i for i in items if i.sufficient and not i.error]
+    with_numbers = [i for i in answered if (i.numbers or {}).get("numbers")]
+    traced = sum(1 for i in with_numbers if i.numbers.get("all_traced"))
+    computed = [i for i in items if i.calculation is not None]
+    return {
+        "answers_with_numbers": len(with_numbers),
+        "answers_traced": traced,
+        "traced_share": traced / len(with_numbers) if with_numbers else None,
+        "traced_share_ci95": wilson(traced, len(with_numbers)),
+        "compute_questions": len(computed),
+        "calculations_shown": sum(1 for i in computed if i.calculation.get("value") is not None
+                                  and i.calculation.get("shown")),
+        "compute_lookups": sum(1 for i in computed if i.calculation.get("value") is not None
+                               and not i.calculation.get("shown")),
+        "compute_refusals": sum(1 for i in computed if i.calculation.get("refusal")),
+    }
+
+
 def aggregate(items: Sequence[QAItem], judged: bool) -> dict:
     n = len(items)
     correct = sum(i.correct for i in items)
@@ -350,12 +381,14 @@ def aggregate(items: Sequence[QAItem], judged: bool) -> dict:
     quotes = sum(len(i.citations) for i in items)
     unverified = sum(i.unverified_quotes for i in items)
     by_type: dict[str, dict] = {}
-    for i in items:
-        entry = by_type.setdefault(i.question_type or "?", {"n": 0, "correct": 0})
-        entry["n"] += 1
-        entry["correct"] += int(i.correct)
-    for entry in by_type.values():
-        entry["accuracy"] = entry["correct"] / entry["n"]
+    for qtype in sorted({i.question_type or "?" for i in items}):
+        group = [i for i in items if (i.question_type or "?") == qtype]
+        k = sum(int(i.correct) for i in group)
+        by_type[qtype] = {"n": len(group), "correct": k, "accuracy": k / len(group),
+                          "accuracy_ci95": wilson(k, len(group)),
+                          "evidence_recall": _mean([i.evidence_recall for i in group]),
+                          "evidence_hit_rate": _mean([float(i.evidence_hit) for i in group]),
+                          "refusals": sum(i.refused for i in group), **_traced(group)}
     answered = [i for i in items if not i.refused and not i.error]
     fresh = [i.latency_ms for i in items if not i.cached and i.latency_ms]
     out = {
@@ -373,6 +406,7 @@ def aggregate(items: Sequence[QAItem], judged: bool) -> dict:
         "unverified_quotes": unverified,
         "unverified_quote_rate": unverified / quotes if quotes else None,
         "by_question_type": by_type,
+        **_traced(items),
         "metrics": {},
         "tokens_in": sum(i.tokens_in for i in items),
         "tokens_out": sum(i.tokens_out for i in items),
@@ -573,6 +607,12 @@ def judge_scores(
 # --------------------------------------------------------------------------- the run
 
 
+def _compute_version() -> str:
+    from filinglens.agents.qa import COMPUTE_VERSION
+
+    return COMPUTE_VERSION
+
+
 def _page_id(company: Any, year: Any, page: Any) -> str:
     return f"{company}|{year}|{page}"
 
@@ -648,6 +688,7 @@ def run_qa_eval(
         "pdf_dir": str(bench.pdf_dir), "model": model_id,
         "judge": judge, "limit": limit, "setting": "per document" if per_document else "shared store", "k": k,
         "evidence_chars": evidence_chars, "prompt_version": prompt_version, "run_id": run_id,
+        "compute_prompt_version": _compute_version(),  # used for metric questions (agents/qa.py)
         "accuracy_rule": {"relative_tolerance": REL_TOL, "text_recall": TEXT_RECALL},
     }
     result = QAEvalResult(
@@ -829,6 +870,7 @@ def answer_one(q: dict, n: int, docs: dict[str, dict], agent: Any, results: Any,
             item.unverified_quotes = ans.unverified
             item.latency_ms = round(ans.latency_ms, 1)
             item.tokens_in, item.tokens_out, item.cached = ans.tokens_in, ans.tokens_out, ans.cached
+            item.prompt, item.calculation, item.numbers = ans.prompt, ans.calculation, ans.numbers()
     answered = item.sufficient and not item.error
     item.match = score_answer(item.reference, item.answer, item.question, answered=answered)
     if item.error:

@@ -19,8 +19,10 @@ EVIDENCE = [
 
 
 def ask(tmp_path, reply, question="How many employees does Apple have?", evidence=EVIDENCE):
+    """The plain prompt (``compute=False``: a count would otherwise go to the compute prompt, test_qa_compute.py)."""
     model = get_chat_model("fake", responses=[reply if isinstance(reply, str) else json.dumps(reply)])
-    return answer_question(question, evidence, store=Store(tmp_path / "r.db"), model_id="fake", model=model), model
+    return answer_question(question, evidence, store=Store(tmp_path / "r.db"), model_id="fake", model=model,
+                           compute=False), model
 
 
 def test_answer_with_verified_citation(tmp_path):
@@ -60,8 +62,9 @@ def test_every_qa_prompt_version_renders_and_is_recorded(tmp_path, version):
     """v2 is the default (v1's placeholder quote was copied verbatim by small models); v1 stays usable."""
     model = get_chat_model("fake", responses=[json.dumps({"answer": "164,000", "sufficient": True, "citations": []})])
     kwargs = {} if version == "v2" else {"prompt_version": version}
-    answer = answer_question("How many employees?", EVIDENCE, store=Store(tmp_path / "r.db"), model_id="fake",
-                             model=model, **kwargs)
+    answer = answer_question("Who are Apple's employees?", EVIDENCE, store=Store(tmp_path / "r.db"),
+                             model_id="fake", model=model, **kwargs)
     assert answer.prompt == f"qa@{version}" and answer.answer == "164,000"
     user = model.calls[-1][-1].content
-    assert "approximately 164,000 full-time equivalent" in user and "{{" not in user and "How many employees?" in user
+    assert "approximately 164,000 full-time equivalent" in user and "{{" not in user
+    assert "Who are Apple's employees?" in user
