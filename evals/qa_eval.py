@@ -73,7 +73,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import re
 import sys
 import time

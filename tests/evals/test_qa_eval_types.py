@@ -16,7 +16,8 @@ import pytest
 
 from filinglens.agents.providers.fake import register_script
 from filinglens.evals.financebench import load_jsonl
-from filinglens.evals.qa_eval import QAItem, aggregate, run_qa_eval, summary_renderable, wilson
+from filinglens.evals.qa_eval import QAItem, aggregate, run_qa_eval, wilson
+from filinglens.display import qa_summary
 from filinglens.retrieval.embeddings import Embedder, register_embedder
 from filinglens.retrieval.index import ChunkStore
 from filinglens.store import Store
@@ -134,7 +135,7 @@ def test_eval_reports_accuracy_recall_and_traced_numbers_by_question_type(bench,
     from rich.console import Console
 
     console = Console(record=True, width=200)
-    console.print(summary_renderable(result))
+    console.print(qa_summary(result))
     text = console.export_text()
     assert "answers whose numbers all trace (quote or calculation)" in text and "66.7% (2/3)" in text
     assert "accuracy: metrics-generated" in text and "100.0% (1/1, 95% CI 20.7%-100.0%)" in text
