@@ -14,12 +14,10 @@ on the tuning half only.  The fixed split is ``split_of`` in
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import pickle
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
