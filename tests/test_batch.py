@@ -38,6 +38,7 @@ from filinglens.batch import (
     run_batch,
 )
 from filinglens.errors import FetchError, InputError
+from filinglens.prompts.loader import load_prompt
 from filinglens.store import Store
 
 _HELPERS = Path(__file__).resolve().parent / "batch_helpers.py"
@@ -205,7 +206,8 @@ def test_failed_ratings_fail_the_filing_are_recorded_and_redone_next_run(home, f
 
     helpers.scripted_setup()()
     second = run_batch(file_units(filings[:1]), spec(), store=store)
-    assert second.run_id == first.run_id and second.stats.done == 1 and second.stats.calls_made == 6
+    questions = sum(1 for c in CATEGORIES for i in load_prompt(c).indicators if i.question)  # the default method
+    assert second.run_id == first.run_id and second.stats.done == 1 and second.stats.calls_made == questions
     got = helpers.cells(store, second.run_id)
     assert len(got) == 2 and all(c[0] == "ok" for c in got.values())  # replaced, not duplicated
     assert store.run(second.run_id)["status"] == "finished"
@@ -433,14 +435,15 @@ def test_endpoints_are_spread_round_robin_and_not_part_of_the_cache_key(home, fi
     store = Store(tmp_path / "results.db")
     report = run_batch(file_units(filings), batch_spec, endpoints=urls, store=store)
     assert report.stats.done == 2
-    assert [len(s.seen) for s in openai_servers] == [3, 3]  # one filing each: 3 yes/no questions
+    questions = sum(1 for i in load_prompt("people").indicators if i.question)  # the default method's questions
+    assert [len(s.seen) for s in openai_servers] == [questions, questions]  # one filing each
     assert all(b["model"] == "replica-test" for s in openai_servers for b in s.seen)
     assert not any("127.0.0.1" in c["params"] for c in store.calls())
     # the other way round: every call is served from the cache, whichever replica would have been asked
     shuffled = run_batch(file_units(filings[::-1]), BatchSpec(categories=["people"], models=["openai:replica-test"],
                                                               temperature=0.0), endpoints=urls[::-1],
                          store=store, run_id="batch-other")
-    assert shuffled.stats.cached == 2 and [len(s.seen) for s in openai_servers] == [3, 3]
+    assert shuffled.stats.cached == 2 and [len(s.seen) for s in openai_servers] == [questions, questions]
 
 
 def test_endpoint_and_executor_errors_are_one_line(tmp_path):
