@@ -29,7 +29,6 @@ Results: ``bench/results/qa_compute.json`` and a summary on stdout.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import sys
@@ -39,7 +38,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
-import numpy as np  # noqa: E402
 
 from filinglens.evals.financebench import (  # noqa: E402
     default_pdf_dir,
@@ -50,22 +48,9 @@ from filinglens.evals.financebench import (  # noqa: E402
     load_jsonl,
 )
 from filinglens.evals.qa_eval import score_answer, wilson  # noqa: E402
-from filinglens.retrieval.embeddings import Embedder, register_embedder  # noqa: E402
+from filinglens.retrieval.embeddings import HashEmbedder  # noqa: E402
 
 
-class HashEmbedder(Embedder):
-    """A 32-dimensional hash of the text: no model, so indexing costs parsing and writes only."""
-
-    name = "bench-hash"
-    dimension = 32
-
-    def _embed(self, texts):
-        vectors = [np.frombuffer(hashlib.sha256(t.encode()).digest(), dtype=np.uint8).astype(np.float32) - 127.5
-                   for t in texts]
-        return np.stack([v / np.linalg.norm(v) for v in vectors])
-
-
-register_embedder("bench-hash", HashEmbedder)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     docs = load_documents(qpath.parent / "documents.jsonl")
     questions = [q for q in load_jsonl(qpath) if args.type == "all" or q["question_type"] == args.type]
     questions = questions[: args.limit] if args.limit else questions
-    index = ChunkStore(args.home / "index", embedder="bench-hash")
+    index = ChunkStore(args.home / "index", embedder=HashEmbedder.name)
     t0 = time.perf_counter()
     for name in dict.fromkeys(q["doc_name"] for q in questions):
         doc = docs[name]

@@ -260,7 +260,22 @@ def langchain_embedder(spec: str) -> LangChainEmbedder:
 
 # --------------------------------------------------------------------------- registry
 
-_REGISTRY: dict[str, Callable[[], Embedder]] = {DEFAULT_EMBEDDER: minilm_int8}
+class HashEmbedder(Embedder):
+    """``hash``: 32 numbers from the sha256 of the text, normalised; no model. For tests and benchmarks about
+    anything but retrieval quality (like the ``fake`` model): indexing then costs parsing and writes only."""
+
+    name = "hash"
+    dimension = 32
+
+    def _embed(self, texts):
+        import hashlib
+
+        vectors = [np.frombuffer(hashlib.sha256(t.encode()).digest(), dtype=np.uint8).astype(np.float32) - 127.5
+                   for t in texts]
+        return np.stack([v / np.linalg.norm(v) for v in vectors])
+
+
+_REGISTRY: dict[str, Callable[[], Embedder]] = {DEFAULT_EMBEDDER: minilm_int8, HashEmbedder.name: HashEmbedder}
 _CACHE: dict[str, Embedder] = {}
 _CACHE_LOCK = threading.Lock()
 

@@ -3,13 +3,11 @@ provider from one entry point declaring its capabilities (see README, Layout).""
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -20,7 +18,7 @@ from filinglens.agents.providers import TOKEN_PROBABILITIES
 from filinglens.agents.providers.fake import register_script
 from filinglens.agents.rating import RatingChain, Target, score_from_expected
 from filinglens.prompts.loader import DEFAULT_RATING_VERSION, categories, load_prompt
-from filinglens.retrieval.embeddings import Embedder, register_embedder
+from filinglens.retrieval.embeddings import HashEmbedder
 from filinglens.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,18 +40,6 @@ retrieval:
 """
 
 
-class HashEmbedder(Embedder):
-    """A deterministic stand-in for the embedding model (the test is about categories, not retrieval)."""
-
-    name = "test-ext-hash"
-    dimension = 32
-
-    def _embed(self, texts):
-        vectors = [np.frombuffer(hashlib.sha256(t.encode()).digest(), dtype=np.uint8).astype(np.float32) - 127.5
-                   for t in texts]
-        return np.stack([v / np.linalg.norm(v) for v in vectors])
-
-
 def _analyst(messages) -> str:
     """Scripted model: JSON for the governance (direct) prompt, yes to the built-in categories' questions."""
     if "Category: Board governance" in messages[-1].content:
@@ -64,8 +50,7 @@ def _analyst(messages) -> str:
 def test_a_category_with_only_v1_is_rated_beside_the_others(shared, tmp_path, monkeypatch):
     """One folder with one v1.yaml under FILINGLENS_PROMPTS adds a category: `rate` (default v5) rates it with
     its v1, the built-in categories keep their default version and prompt hash."""
-    register_embedder(HashEmbedder.name, HashEmbedder)
-    monkeypatch.setenv("FILINGLENS_EMBEDDINGS", HashEmbedder.name)
+    monkeypatch.setenv("FILINGLENS_EMBEDDINGS", HashEmbedder.name)  # the test is about categories, not retrieval
     builtin = {c: load_prompt(c) for c in categories()}
     assert {p.version for p in builtin.values()} == {DEFAULT_RATING_VERSION}
 

@@ -7,18 +7,16 @@ model answers the metric question with figures it finds in the retrieved excerpt
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 
-import numpy as np
 import pytest
 
 from filinglens.agents.providers.fake import register_script
 from filinglens.evals.financebench import load_jsonl
 from filinglens.evals.qa_eval import QAItem, aggregate, run_qa_eval, wilson
 from filinglens.display import qa_summary
-from filinglens.retrieval.embeddings import Embedder, register_embedder
+from filinglens.retrieval.embeddings import HashEmbedder
 from filinglens.retrieval.index import ChunkStore
 from filinglens.store import Store
 
@@ -27,17 +25,6 @@ from filinglens.store import Store
 IDS = ("financebench_id_00464", "financebench_id_00517", "financebench_id_00678", "financebench_id_03031")
 
 
-class _HashEmbedder(Embedder):
-    name = "qa-eval-hash"
-    dimension = 32
-
-    def _embed(self, texts):
-        vectors = [np.frombuffer(hashlib.sha256(t.encode()).digest(), dtype=np.uint8).astype(np.float32) - 127.5
-                   for t in texts]
-        return np.stack([v / np.linalg.norm(v) for v in vectors])
-
-
-register_embedder("qa-eval-hash", _HashEmbedder)
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +35,7 @@ def bench(shared, tmp_path_factory):
     qpath = root / "questions.jsonl"
     qpath.write_text("".join(json.dumps(q) + "\n" for q in wanted))
     (root / "documents.jsonl").write_text((shared / "financebench" / "documents.jsonl").read_text())
-    return {"questions": qpath, "index": ChunkStore(root / "index", embedder="qa-eval-hash")}
+    return {"questions": qpath, "index": ChunkStore(root / "index", embedder=HashEmbedder.name)}
 
 
 _BLOCK = re.compile(r"\[E(\d+)\] \(Item [^)]*\) (.*?)(?=\n\n\[E\d+\] |\n</evidence>)", re.S)
