@@ -36,7 +36,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 
 from filinglens.evals.financebench import (  # noqa: E402

@@ -64,7 +64,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 from filinglens import settings  # noqa: E402
 from filinglens.errors import FilingLensError  # noqa: E402

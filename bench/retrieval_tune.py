@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 from retrieval_financebench import split_of  # noqa: E402
 
