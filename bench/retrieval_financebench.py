@@ -41,10 +41,12 @@ Methods: ``dense`` (Chroma only), ``bm25`` (bm25s only, raw question),
 keyword rewrite of the question), ``hybrid+rewrite+mmr`` (the same with MMR:
 the search default before page-aware ranking, also ``search-nopages``),
 ``search`` (the default of ``filinglens search`` now: rewrite, page-level
-BM25, one chunk per page, MMR), ``agent`` (the retrieval agent with the
-current searcher: planner, several queries, fusion, MMR; without filter it
-detects company and year from the question text), ``agent-before`` (the agent
-over the searcher without page-aware ranking), ``agent-nommr``.
+BM25, one chunk per page, the asked financial statements' pages, MMR),
+``search-nostatements`` (the same without statement routing), ``agent`` (the
+retrieval agent with the current searcher: planner, several queries, fusion,
+statement pages, MMR; without filter it detects company and year from the
+question text), ``agent-nostatements``, ``agent-before`` (the agent over the
+searcher without page-aware ranking or statements), ``agent-nommr``.
 ``--indexed-only`` scores only questions whose PDFs are already indexed
 (the subset is recorded in the JSON).
 
@@ -176,13 +178,19 @@ def ingest_docs(store: ChunkStore, pdfs: list[Path], size: int, log) -> dict:
 
 
 def run_method(method: str, searcher: HybridSearcher, agent, q: dict, filters: SearchFilters | None, doc: dict,
-               before: HybridSearcher | None = None, before_agent=None):
+               before: HybridSearcher | None = None, before_agent=None, nostat: HybridSearcher | None = None,
+               nostat_agent=None):
     from filinglens.retrieval.agent import keyword_rewrite
 
     text = q["question"]
     k = max(KS)
     if method == "search":  # the default of `filinglens search` / HybridSearcher.search now
         return searcher.search(text, k=k, filters=filters)
+    if method == "search-nostatements":  # the default before statement routing
+        return nostat.search(text, k=k, filters=filters)
+    if method == "agent-nostatements":
+        agent = nostat_agent
+        method = "agent"
     if method == "search-nopages":  # the default without the page-level BM25 and the per-page cap
         return before.search(text, k=k, filters=filters)
     if method == "agent-before":  # the retrieval agent before page-aware search
@@ -245,8 +253,11 @@ def evaluate(store: ChunkStore, questions: list[dict], docs: dict, methods: list
 
     searcher = HybridSearcher(store)
     agent = RetrievalAgent(searcher=searcher)
-    before = HybridSearcher(store, page_weight=0, per_page=0)  # search as it was before page-aware ranking
-    before_agent = RetrievalAgent(searcher=before)
+    # search as it was before page-aware ranking (and before statement routing)
+    before = HybridSearcher(store, page_weight=0, per_page=0, statement_weight=0)
+    before_agent = RetrievalAgent(searcher=before, statement_weight=0)
+    nostat = HybridSearcher(store, statement_weight=0)  # the default without statement routing
+    nostat_agent = RetrievalAgent(searcher=nostat, statement_weight=0)
     results: dict = {}
     for scope in scopes:
         for method in methods:
@@ -259,7 +270,7 @@ def evaluate(store: ChunkStore, questions: list[dict], docs: dict, methods: list
                 filters = (SearchFilters(company=doc["company"], year=int(doc["doc_period"]))
                            if scope == "filter" else None)
                 t0 = time.perf_counter()
-                hits = run_method(method, searcher, agent, q, filters, doc, before, before_agent)
+                hits = run_method(method, searcher, agent, q, filters, doc, before, before_agent, nostat, nostat_agent)
                 latencies.append(time.perf_counter() - t0)
                 pages = evidence_pages(q, docs)
                 for k in KS:

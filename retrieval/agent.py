@@ -42,6 +42,7 @@ from filinglens.retrieval.filing import Filing
 from filinglens.retrieval.rewrite import FY_SHORT_RE, METRIC_TERMS, YEAR_RE, keyword_rewrite  # noqa: F401  (re-exported)
 from filinglens.retrieval.search import (
     DEFAULT_MMR_LAMBDA,
+    DEFAULT_STATEMENT_WEIGHT,
     HybridSearcher,
     SearchFilters,
     SearchHit,
@@ -333,10 +334,12 @@ class RetrievalAgent:
         store=None,
         per_query_k: int = 20,
         mmr_lambda: float = DEFAULT_MMR_LAMBDA,
+        statement_weight: float = DEFAULT_STATEMENT_WEIGHT,
     ) -> None:
         self.searcher = searcher or HybridSearcher(store)
         self.per_query_k = per_query_k
         self.mmr_lambda = mmr_lambda
+        self.statement_weight = statement_weight
         self._catalog: list[dict] | None = None
         self._catalog_rev: str | None = None
 
@@ -404,6 +407,7 @@ class RetrievalAgent:
             loose = QueryPlanner([]).plan(plan.question, items=plan.items or None) if plan.question else plan
             return self.run(loose, k=k, strict=True) if loose.queries != plan.queries else []
         fused = rrf(rankings, weights)
+        self._add_statements(plan, hits, fused, found_by)
         ordered = sorted(hits.values(), key=lambda h: (-fused[h.chunk_id], h.chunk_id))
         # de-duplicate identical text within a filing (repeated boilerplate, running headers)
         unique: list[SearchHit] = []
@@ -417,6 +421,23 @@ class RetrievalAgent:
         if self.mmr_lambda < 1 and len(unique) > k:
             unique = self._diversify(unique, fused, k)
         return [Evidence.from_hit(h, fused[h.chunk_id], found_by.get(h.chunk_id, [])) for h in unique[:k]]
+
+    def _add_statements(self, plan: RetrievalPlan, hits: dict[str, SearchHit], fused: dict[str, float],
+                        found_by: dict[str, list[str]]) -> None:
+        """A question's asked financial statements (``retrieval/statements.py``): the chunks of their pages
+        gain ``statement_weight / (rrf_k + rank of the page)``, fetched when no query found them."""
+        if self.statement_weight <= 0 or not plan.queries or plan.queries[0].label != "question":
+            return  # rating categories bring their own queries
+        pages = self.searcher.statement_pages(plan.question, plan.queries[0].filters)
+        missing = [cid for page in pages for cid in page.chunk_ids if cid not in hits]
+        if missing:
+            for rec in self.searcher.store.get(ids=missing):
+                hits[rec.id] = SearchHit(rec.id, rec.text, 0.0, rec.metadata)
+        for rank, page in enumerate(pages, 1):
+            for cid in page.chunk_ids:
+                if cid in hits and "statements" not in found_by.setdefault(cid, []):
+                    found_by[cid].append("statements")
+                    fused[cid] = fused.get(cid, 0.0) + self.statement_weight / (self.searcher.rrf_k + rank)
 
     def _diversify(self, hits: list[SearchHit], fused: dict[str, float], k: int) -> list[SearchHit]:
         import numpy as np

@@ -51,6 +51,7 @@ import numpy as np
 from filinglens.errors import IndexDamagedError, IndexStoreError, InputError, NoMatchError
 from filinglens.retrieval.chunking import indexed_text
 from filinglens.retrieval.rewrite import keyword_rewrite
+from filinglens.retrieval.statements import StatementPage, find_statement_pages, statement_ranking, statements_asked
 from filinglens.retrieval.index import REPAIR_HINT, ChunkStore, StoredChunk, store_errors, open_store
 
 MODES = ("hybrid", "dense", "bm25")
@@ -63,6 +64,12 @@ DEFAULT_PAGE_WEIGHT = 1.0
 DEFAULT_PER_PAGE = 1
 #: without PDF pages, a "page" is this many consecutive chunks of one item
 PAGE_WINDOW = 3
+#: weight of the asked financial statements' pages (``retrieval/statements.py``) in a hybrid search (0: off)
+DEFAULT_STATEMENT_WEIGHT = 2.0
+#: at most this many statement pages are ranked for one query (a filter over many filings has many)
+MAX_STATEMENT_PAGES = 6
+#: the page-level cache format (bumped when what a page index keeps changes)
+_PAGE_INDEX_VERSION = "statements-v1"
 _BM25_DISK_ENTRIES = 24
 _BM25_CHECKSUMS = "checksums.json"
 _STALE_TMP_SECONDS = 3600
@@ -151,6 +158,7 @@ class SearchHit:
     dense_similarity: float | None = None  # cosine
     bm25_score: float | None = None
     page_rank: int | None = None  # 1-based rank of the chunk's page by page-level BM25 (hybrid)
+    statement_rank: int | None = None  # 1-based rank of its page among the statement pages the query asks for
     embedding: np.ndarray | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict:
@@ -203,9 +211,11 @@ def tokenize(text: str) -> list[str]:
 class _Bm25Index:
     """bm25s over a fixed list of chunk ids."""
 
-    def __init__(self, ids: list[str], retriever) -> None:
+    def __init__(self, ids: list[str], retriever, statements: dict | None = None) -> None:
         self.ids = ids
         self.retriever = retriever
+        #: a page index also keeps the statement pages it found: statement -> [StatementPage]
+        self.statements: dict[str, list[StatementPage]] = statements or {}
 
     @classmethod
     def build(cls, chunks: Sequence[StoredChunk], pages: bool = False) -> "_Bm25Index":
@@ -216,14 +226,16 @@ class _Bm25Index:
         if not ids:
             return cls([], None)
         corpus_tokens = [tokenize(indexed_text(c.metadata, c.text)) or ["_empty_"] for c in chunks]
+        statements = None
         if pages:
             grouped: dict[str, list[str]] = {}
             for c, tokens in zip(chunks, corpus_tokens):
                 grouped.setdefault(page_key(c.metadata), []).extend(tokens)
             ids, corpus_tokens = list(grouped), list(grouped.values())
+            statements = find_statement_pages(chunks, page_key)
         retriever = bm25s.BM25()
         retriever.index(corpus_tokens, show_progress=False)
-        return cls(ids, retriever)
+        return cls(ids, retriever, statements)
 
     def search(self, query: str, n: int) -> list[tuple[str, float]]:
         if not self.ids:
@@ -247,6 +259,9 @@ class _Bm25Index:
         tmp.mkdir(parents=True)
         self.retriever.save(str(tmp))
         (tmp / "chunk_ids.json").write_text(json.dumps(self.ids))
+        if self.statements:
+            (tmp / "statements.json").write_text(json.dumps(
+                {s: [p.to_dict() for p in pages] for s, pages in self.statements.items()}))
         sums = {p.name: _sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
         (tmp / _BM25_CHECKSUMS).write_text(json.dumps(sums))
         shutil.rmtree(directory, ignore_errors=True)
@@ -268,11 +283,15 @@ class _Bm25Index:
                     return None, f"{name} fails its checksum"
             ids = json.loads((directory / "chunk_ids.json").read_text())
             retriever = bm25s.BM25.load(str(directory))
+            statements = {}
+            if "statements.json" in sums:
+                statements = {s: [StatementPage(**p) for p in pages]
+                              for s, pages in json.loads((directory / "statements.json").read_text()).items()}
         except Exception as exc:  # noqa: BLE001 - a damaged cache is rebuilt
             return None, f"{type(exc).__name__}: {str(exc)[:120]}"
         if not isinstance(ids, list) or len(ids) != int(retriever.scores.get("num_docs", len(ids))):
             return None, "its chunk list does not match its index"
-        return cls(ids, retriever), None
+        return cls(ids, retriever, statements), None
 
 
 # --------------------------------------------------------------------------- pages, fusion and MMR
@@ -361,6 +380,7 @@ class HybridSearcher:
         bm25_weight: float = 1.0,
         page_weight: float = DEFAULT_PAGE_WEIGHT,
         per_page: int = DEFAULT_PER_PAGE,
+        statement_weight: float = DEFAULT_STATEMENT_WEIGHT,
         disk_cache: bool = True,
     ) -> None:
         self.store = store or open_store(create=False)
@@ -369,6 +389,7 @@ class HybridSearcher:
         self.bm25_weight = bm25_weight
         self.page_weight = page_weight
         self.per_page = per_page
+        self.statement_weight = statement_weight
         self.disk_cache = disk_cache
         self._bm25: OrderedDict[str, _Bm25Index] = OrderedDict()
         self._lock = threading.Lock()
@@ -439,7 +460,8 @@ class HybridSearcher:
     def _bm25_for(self, filters: SearchFilters, pages: bool = False) -> _Bm25Index:
         where = filters.where()
         revision = self.store.revision()
-        parts = [revision, self.store.collection_name, where] + (["pages", PAGE_WINDOW] if pages else [])
+        parts = [revision, self.store.collection_name, where] + (
+            ["pages", PAGE_WINDOW, _PAGE_INDEX_VERSION] if pages else [])
         key = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
         with self._lock:
             if key in self._bm25:
@@ -479,6 +501,16 @@ class HybridSearcher:
     def bm25_pages(self, query: str, filters: SearchFilters, n: int) -> list[tuple[str, float]]:
         """Top ``n`` (:func:`page_key`, BM25 score) of whole pages over the filtered subset."""
         return self._bm25_for(filters, pages=True).search(query, n)
+
+    def statement_pages(self, query: str, filters: SearchFilters) -> list[StatementPage]:
+        """The pages of the financial statements ``query`` asks for (named, or implied by its line items),
+        in the filtered filings, best first; none without a filter (every filing's statements would tie)."""
+        if filters.where() is None:
+            return []
+        asked = statements_asked(query)
+        if not asked:
+            return []
+        return statement_ranking(asked, self._bm25_for(filters, pages=True).statements)[:MAX_STATEMENT_PAGES]
 
     # -- the search ----------------------------------------------------------
 
@@ -541,6 +573,12 @@ class HybridSearcher:
             return []
         fused = rrf(rankings, weights, self.rrf_k)
         use_pages = mode == "hybrid" and pages is not False
+        statement_rank: dict[str, int] = {}
+        if use_pages and self.statement_weight > 0:
+            for rank, page in enumerate(self.statement_pages(query, filters), 1):
+                for cid in page.chunk_ids:
+                    statement_rank.setdefault(cid, rank)
+                    hits.setdefault(cid, SearchHit(cid, "", 0.0, {}))
         page_rank = ({pid: r for r, (pid, _) in enumerate(self.bm25_pages(lexical_query or query, filters, fetch), 1)}
                      if use_pages and self.page_weight > 0 else {})
         for cid, hit in hits.items():
@@ -563,6 +601,10 @@ class HybridSearcher:
                 hit.page_rank = page_rank.get(page_key(hit.metadata))
                 if hit.page_rank:
                     hit.score += self.page_weight / (self.rrf_k + hit.page_rank)
+        for cid, rank in statement_rank.items():
+            hit = hits[cid]
+            hit.statement_rank = rank
+            hit.score += self.statement_weight / (self.rrf_k + rank)
         ordered = sorted(hits.values(), key=lambda h: (-h.score, h.chunk_id))
         if use_pages and self.per_page > 0:
             ordered = cap_per_page(ordered, k, self.per_page)

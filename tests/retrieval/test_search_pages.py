@@ -53,8 +53,8 @@ def test_page_aware_search_finds_boeing_ppe_on_the_balance_sheet_page(boeing):
     balance-sheet chunk; ranking whole pages lifts the page whose chunks together carry the words."""
     q = boeing.questions["financebench_id_10285"]
     pages = evidence_pages(q, boeing.docs)
-    before = HybridSearcher(boeing.store, dense_weight=0, page_weight=0, per_page=0)
-    after = HybridSearcher(boeing.store, dense_weight=0)
+    before = HybridSearcher(boeing.store, dense_weight=0, page_weight=0, per_page=0, statement_weight=0)
+    after = HybridSearcher(boeing.store, dense_weight=0, statement_weight=0)  # pages alone (statements: test_statements.py)
     old = before.search(q["question"], k=10, filters=boeing.filters, mmr_lambda=1.0)
     new = after.search(q["question"], k=10, filters=boeing.filters, mmr_lambda=1.0)
     assert not hit_pages(old, pages)
