@@ -665,6 +665,10 @@ def qa_summary(result: QAEvalResult):
         rows.append((f"  evidence recall / numbers traced: {qtype}",
                      f"{_qa_val(entry.get('evidence_recall'))} / {_qa_pct(entry.get('traced_share'))} "
                      f"({entry.get('answers_traced', 0)}/{entry.get('answers_with_numbers', 0)})"))
+    for name, entry in (agg.get("by_split") or {}).items():
+        ci = entry.get("accuracy_ci95")
+        rows.append((f"accuracy: {name} half", f"{_qa_pct(entry['accuracy'])} ({entry['correct']}/{entry['n']}"
+                     + (f", 95% CI {_qa_pct(ci[0])}-{_qa_pct(ci[1])})" if ci else ")")))
     for name, value in agg["metrics"].items():
         rows.append((f"ragas {name}", _qa_val(value)))
     for name, count in (agg.get("judge_errors") or {}).items():

@@ -32,7 +32,6 @@ from filinglens.store import Store
 INSUFFICIENT = "The indexed filings do not contain enough evidence to answer this question."
 #: The prompt for metric questions (``prompts/qa/compute-v1.yaml``); a ``-p compute-…`` version forces it.
 COMPUTE_VERSION = "compute-v1"
-COMPUTE_MAX_TOKENS = 640  # a compute reply lists figures with quotes: 256 (llama.cpp's default) cut them off
 
 
 @dataclass
@@ -108,8 +107,8 @@ def answer_question(
     if not question.strip():
         raise InputError("the question is empty")
     prompt = load_qa_prompt(_prompt_version(question, prompt_version, compute))
-    if prompt.ref.startswith("qa@compute"):  # figures with quotes need more room than a short answer
-        params = {"max_tokens": COMPUTE_MAX_TOKENS, **(params or {})}
+    if prompt.max_tokens:  # the prompt file says how long its replies are (figures with quotes, reasons)
+        params = {"max_tokens": prompt.max_tokens, **(params or {})}
     items = [e if isinstance(e, EvidenceItem) else EvidenceItem.from_evidence(e) for e in evidence]
     result = Answer(question=question, answer=INSUFFICIENT, sufficient=False, model_id=model_id, prompt=prompt.ref)
     if not items:

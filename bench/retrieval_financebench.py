@@ -57,7 +57,6 @@ on stdout (copied into ``bench/README.md``).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import statistics
@@ -69,7 +68,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 from filinglens import settings  # noqa: E402
 from filinglens.errors import FilingLensError  # noqa: E402
-from filinglens.evals.financebench import evidence_pages, hit_pages, load_jsonl  # noqa: E402  (the hit rule)
+from filinglens.evals.financebench import SPLITS, evidence_pages, hit_pages, load_jsonl, split_of  # noqa: E402
 from filinglens.retrieval.index import ChunkStore  # noqa: E402
 from filinglens.retrieval.ingest import _apply, chunker_tag, sidecar_metadata  # noqa: E402
 from filinglens.retrieval.search import DEFAULT_MMR_LAMBDA, HybridSearcher, SearchFilters  # noqa: E402
@@ -81,27 +80,6 @@ BUDGET_CHARS = 6000
 
 #: question types of FinanceBench, in report order
 QUESTION_TYPES = ("metrics-generated", "domain-relevant", "novel-generated")
-SPLITS = ("tune", "held-out")
-
-
-def split_of(questions: list[dict]) -> dict[str, str]:
-    """The fixed tuning / held-out split: ``financebench_id`` -> ``"tune"`` or ``"held-out"``.
-
-    Within each question type the questions are ordered by the sha256 of their
-    ``financebench_id``; the first half (rounded up) is the tuning half.  It
-    depends only on the ids, so it never moves when methods change, and
-    every type is split evenly.  Anything tuned (weights, rewrite rules, k,
-    chunking) is chosen on ``tune``; ``held-out`` is reported.
-    """
-    out: dict[str, str] = {}
-    by_type: dict[str, list[str]] = {}
-    for q in questions:
-        by_type.setdefault(q.get("question_type") or "other", []).append(q["financebench_id"])
-    for ids in by_type.values():
-        ids = sorted(ids, key=lambda i: hashlib.sha256(str(i).encode()).hexdigest())
-        half = (len(ids) + 1) // 2
-        out.update({i: ("tune" if n < half else "held-out") for n, i in enumerate(ids)})
-    return out
 
 
 def within_budget(hits: list, budget: int = BUDGET_CHARS) -> list:

@@ -12,6 +12,7 @@ pages hit by at least one retrieved chunk.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any, Iterable
@@ -71,3 +72,27 @@ def hit_pages(hits: Iterable[Any], pages: set) -> set:
         if key in pages:
             found.add(key)
     return found
+
+
+#: the two halves of :func:`split_of`
+SPLITS = ("tune", "held-out")
+
+
+def split_of(questions: Iterable[dict]) -> dict[str, str]:
+    """The fixed tuning / held-out split: ``financebench_id`` -> ``"tune"`` or ``"held-out"``.
+
+    Within each question type the questions are ordered by the sha256 of their
+    ``financebench_id``; the first half (rounded up) is the tuning half.  It
+    depends only on the ids, so it never moves when methods change, and
+    every type is split evenly.  Anything tuned (weights, rewrite rules, k,
+    chunking, prompt wording) is chosen on ``tune``; ``held-out`` is reported.
+    """
+    out: dict[str, str] = {}
+    by_type: dict[str, list[str]] = {}
+    for q in questions:
+        by_type.setdefault(q.get("question_type") or "other", []).append(q["financebench_id"])
+    for ids in by_type.values():
+        ids = sorted(ids, key=lambda i: hashlib.sha256(str(i).encode()).hexdigest())
+        half = (len(ids) + 1) // 2
+        out.update({i: ("tune" if n < half else "held-out") for n, i in enumerate(ids)})
+    return out

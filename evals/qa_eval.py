@@ -90,7 +90,9 @@ from filinglens.evals.financebench import (
     hit_pages,
     load_documents,
     load_jsonl,
+    SPLITS,
     question_documents,
+    split_of,
 )
 
 #: FinanceBench paper (Islam et al. 2023, arXiv:2311.11944): GPT-4-Turbo, share of questions answered correctly.
@@ -388,6 +390,15 @@ def aggregate(items: Sequence[QAItem], judged: bool) -> dict:
                           "evidence_recall": _mean([i.evidence_recall for i in group]),
                           "evidence_hit_rate": _mean([float(i.evidence_hit) for i in group]),
                           "refusals": sum(i.refused for i in group), **_traced(group)}
+    split = split_of({"financebench_id": i.id, "question_type": i.question_type} for i in items)
+    by_split: dict[str, dict] = {}
+    for name in SPLITS:
+        group = [i for i in items if split.get(i.id) == name]
+        if group:
+            k = sum(int(i.correct) for i in group)
+            by_split[name] = {"n": len(group), "correct": k, "accuracy": k / len(group),
+                              "accuracy_ci95": wilson(k, len(group)),
+                              "evidence_recall": _mean([i.evidence_recall for i in group])}
     answered = [i for i in items if not i.refused and not i.error]
     fresh = [i.latency_ms for i in items if not i.cached and i.latency_ms]
     out = {
@@ -405,6 +416,7 @@ def aggregate(items: Sequence[QAItem], judged: bool) -> dict:
         "unverified_quotes": unverified,
         "unverified_quote_rate": unverified / quotes if quotes else None,
         "by_question_type": by_type,
+        "by_split": by_split,  # the fixed tuning / held-out halves (evals/financebench.split_of)
         **_traced(items),
         "metrics": {},
         "tokens_in": sum(i.tokens_in for i in items),

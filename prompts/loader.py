@@ -305,6 +305,8 @@ class QAPrompt(_PromptFile):
     version: str
     system: str
     user: str
+    #: the longest reply the prompt asks for, in tokens (None: the model's default)
+    max_tokens: int | None = Field(default=None, ge=16, le=4096)
 
     @property
     def ref(self) -> str:
