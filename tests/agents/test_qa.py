@@ -57,14 +57,22 @@ def test_empty_question_is_an_input_error(tmp_path):
         ask(tmp_path, "{}", question="  ")
 
 
-@pytest.mark.parametrize("version", ["v1", "v2"])
+@pytest.mark.parametrize("version", ["v1", "v2", "v3"])
 def test_every_qa_prompt_version_renders_and_is_recorded(tmp_path, version):
-    """v2 is the default (v1's placeholder quote was copied verbatim by small models); v1 stays usable."""
+    """Every shipped QA prompt renders with the evidence and the question, and its reply length (``max_tokens``
+    in the prompt file) reaches the model call's recorded parameters."""
+    import sqlite3
+
+    from filinglens.prompts.loader import DEFAULT_QA_VERSION, load_qa_prompt
+
     model = get_chat_model("fake", responses=[json.dumps({"answer": "164,000", "sufficient": True, "citations": []})])
-    kwargs = {} if version == "v2" else {"prompt_version": version}
+    kwargs = {} if version == DEFAULT_QA_VERSION else {"prompt_version": version}
     answer = answer_question("Who are Apple's employees?", EVIDENCE, store=Store(tmp_path / "r.db"),
                              model_id="fake", model=model, **kwargs)
     assert answer.prompt == f"qa@{version}" and answer.answer == "164,000"
     user = model.calls[-1][-1].content
     assert "approximately 164,000 full-time equivalent" in user and "{{" not in user
     assert "Who are Apple's employees?" in user
+    (params,) = sqlite3.connect(tmp_path / "r.db").execute("select params from model_calls").fetchone()
+    assert json.loads(params).get("max_tokens") == load_qa_prompt(version).max_tokens
+    assert (load_qa_prompt(version).max_tokens is not None) == (version == "v3")

@@ -15,7 +15,7 @@ import pytest
 
 from filinglens.agents.providers.fake import register_script
 from filinglens.errors import InputError
-from filinglens.evals.financebench import load_jsonl
+from filinglens.evals.financebench import load_jsonl, split_of
 from filinglens.evals.qa_eval import (
     ANCHORS,
     JUDGE_METRICS,
@@ -128,6 +128,11 @@ def test_reference_answers_with_quotes_are_correct_and_score_high(bench, tmp_pat
         assert item.metrics["id_based_context_recall"] == pytest.approx(item.evidence_recall)
         assert item.evidence_pages and all(p.count("|") == 2 for p in item.evidence_pages)
     assert agg["evidence_recall"] is not None and 0.0 <= agg["evidence_recall"] <= 1.0
+    # accuracy per half of the fixed split (what is tuned is chosen on "tune", "held-out" is reported)
+    halves = split_of({"financebench_id": i.id, "question_type": i.question_type} for i in result.items)
+    assert {k: v["n"] for k, v in agg["by_split"].items()} == {
+        s: sum(1 for h in halves.values() if h == s) for s in set(halves.values())}
+    assert all(v["accuracy"] == 1.0 for v in agg["by_split"].values())
     assert "faithfulness" not in agg["metrics"] and "judge_errors" not in agg  # no judge configured
 
     # written as JSON and Parquet
@@ -291,3 +296,17 @@ def test_ingest_stage_stops_on_a_damaged_index_but_records_a_bad_document(tmp_pa
     monkeypatch.setattr(ingest_module, "ingest_file", damaged)
     with pytest.raises(IndexDamagedError):
         ingest_documents(["BAD_2020"], bench, index=None, say=lambda *a: None)
+
+
+def test_the_split_halves_every_question_type_and_never_moves(shared):
+    """The fixed tuning / held-out split of the dev questions: half of each type (rounded up to tuning),
+    decided by the ids alone, so adding or removing other questions never moves a question."""
+    questions = load_jsonl(shared / "financebench" / "questions_dev.jsonl")
+    split = split_of(questions)
+    for qtype in {q["question_type"] for q in questions}:
+        ids = [q["financebench_id"] for q in questions if q["question_type"] == qtype]
+        tune = sum(1 for i in ids if split[i] == "tune")
+        assert tune == (len(ids) + 1) // 2
+    metrics = [q for q in questions if q["question_type"] == "metrics-generated"]
+    assert split_of(metrics) == {q["financebench_id"]: split[q["financebench_id"]] for q in metrics}
+    assert split["financebench_id_02987"] == "tune"  # the question tests/retrieval/test_statements.py uses
