@@ -614,6 +614,7 @@ def eval_qa(
     model: str = typer.Option("local", "--model", "-m", help="Model id that answers (see `filinglens models`)."),
     judge: Optional[str] = typer.Option(None, "--judge", help="Model id that judges faithfulness and answer relevancy."),
     limit: Optional[int] = typer.Option(None, "--limit", "-n", help="Only the first N questions."),
+    split: Optional[str] = typer.Option(None, "--split", help="Only one half of the fixed split: tune or held-out."),
     shared_store: bool = typer.Option(False, "--shared-store", help="Search all indexed filings (default: the question's 10-K only)."),
     k: int = typer.Option(6, "-k", help="Evidence chunks per question."),
     prompt_version: Optional[str] = typer.Option(None, "--prompt-version", "-p", help="QA prompt version (prompts/qa/; default v2)."),
@@ -629,8 +630,8 @@ def eval_qa(
 
     out = out or settings.subdir("evals") / time.strftime("qa-%Y%m%d-%H%M%S")
     with RichQAProgress(err_console) as progress:
-        result = run_qa_eval(questions, model_id=model, judge=judge, limit=limit, per_document=not shared_store,
-                             k=k, out_dir=out, progress=progress, prompt_version=prompt_version)
+        result = run_qa_eval(questions, model_id=model, judge=judge, limit=limit, split=split,
+                             per_document=not shared_store, k=k, out_dir=out, progress=progress, prompt_version=prompt_version)
     if as_json:
         print_json(result.to_dict())
     else:

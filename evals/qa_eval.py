@@ -250,6 +250,7 @@ class QAItem:
     doc_name: str
     fiscal_year: int | None
     question_type: str
+    split: str = ""  # its half of the fixed split of the question file: "tune" or "held-out"
     answer: str = ""
     sufficient: bool = False
     refused: bool = False
@@ -390,10 +391,9 @@ def aggregate(items: Sequence[QAItem], judged: bool) -> dict:
                           "evidence_recall": _mean([i.evidence_recall for i in group]),
                           "evidence_hit_rate": _mean([float(i.evidence_hit) for i in group]),
                           "refusals": sum(i.refused for i in group), **_traced(group)}
-    split = split_of({"financebench_id": i.id, "question_type": i.question_type} for i in items)
     by_split: dict[str, dict] = {}
     for name in SPLITS:
-        group = [i for i in items if split.get(i.id) == name]
+        group = [i for i in items if i.split == name]
         if group:
             k = sum(int(i.correct) for i in group)
             by_split[name] = {"n": len(group), "correct": k, "accuracy": k / len(group),
@@ -634,6 +634,7 @@ def run_qa_eval(
     model_id: str = "local",
     judge: str | None = None,
     limit: int | None = None,
+    split: str | None = None,
     per_document: bool = True,
     k: int = 6,
     store: Any = None,
@@ -665,7 +666,7 @@ def run_qa_eval(
     prompt_version = prompt_version or DEFAULT_QA_VERSION
     t_start = time.perf_counter()
     say = progress or (lambda *a: None)
-    bench = load_bench(questions_path, documents_path, pdf_dir, limit)
+    bench = load_bench(questions_path, documents_path, pdf_dir, limit, split)
     wanted, skipped, names = askable_questions(bench)
 
     index = index if index is not None else open_store()
@@ -675,7 +676,7 @@ def run_qa_eval(
 
     results = store if store is not None else Store()
     run_id = results.start_run("qa_eval", {"questions": str(bench.questions_path), "model": model_id, "judge": judge,
-                                           "k": k, "per_document": per_document, "limit": limit,
+                                           "k": k, "per_document": per_document, "limit": limit, "split": split,
                                            "prompt_version": prompt_version})
     t0 = time.perf_counter()
     answered = answer_questions(wanted, bench.documents, index, results, say, model_id=model_id, model=model,
@@ -697,7 +698,7 @@ def run_qa_eval(
     config = {
         "questions_path": str(bench.questions_path), "documents_path": str(bench.documents_path),
         "pdf_dir": str(bench.pdf_dir), "model": model_id,
-        "judge": judge, "limit": limit, "setting": "per document" if per_document else "shared store", "k": k,
+        "judge": judge, "limit": limit, "split": split, "setting": "per document" if per_document else "shared store", "k": k,
         "evidence_chars": evidence_chars, "prompt_version": prompt_version, "run_id": run_id,
         "compute_prompt_version": _compute_version(),  # used for metric questions (agents/qa.py)
         "accuracy_rule": {"relative_tolerance": REL_TOL, "text_recall": TEXT_RECALL},
@@ -730,8 +731,9 @@ class Bench:
 
 
 def load_bench(questions_path: str | Path | None = None, documents_path: str | Path | None = None,
-               pdf_dir: str | Path | None = None, limit: int | None = None) -> Bench:
-    """Stage 1: read the questions (the first ``limit``) and the documents (beside them, else the shared set)."""
+               pdf_dir: str | Path | None = None, limit: int | None = None, split: str | None = None) -> Bench:
+    """Stage 1: read the questions (``split``: one half of the fixed split of the whole file, then the first
+    ``limit``) and the documents (beside them, else the shared set).  Each question records its half."""
     qpath = Path(questions_path) if questions_path else default_questions_path()
     if not qpath.is_file():
         raise InputError(f"{qpath}: no such questions file")
@@ -746,6 +748,15 @@ def load_bench(questions_path: str | Path | None = None, documents_path: str | P
         docs = load_documents(dpath)
     except (OSError, ValueError, KeyError) as exc:
         raise InputError(f"cannot read FinanceBench data ({qpath}, {dpath}): {exc}") from exc
+    try:
+        halves = split_of(questions)
+    except (KeyError, TypeError) as exc:
+        raise InputError(f"{qpath}: a question has no financebench_id ({exc})") from exc
+    questions = [{**q, "split": halves[q["financebench_id"]]} for q in questions]
+    if split is not None:
+        if split not in SPLITS:
+            raise InputError(f"--split must be one of {', '.join(SPLITS)}, not {split!r}")
+        questions = [q for q in questions if q["split"] == split]
     if limit is not None:
         if limit < 1:
             raise InputError("--limit must be at least 1")
@@ -843,7 +854,7 @@ def answer_one(q: dict, n: int, docs: dict[str, dict], agent: Any, results: Any,
         id=str(q.get("financebench_id", n)), question=q["question"], reference=str(q.get("answer", "")),
         company=doc.get("company", ""), doc_name=q["doc_name"],
         fiscal_year=int(doc["doc_period"]) if doc.get("doc_period") else None,
-        question_type=q.get("question_type", ""),
+        question_type=q.get("question_type", ""), split=q.get("split", ""),
     )
     pages = evidence_pages(q, docs)
     item.evidence_pages = sorted(_page_id(*p) for p in pages)

@@ -129,9 +129,10 @@ def test_reference_answers_with_quotes_are_correct_and_score_high(bench, tmp_pat
         assert item.evidence_pages and all(p.count("|") == 2 for p in item.evidence_pages)
     assert agg["evidence_recall"] is not None and 0.0 <= agg["evidence_recall"] <= 1.0
     # accuracy per half of the fixed split (what is tuned is chosen on "tune", "held-out" is reported)
-    halves = split_of({"financebench_id": i.id, "question_type": i.question_type} for i in result.items)
+    halves = split_of(load_jsonl(bench["questions"]))  # the halves of the whole question file
+    assert [i.split for i in result.items] == [halves[i.id] for i in result.items]
     assert {k: v["n"] for k, v in agg["by_split"].items()} == {
-        s: sum(1 for h in halves.values() if h == s) for s in set(halves.values())}
+        s: sum(1 for i in result.items if i.split == s) for s in {i.split for i in result.items}}
     assert all(v["accuracy"] == 1.0 for v in agg["by_split"].values())
     assert "faithfulness" not in agg["metrics"] and "judge_errors" not in agg  # no judge configured
 
@@ -143,6 +144,19 @@ def test_reference_answers_with_quotes_are_correct_and_score_high(bench, tmp_pat
 
     frame = pd.read_parquet(tmp_path / "out" / "qa_eval.parquet")
     assert len(frame) == 3 and frame["correct"].all() and "exact_match" in frame.columns
+
+
+def test_one_half_of_the_split_can_be_run_alone(bench, tmp_path):
+    register_script("qa-refuse-split", responses=['{"answer": "", "sufficient": false, "citations": []}'])
+    halves = split_of(load_jsonl(bench["questions"]))
+    for half in ("tune", "held-out"):
+        (tmp_path / half).mkdir()
+        result = _run(bench, tmp_path / half, "fake:qa-refuse-split", split=half)
+        assert sorted(i.id for i in result.items) == sorted(i for i, h in halves.items() if h == half)
+        assert set(result.aggregates["by_split"]) == {half} and result.config["split"] == half
+    (tmp_path / "bad").mkdir()
+    with pytest.raises(InputError, match="--split"):
+        _run(bench, tmp_path / "bad", "fake:qa-refuse-split", split="train")
 
 
 def test_refusals_are_counted_and_never_correct(bench, tmp_path):
