@@ -22,10 +22,11 @@ class EvidenceItem:
     item: str
     citation: str
     score: float = 0.0
+    context: str = ""  # what the chunk sits under, when known: a statement's title, units and column headers
 
     @classmethod
     def from_evidence(cls, ev: Any) -> "EvidenceItem":
-        return cls(ev.chunk_id, ev.text, ev.item, ev.citation(), float(ev.score))
+        return cls(ev.chunk_id, ev.text, ev.item, ev.citation(), float(ev.score), getattr(ev, "context", "") or "")
 
 
 # Anything tag-like around the word "evidence" could close (or reopen) the block
@@ -96,19 +97,21 @@ def fit_evidence(evidence: Sequence[EvidenceItem], budget_chars: int) -> list[Ev
             break
         if len(text) > room:
             text = text[:room].rsplit(" ", 1)[0] + " …"
-        out.append(dataclasses.replace(ev, text=text))
-        total += len(_block(len(out), ev.item, text))
+        context = clean_evidence_text(ev.context) if ev.context else ""
+        out.append(dataclasses.replace(ev, text=text, context=context))
+        total += len(_block(len(out), ev.item, text, context))
     return out
 
 
-def _block(n: int, item: str, text: str) -> str:
-    return f"[E{n}] (Item {item}) {text}"
+def _block(n: int, item: str, text: str, context: str = "") -> str:
+    """``[E2] (Item 8) text``, or with a context ``[E2] (Item 8; CONSOLIDATED BALANCE SHEETS (In millions) ...) text``."""
+    return f"[E{n}] (Item {item}{'; ' + context if context else ''}) {text}"
 
 
 def render_evidence(evidence: Sequence[EvidenceItem], budget_chars: int) -> tuple[str, list[EvidenceItem]]:
     """Evidence blocks ``[E1] (Item 1A) text`` within ``budget_chars``; returns the text and what was used."""
     fitted = fit_evidence(evidence, budget_chars)
-    text = "\n\n".join(_block(n, ev.item, ev.text) for n, ev in enumerate(fitted, start=1))
+    text = "\n\n".join(_block(n, ev.item, ev.text, ev.context) for n, ev in enumerate(fitted, start=1))
     return text, list(evidence[: len(fitted)])
 
 

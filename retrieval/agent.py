@@ -76,6 +76,7 @@ class Evidence:
     filing_end: int | None = None
     page: int | None = None  # 0-based PDF page
     queries: list[str] = field(default_factory=list)  # the planned queries that found it
+    context: str = ""  # what the chunk sits under: a financial statement's title, units and column headers
 
     @classmethod
     def from_hit(cls, hit: SearchHit, score: float, queries: Iterable[str] = ()) -> "Evidence":
@@ -101,6 +102,7 @@ class Evidence:
             filing_end=m.get("filing_end"),
             page=m.get("page"),
             queries=list(queries),
+            context=hit.context,
         )
 
     def to_dict(self) -> dict:
@@ -442,6 +444,7 @@ class RetrievalAgent:
                 if cid in hits and "statements" not in found_by.setdefault(cid, []):
                     found_by[cid].append("statements")
                     fused[cid] = fused.get(cid, 0.0) + self.statement_weight / (self.searcher.rrf_k + rank)
+                    hits[cid].context = page.heading
 
     def _diversify(self, hits: list[SearchHit], fused: dict[str, float], k: int) -> list[SearchHit]:
         import numpy as np

@@ -69,7 +69,7 @@ DEFAULT_STATEMENT_WEIGHT = 2.0
 #: at most this many statement pages are ranked for one query (a filter over many filings has many)
 MAX_STATEMENT_PAGES = 6
 #: the page-level cache format (bumped when what a page index keeps changes)
-_PAGE_INDEX_VERSION = "statements-v1"
+_PAGE_INDEX_VERSION = "statements-v2"
 _BM25_DISK_ENTRIES = 24
 _BM25_CHECKSUMS = "checksums.json"
 _STALE_TMP_SECONDS = 3600
@@ -159,6 +159,7 @@ class SearchHit:
     bm25_score: float | None = None
     page_rank: int | None = None  # 1-based rank of the chunk's page by page-level BM25 (hybrid)
     statement_rank: int | None = None  # 1-based rank of its page among the statement pages the query asks for
+    context: str = ""  # on such a page: the statement's title, units and column headers (its rows do not say)
     embedding: np.ndarray | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict:
@@ -578,7 +579,7 @@ class HybridSearcher:
             for rank, page in enumerate(self.statement_pages(query, filters), 1):
                 for cid in page.chunk_ids:
                     statement_rank.setdefault(cid, rank)
-                    hits.setdefault(cid, SearchHit(cid, "", 0.0, {}))
+                    hits.setdefault(cid, SearchHit(cid, "", 0.0, {})).context = page.heading
         page_rank = ({pid: r for r, (pid, _) in enumerate(self.bm25_pages(lexical_query or query, filters, fetch), 1)}
                      if use_pages and self.page_weight > 0 else {})
         for cid, hit in hits.items():

@@ -120,9 +120,13 @@ class StatementPage:
     page: str
     chunk_ids: list[str] = field(default_factory=list)
     figures: int = 0
+    #: the statement's title, units and column headers (the lines before its first row of figures), one line:
+    #: shown with each of its chunks, whose rows would otherwise not say which column is which year
+    heading: str = ""
 
     def to_dict(self) -> dict:
-        return {"statement": self.statement, "page": self.page, "chunk_ids": self.chunk_ids, "figures": self.figures}
+        return {"statement": self.statement, "page": self.page, "chunk_ids": self.chunk_ids, "figures": self.figures,
+                "heading": self.heading}
 
 
 #: where a filing's statements are looked for first (lower is better; any other item: 2)
@@ -164,7 +168,7 @@ def find_statement_pages(chunks: Iterable, page_key) -> dict[str, list[Statement
         blocks = _pdf_blocks(members, page_key) if any(c.metadata.get("page") is not None for c in members) \
             else _text_blocks(members)
         found: dict[str, list[tuple[int, int, int, StatementPage]]] = {}
-        for statement, block in blocks:
+        for statement, block, lead in blocks:
             counts = [len(_FIGURE.findall(c.text)) for c in block]
             if sum(counts) < MIN_FIGURES:
                 continue
@@ -173,7 +177,9 @@ def find_statement_pages(chunks: Iterable, page_key) -> dict[str, list[Statement
             first, last = block[0].metadata, block[-1].metadata
             found.setdefault(statement, []).append(
                 (_ITEM_PREFERENCE.get(str(first.get("item") or ""), 2), int(first.get("seq") or 0),
-                 int(last.get("seq") or 0), StatementPage(statement, page_key(first), ids, sum(counts))))
+                 int(last.get("seq") or 0),
+                 StatementPage(statement, page_key(first), ids, sum(counts),
+                               heading_of("\n".join([lead] + [c.text for c in block]).lstrip("\n")))))
         for statement, candidates in sorted(found.items()):
             best = min(c[0] for c in candidates)
             preferred = [c for c in candidates if c[0] == best]  # in filing order
@@ -186,8 +192,8 @@ def find_statement_pages(chunks: Iterable, page_key) -> dict[str, list[Statement
     return out
 
 
-def _pdf_blocks(members: list, page_key) -> list[tuple[str, list]]:
-    """(statement, the page's chunks) for each PDF page that opens with a statement heading."""
+def _pdf_blocks(members: list, page_key) -> list[tuple[str, list, str]]:
+    """(statement, the page's chunks, "") for each PDF page that opens with a statement heading."""
     pages: dict[str, list] = {}
     for c in members:
         pages.setdefault(page_key(c.metadata), []).append(c)
@@ -195,41 +201,67 @@ def _pdf_blocks(members: list, page_key) -> list[tuple[str, list]]:
     for page in pages.values():
         statement = _heading_statement("\n".join(c.text for c in page)[:HEADING_WINDOW])
         if statement is not None:
-            out.append((statement, page))
+            out.append((statement, page, ""))
     return out
 
 
-def _text_blocks(members: list) -> list[tuple[str, list]]:
-    """(statement, chunks) for each statement heading standing as a line of its own in a chunk, with the
+def _text_blocks(members: list) -> list[tuple[str, list, str]]:
+    """(statement, chunks, lead) for each statement heading standing as a line of its own in a chunk: the
     chunks that follow it in its item (at most :data:`BLOCK_CHUNKS` in all, up to the next heading).
 
-    The heading chunk belongs to the block only when figures follow the heading in it."""
+    The heading chunk belongs to the block only when figures follow the heading in it; else the block
+    starts with the next chunk and ``lead`` is the heading chunk's text from the heading on."""
     heads = [_line_heading(c.text) for c in members]
     out = []
     for n, head in enumerate(heads):
         if head is None:
             continue
-        statement, end = head
-        block = [members[n]] if len(_FIGURE.findall(members[n].text[end:])) >= 3 else []
+        statement, begin, end = head
+        own = len(_FIGURE.findall(members[n].text[end:])) >= 3
+        block = [members[n]] if own else []
         for m in range(n + 1, min(n + BLOCK_CHUNKS, len(members))):
             if heads[m] is not None or members[m].metadata.get("item") != members[n].metadata.get("item"):
                 break
             block.append(members[m])
         if block:
-            out.append((statement, block))
+            out.append((statement, block, members[n].text[begin:] if not own else ""))
     return out
 
 
-def _line_heading(text: str) -> tuple[str, int] | None:
-    """(statement, end offset) of the last statement heading that is a line of its own in ``text``."""
+def _line_heading(text: str) -> tuple[str, int, int] | None:
+    """(statement, start, end offset) of the last statement heading that is a line of its own in ``text``."""
     best = None
     for name, rx in _LINE_HEADING_RE.items():
         for m in rx.finditer(text):
             if _IN_SENTENCE.search(text[max(0, m.start("h") - 20):m.start("h")]):
                 continue
-            if best is None or m.end() > best[1]:
-                best = (name, m.end())
+            if best is None or m.end() > best[2]:
+                best = (name, m.start(), m.end())
     return best
+
+
+_YEAR = re.compile(r"(?:19|20)\d\d")
+
+
+def _is_row(line: str) -> bool:
+    """A row of figures: a line with at least two figures, not all of them years (a column header)."""
+    figures = [f.strip() for f in _FIGURE.findall(line)]
+    return len(figures) >= 2 and not all(_YEAR.fullmatch(f) for f in figures)
+
+#: the longest heading kept (title, units, column headers)
+HEADING_CHARS = 240
+
+
+def heading_of(text: str) -> str:
+    """A statement's heading: ``text`` up to its first row of figures, on one line (title, "(In millions
+    ...)", the column headers), at most :data:`HEADING_CHARS` characters."""
+    lines = []
+    for line in text.splitlines():
+        if _is_row(line):
+            break
+        lines.append(line.strip(" |"))
+    heading = re.sub(r"\s+", " ", " ".join(x for x in lines if x)).strip()
+    return heading[:HEADING_CHARS].rsplit(" ", 1)[0] if len(heading) > HEADING_CHARS else heading
 
 
 def statement_ranking(asked: Sequence[str], pages: dict[str, list[StatementPage]]) -> list[StatementPage]:

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from filinglens.agents.evidence import EvidenceItem, render_evidence
 from filinglens.evals.financebench import evidence_pages, hit_pages, load_jsonl
 from filinglens.retrieval.agent import RetrievalAgent
 from filinglens.retrieval.index import ChunkStore, StoredChunk
@@ -143,6 +144,12 @@ def test_the_agent_adds_the_statements_a_question_needs(pdfs):
     evidence = agent.retrieve(q["question"], company=pdfs.atvi.company, year=pdfs.atvi.fiscal_year, k=6)
     assert hit_pages([e.metadata_dict() for e in evidence], evidence_pages(q, pdfs.docs)) == evidence_pages(q, pdfs.docs)
     assert any("statements" in e.queries for e in evidence)
+    # a statement chunk's rows do not say which column is which year: its heading travels with it
+    income = next(e for e in evidence if e.page == 69 and "statements" in e.queries)
+    assert income.context.startswith("ACTIVISION BLIZZARD, INC. AND SUBSIDIARIES CONSOLIDATED STATEMENTS OF OPERATIONS")
+    assert "(Amounts in millions" in income.context and "2019 | 2018 | 2017" in income.context
+    text, _ = render_evidence([EvidenceItem.from_evidence(e) for e in evidence], 6000)
+    assert f"(Item {income.item}; {income.context})" in text
     # a rating category's retrieval is left alone
     topics = agent.retrieve("", queries=["revenue growth and net income"], company=pdfs.atvi.company,
                             year=pdfs.atvi.fiscal_year, k=6)
