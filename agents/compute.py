@@ -186,6 +186,7 @@ class Figure:
     quote_verified: bool = False  # the quote occurs in the excerpt
     traced: bool = False  # the number occurs in the excerpt
     note: str = ""
+    scale: float | None = None  # the unit its table prints in ("(In thousands)": 1e3), when the excerpt says
 
 
 @dataclass
@@ -200,6 +201,7 @@ class Calculation:
     shown: str = ""  # "Calculation: ... = ..." as shown in the answer
     model_answer: str = ""  # what the model itself wrote (not shown: its numbers are not checked)
     refusal: str | None = None
+    scale_note: str = ""  # "figures in thousands" when the result was converted to the unit asked for
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -278,6 +280,7 @@ def read_figures(raw: Any, used: Sequence[Any]) -> tuple[list[Figure], dict[str,
             raise Refusal(f"figure {label!r} ({amount.text}) does not occur in {where}")
         ev = used[figure.evidence - 1]
         figure.chunk_id, figure.citation = ev.chunk_id, ev.citation
+        figure.scale = amount.scale or table_scale(ev)
         figures.append(figure)
     explicit = {s for s in scales if s}
     if len(explicit) > 1:  # "$1.2 billion" and "800 million": both in the smaller unit (1,200 and 800)
@@ -286,12 +289,29 @@ def read_figures(raw: Any, used: Sequence[Any]) -> tuple[list[Figure], dict[str,
             amount = read_amount(item.get("value")) if item.get("value") is not None else None
             if amount is not None and amount.scale and amount.scale != base:
                 figure.value = amount.value * amount.scale / base
+                figure.scale = base
                 figure.note = (figure.note + "; " if figure.note else "") + \
                     f"{amount.text} written as {format_number(figure.value)} {_SCALE_WORDS[base]}"
     return figures, renamed
 
 
 _SCALE_WORDS = {1e3: "thousand", 1e6: "million", 1e9: "billion"}
+#: a table's unit as statements print it: "(In thousands, except ...)", "(Dollars in millions)", "(Millions, except ...)"
+_TABLE_SCALE = re.compile(r"\((?:[A-Za-z$ ,]{0,24}\b)?(?:in\s+)?(thousands|millions|billions)\b", re.I)
+
+
+def table_scale(excerpt: Any) -> float | None:
+    """The unit an excerpt's table prints its figures in, from its context (a statement's heading) or its
+    own text; None when it does not say, or says two different things."""
+    found = {_SCALES[m.group(1).lower()] for text in (getattr(excerpt, "context", ""), excerpt.text)
+             for m in _TABLE_SCALE.finditer(str(text or ""))}
+    return found.pop() if len(found) == 1 else None
+
+
+def _unit_scale(unit: str) -> float | None:
+    """The scale a result's unit names: "USD millions" -> 1e6; None when it names none."""
+    u = str(unit or "").lower()
+    return next((s for w, s in (("thousand", 1e3), ("million", 1e6), ("billion", 1e9)) if w in u), None)
 #: Constants an expression may use besides the figures: counts, averaging, percent, days, unit changes.
 STRUCTURAL = frozenset([*range(0, 13), 100, 360, 365, 1000, 1e6, 1e9, 0.5])
 
@@ -393,6 +413,12 @@ def compute(data: dict, used: Sequence[Any]) -> Calculation:
         calc.expression = _figures_for_constants(_rename(calc.expression, renamed), calc.figures)
         values = {f.name: f.value for f in calc.figures}
         calc.value = evaluate(calc.expression, values)
+        target = _unit_scale(calc.unit)
+        scales = {f.scale for f in calc.figures}
+        if target and None not in scales and scales != {target}:
+            # figures printed in thousands, the answer asked in millions: evaluate in dollars, then convert
+            calc.value = evaluate(calc.expression, {f.name: f.value * f.scale for f in calc.figures}) / target
+            calc.scale_note = "figures in " + " and ".join(_SCALE_WORDS[s] + "s" for s in sorted(scales))
         unused = [f.name for f in calc.figures if f.name not in names_in(calc.expression)]
     except (Refusal, CalcError) as exc:
         calc.refusal = str(exc)
@@ -405,6 +431,9 @@ def compute(data: dict, used: Sequence[Any]) -> Calculation:
         calc.shown = ""
     else:
         calc.shown = f"Calculation: {render(calc.expression)} = {render(calc.expression, shown.get)} = {calc.result}"
+    if calc.scale_note:  # the conversion is shown, also for a figure looked up
+        calc.shown = (calc.shown or f"Calculation: {render(calc.expression, shown.get)} = {calc.result}") + \
+            f" ({calc.scale_note})"
     return calc
 
 

@@ -152,8 +152,15 @@ def extract_numbers(text: str) -> list[Number]:
     return out
 
 
-def _candidates(ref: Number, ans: Number) -> list[float]:
-    """``ans`` expressed in the units of ``ref`` (every reading the rule allows)."""
+def question_scale(question: str) -> float | None:
+    """The unit a question asks amounts in ("Answer in USD millions" -> 1e6), or None when it names none."""
+    m = re.search(r"\b(?:in|usd|us\$|\$)\s*(?:usd\s*|us\$\s*|\$\s*)?(thousands|millions|billions)\b", question or "", re.I)
+    return {"thousands": 1e3, "millions": 1e6, "billions": 1e9}[m.group(1).lower()] if m else None
+
+
+def _candidates(ref: Number, ans: Number, unit: float | None = None) -> list[float]:
+    """``ans`` expressed in the units of ``ref`` (every reading the rule allows; ``unit``: the scale the
+    question asks amounts in, which a reference without a scale word is written in)."""
     if ref.pct or ans.pct:
         if ans.scale or ref.scale:
             return []
@@ -164,14 +171,14 @@ def _candidates(ref: Number, ans: Number) -> list[float]:
         return [ans.value]
     if ref.scale and ans.scale:
         return [ans.value * ans.scale / ref.scale]
-    if ans.scale:  # the reference is in units the question named ("in USD millions")
-        return [ans.value * ans.scale / unit for unit in (1.0, 1e3, 1e6, 1e9)]
+    if ans.scale:  # the reference is in the units the question named ("in USD millions"), else any
+        return [ans.value * ans.scale / u for u in ((unit,) if unit else (1.0, 1e3, 1e6, 1e9))]
     return [ans.value]  # a bare number, or the answer dropped the scale word the reference has
 
 
-def numbers_match(ref: Number, ans: Number) -> bool:
+def numbers_match(ref: Number, ans: Number, unit: float | None = None) -> bool:
     tol = max(REL_TOL * ref.value, 0.5 * 10 ** (-ref.decimals))
-    return any(abs(c - ref.value) <= tol + 1e-12 for c in _candidates(ref, ans))
+    return any(abs(c - ref.value) <= tol + 1e-12 for c in _candidates(ref, ans, unit))
 
 
 _POLARITY = re.compile(r"^\W*(yes|no)\b", re.I)
@@ -201,6 +208,7 @@ def score_answer(reference: str, answer: str, question: str = "", *, answered: b
     if not answered:
         return {"correct": False, "rule": "refusal"}
     question_values = {n.value for n in extract_numbers(question)}
+    unit = question_scale(question)
     keys: list[Number] = []
     for n in extract_numbers(reference):
         if n.value in question_values or any(k.value == n.value and k.pct == n.pct for k in keys):
@@ -219,7 +227,7 @@ def score_answer(reference: str, answer: str, question: str = "", *, answered: b
     if keys:
         matched = []
         for k in keys:
-            hit = next((a.text for a in ours if numbers_match(k, a)), None)
+            hit = next((a.text for a in ours if numbers_match(k, a, unit)), None)
             matched.append({"reference": k.text, "answer": hit})
         detail["numbers"] = matched
         detail["numbers_matched"] = sum(1 for x in matched if x["answer"] is not None) / len(matched)

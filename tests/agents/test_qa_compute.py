@@ -274,3 +274,27 @@ def test_numbers_of_a_plain_answer_trace_only_to_verified_quotes():
     untraced = trace_numbers("About 164,000 employees, 12% more than before.", quotes)
     assert untraced["all_traced"] is False and untraced["untraced"] == ["12%"]
     assert trace_numbers("Yes, the business is cyclical.", quotes)["all_traced"] is None
+
+
+def test_figures_printed_in_thousands_are_converted_to_the_unit_asked_for():
+    """A statement printed "(In thousands)" and an answer asked in USD millions (Adobe FY2017 style): the
+    result is converted and the conversion shown; a ratio of such figures is unchanged."""
+    from filinglens.agents.compute import compute
+
+    sheet = EvidenceItem("bs", "Total current assets | 7,247,813 | 5,839,774\nTotal current liabilities | 3,527,457 | "
+                         "2,811,635", "8", "ADBE 10-K FY2017, Item 8",
+                         context="CONSOLIDATED BALANCE SHEETS (In thousands, except par value) December 1, 2017")
+    figures = [{"name": "assets", "evidence": 1, "quote": "Total current assets | 7,247,813", "value": "7,247,813"},
+               {"name": "liabilities", "evidence": 1, "quote": "Total current liabilities | 3,527,457",
+                "value": "3,527,457"}]
+    amount = compute({"figures": figures, "expression": "assets - liabilities", "unit": "USD millions"}, [sheet])
+    assert amount.value == pytest.approx(3720.356) and amount.result == "$3,720.4 million"
+    assert amount.shown.endswith("(figures in thousands)")
+    ratio = compute({"figures": figures, "expression": "assets / liabilities", "unit": "ratio"}, [sheet])
+    assert ratio.value == pytest.approx(7247813 / 3527457) and not ratio.scale_note
+    lookup = compute({"figures": figures[:1], "expression": "assets", "unit": "USD millions"}, [sheet])
+    assert lookup.result == "$7,247.8 million" and "figures in thousands" in lookup.shown
+    # an excerpt that does not say its unit: the numbers are taken as printed
+    bare = EvidenceItem("x", sheet.text, "8", "x")
+    assert compute({"figures": figures, "expression": "assets - liabilities", "unit": "USD millions"},
+                   [bare]).value == pytest.approx(3720356)

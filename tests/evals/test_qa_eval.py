@@ -71,6 +71,17 @@ def test_numbers_from_the_question_and_refusals():
     assert score_answer("$5818.00", "$5,818", answered=False) == {"correct": False, "rule": "refusal"}
 
 
+def test_an_amount_is_read_in_the_unit_the_question_asks_for():
+    """A table printed in thousands read as millions is off by 1,000: with the question's unit named
+    ("Answer in USD millions") the reference is in millions and only that reading counts."""
+    q = "What is the FY2018 amount of accounts payable for MGM Resorts? Answer in USD millions."
+    assert not score_answer("$303.00", "$302,578 million.", q)["correct"]
+    assert score_answer("$303.00", "$302.6 million.", q)["correct"]
+    assert score_answer("$303.00", "$0.303 billion", q)["correct"]
+    # a question that names no unit: any scale reading still counts
+    assert score_answer("$303.00", "$302,578 million.", "What is MGM's accounts payable?")["correct"]
+
+
 # --------------------------------------------------------------------------- runs with fake models
 
 
