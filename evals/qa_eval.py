@@ -902,7 +902,11 @@ def answer_one(q: dict, n: int, docs: dict[str, dict], agent: Any, results: Any,
             item.tokens_in, item.tokens_out, item.cached = ans.tokens_in, ans.tokens_out, ans.cached
             item.prompt, item.calculation, item.numbers = ans.prompt, ans.calculation, ans.numbers()
     answered = item.sufficient and not item.error
-    item.match = score_answer(item.reference, item.answer, item.question, answered=answered)
+    # a computed answer is its result: the figures it lists may not match the reference by coincidence
+    result = (item.calculation or {}).get("result") if answered else None
+    item.match = score_answer(item.reference, result or item.answer, item.question, answered=answered)
+    if result:
+        item.match["scored"] = "result"
     if item.error:
         item.match = {"correct": False, "rule": "error"}
     item.correct = bool(item.match["correct"])

@@ -84,6 +84,8 @@ def test_eval_reports_accuracy_recall_and_traced_numbers_by_question_type(bench,
     metric = by_id["financebench_id_03031"]
     assert metric.prompt == "qa@compute-v1" and metric.correct and metric.question_type == "metrics-generated"
     assert metric.calculation["value"] == 5818.0
+    # scored on its result alone: a figure it lists cannot match the reference by coincidence
+    assert metric.match["scored"] == "result" and metric.match["numbers"][0]["answer"] == "$5,818 million"
     assert metric.calculation["shown"] == ("Calculation: assets \u2212 liabilities = 19,815 \u2212 13,997 = "
                                            "$5,818 million")
     assert "$6 billion" not in metric.answer and metric.numbers["all_traced"] is True
