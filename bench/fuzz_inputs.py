@@ -233,7 +233,7 @@ def generate(shared: Path, n: int, out_dir: Path, seed: int = SEED) -> Iterator[
         elif kind == "binary-as-html":
             import gzip
 
-            data = gzip.compress(html) if rng.random() < 0.5 else pdf[-200_000:]
+            data = gzip.compress(html, mtime=0) if rng.random() < 0.5 else pdf[-200_000:]
         elif kind == "deep-nesting":
             depth = rng.randint(10_000, 200_000)
             data = (b"<html><body>" + b"<div><table><tr><td>" * (depth // 4) + b"Item 1. Business text."
