@@ -331,32 +331,19 @@ def test_two_first_time_ingest_processes_into_a_new_data_home_both_succeed(home,
     assert report["ok"], report["detail"]
 
 
-_HASH_EMBEDDER = '''
-import hashlib, numpy as np
-from filinglens.retrieval.embeddings import Embedder, register_embedder
-class HashEmbedder(Embedder):
-    name = "test-hash32"
-    dimension = 32
-    def _embed(self, texts):
-        vectors = [np.frombuffer(hashlib.sha256(t.encode()).digest(), dtype=np.uint8).astype(np.float32) - 127.5
-                   for t in texts]
-        return np.stack([v / np.linalg.norm(v) for v in vectors])
-register_embedder("test-hash32", HashEmbedder)
-'''
 
 
 def test_a_writer_with_a_stale_client_does_not_overwrite_another_processes_vectors(home, tmp_path, monkeypatch):
     """Chroma keeps the vector index in memory: a process that loaded it before another process wrote
     must reload before writing, or it persists its stale copy (measured before the fix: 768 of 4,005
     vectors gone and "Error finding id" on search)."""
-    exec(_HASH_EMBEDDER, {})
-    monkeypatch.setenv("FILINGLENS_EMBEDDINGS", "test-hash32")
+    monkeypatch.setenv("FILINGLENS_EMBEDDINGS", "hash")  # the library's sha256 embedder: no model
     docs = [small_10k(tmp_path / f"{name}-10-k-2023.html", name, paragraphs=8000) for name in ("Xray", "Yankee", "Zulu")]
     store = open_store()
     ingest_file(docs[0], store=store)  # this process has the index loaded
     script = tmp_path / "other_writer.py"
-    script.write_text(_HASH_EMBEDDER + f"from filinglens.retrieval.ingest import ingest\ningest([{str(docs[1])!r}])\n")
-    env = child_env(home) | {"FILINGLENS_EMBEDDINGS": "test-hash32"}
+    script.write_text(f"from filinglens.retrieval.ingest import ingest\ningest([{str(docs[1])!r}])\n")
+    env = child_env(home) | {"FILINGLENS_EMBEDDINGS": "hash"}
     subprocess.run([sys.executable, str(script)], env=env, check=True, timeout=300)
     ingest_file(docs[2], store=store)  # writes after the other process did, without reading first
     index_mod.close_local_clients()
@@ -371,8 +358,7 @@ def test_a_writer_with_a_stale_client_does_not_overwrite_another_processes_vecto
 
 def test_damaged_vector_segment_file_is_a_clear_error_not_a_segfault(home, tmp_path, monkeypatch):
     """Chroma's native loader crashes (SIGSEGV) on a damaged vector file: the files are checked first."""
-    exec(_HASH_EMBEDDER, {})
-    monkeypatch.setenv("FILINGLENS_EMBEDDINGS", "test-hash32")
+    monkeypatch.setenv("FILINGLENS_EMBEDDINGS", "hash")  # the library's sha256 embedder: no model
     doc = small_10k(tmp_path / "big-10-k-2023.html", "Bigco", paragraphs=8000)  # enough for Chroma to persist
     ingest([doc])
     index_mod.close_local_clients()
@@ -382,9 +368,9 @@ def test_damaged_vector_segment_file_is_a_clear_error_not_a_segfault(home, tmp_p
                                                                   dtype=np.uint8).tobytes()
     data.write_bytes(bytes(raw))
     script = tmp_path / "cli.py"
-    script.write_text(_HASH_EMBEDDER + "import sys\nfrom filinglens.cli import app\napp(args=sys.argv[1:], "
+    script.write_text("import sys\nfrom filinglens.cli import app\napp(args=sys.argv[1:], "
                       "prog_name='filinglens')\n")
-    env = child_env(home) | {"FILINGLENS_EMBEDDINGS": "test-hash32", "COLUMNS": "400"}
+    env = child_env(home) | {"FILINGLENS_EMBEDDINGS": "hash", "COLUMNS": "400"}
     search = subprocess.run([sys.executable, str(script), "search", "widgets"], env=env, capture_output=True,
                             text=True, timeout=300)
     assert search.returncode == 2, (search.returncode, search.stderr[-1000:])  # not -11
