@@ -311,7 +311,7 @@ def table_scale(excerpt: Any) -> float | None:
 def _unit_scale(unit: str) -> float | None:
     """The scale a result's unit names: "USD millions" -> 1e6; None when it names none."""
     u = str(unit or "").lower()
-    return next((s for w, s in (("thousand", 1e3), ("million", 1e6), ("billion", 1e9)) if w in u), None)
+    return next((s for s, word in _SCALE_WORDS.items() if word in u), None)
 #: Constants an expression may use besides the figures: counts, averaging, percent, days, unit changes.
 STRUCTURAL = frozenset([*range(0, 13), 100, 360, 365, 1000, 1e6, 1e9, 0.5])
 

@@ -155,7 +155,7 @@ def extract_numbers(text: str) -> list[Number]:
 def question_scale(question: str) -> float | None:
     """The unit a question asks amounts in ("Answer in USD millions" -> 1e6), or None when it names none."""
     m = re.search(r"\b(?:in|usd|us\$|\$)\s*(?:usd\s*|us\$\s*|\$\s*)?(thousands|millions|billions)\b", question or "", re.I)
-    return {"thousands": 1e3, "millions": 1e6, "billions": 1e9}[m.group(1).lower()] if m else None
+    return _SCALES[m.group(1).lower()[:-1]] if m else None
 
 
 def _candidates(ref: Number, ans: Number, unit: float | None = None) -> list[float]:
@@ -383,6 +383,13 @@ def _traced(items: Sequence[QAItem]) -> dict:
     }
 
 
+def _accuracy(group: Sequence[QAItem]) -> dict:
+    """n, correct, accuracy with its 95% Wilson interval, and evidence recall of a non-empty group."""
+    k = sum(int(i.correct) for i in group)
+    return {"n": len(group), "correct": k, "accuracy": k / len(group), "accuracy_ci95": wilson(k, len(group)),
+            "evidence_recall": _mean([i.evidence_recall for i in group])}
+
+
 def aggregate(items: Sequence[QAItem], judged: bool) -> dict:
     n = len(items)
     correct = sum(i.correct for i in items)
@@ -393,20 +400,10 @@ def aggregate(items: Sequence[QAItem], judged: bool) -> dict:
     by_type: dict[str, dict] = {}
     for qtype in sorted({i.question_type or "?" for i in items}):
         group = [i for i in items if (i.question_type or "?") == qtype]
-        k = sum(int(i.correct) for i in group)
-        by_type[qtype] = {"n": len(group), "correct": k, "accuracy": k / len(group),
-                          "accuracy_ci95": wilson(k, len(group)),
-                          "evidence_recall": _mean([i.evidence_recall for i in group]),
-                          "evidence_hit_rate": _mean([float(i.evidence_hit) for i in group]),
+        by_type[qtype] = {**_accuracy(group), "evidence_hit_rate": _mean([float(i.evidence_hit) for i in group]),
                           "refusals": sum(i.refused for i in group), **_traced(group)}
-    by_split: dict[str, dict] = {}
-    for name in SPLITS:
-        group = [i for i in items if i.split == name]
-        if group:
-            k = sum(int(i.correct) for i in group)
-            by_split[name] = {"n": len(group), "correct": k, "accuracy": k / len(group),
-                              "accuracy_ci95": wilson(k, len(group)),
-                              "evidence_recall": _mean([i.evidence_recall for i in group])}
+    by_split = {name: _accuracy(group) for name in SPLITS
+                for group in [[i for i in items if i.split == name]] if group}
     answered = [i for i in items if not i.refused and not i.error]
     fresh = [i.latency_ms for i in items if not i.cached and i.latency_ms]
     out = {
