@@ -233,9 +233,11 @@ def ask(
     from filinglens.agents.qa import answer_question
     from filinglens.retrieval.agent import RetrievalAgent
 
-    evidence = RetrievalAgent().retrieve(question, ticker=ticker, year=year, k=k)
+    agent = RetrievalAgent()
+    evidence = agent.retrieve(question, ticker=ticker, year=year, k=k)
     return answer_question(question, evidence, store=Store(), model_id=model_id or DEFAULT_MODEL,
-                           prompt_version=prompt_version)
+                           prompt_version=prompt_version,
+                           statements=lambda keys: agent.statement_evidence(question, keys, ticker=ticker, year=year))
 
 
 # --------------------------------------------------------------------------- analyses: trends and comparisons

@@ -202,6 +202,8 @@ class Calculation:
     model_answer: str = ""  # what the model itself wrote (not shown: its numbers are not checked)
     refusal: str | None = None
     scale_note: str = ""  # "figures in thousands" when the result was converted to the unit asked for
+    about: str = ""  # what was computed, in words, when the program chose the formula (agents/metrics.py)
+    parts: str = ""  # the metric in each year of a change or an average ("fiscal 2021: 20%; fiscal 2022: 23%")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -388,16 +390,23 @@ def format_result(value: float, unit: str) -> str:
     return f"{number} {word}" if word else number
 
 
-def compute(data: dict, used: Sequence[Any]) -> Calculation:
+def compute(data: dict, used: Sequence[Any], *, about: str = "", parts: dict[str, str] | None = None,
+            parts_unit: str | None = None, decimals: int | None = None) -> Calculation:
     """Check the model's figures against the excerpts ``used`` and evaluate its expression.
 
     ``data``: the model's JSON (``figures``, ``expression``, ``unit``,
-    ``answer``, ``sufficient``, ``missing``).  Never raises for bad model
-    output: the returned calculation then has ``refusal`` set.
+    ``answer``, ``sufficient``, ``missing``), or a metric plan's
+    (``agents/metrics.py``), which also says ``about`` (the formula in words,
+    shown instead of the model's) and ``parts``: sub-expressions shown with
+    their values (each year of a change or an average), in ``parts_unit``;
+    ``decimals``: the result is shown rounded to these (as the question asks).
+    Never raises for bad model output: the returned calculation then has
+    ``refusal`` set.
     """
     calc = Calculation(expression=" ".join(str(data.get("expression") or "").split())[:400],
                        unit=" ".join(str(data.get("unit") or "").split())[:40],
-                       model_answer=" ".join(str(data.get("answer") or "").split())[:400])
+                       model_answer=" ".join(str(data.get("answer") or "").split())[:400],
+                       about=about)
     said_sufficient = data.get("sufficient", True)
     if said_sufficient is False or str(said_sufficient).lower() == "false":
         missing = " ".join(str(data.get("missing") or data.get("reason") or "").split())[:200]
@@ -413,19 +422,21 @@ def compute(data: dict, used: Sequence[Any]) -> Calculation:
         calc.expression = _figures_for_constants(_rename(calc.expression, renamed), calc.figures)
         values = {f.name: f.value for f in calc.figures}
         calc.value = evaluate(calc.expression, values)
-        target = _unit_scale(calc.unit)
         scales = {f.scale for f in calc.figures}
+        calc.unit = _with_table_scale(calc.unit, scales)
+        target = _unit_scale(calc.unit)
         if target and None not in scales and scales != {target}:
             # figures printed in thousands, the answer asked in millions: evaluate in dollars, then convert
             calc.value = evaluate(calc.expression, {f.name: f.value * f.scale for f in calc.figures}) / target
             calc.scale_note = "figures in " + " and ".join(_SCALE_WORDS[s] + "s" for s in sorted(scales))
+        calc.parts = _parts(parts or {}, calc.figures, _with_table_scale(parts_unit or calc.unit, scales))
         unused = [f.name for f in calc.figures if f.name not in names_in(calc.expression)]
     except (Refusal, CalcError) as exc:
         calc.refusal = str(exc)
         calc.value = None
         return calc
     calc.figures = [f for f in calc.figures if f.name not in unused]
-    calc.result = format_result(calc.value, calc.unit)
+    calc.result = format_result(calc.value if decimals is None else round(calc.value, decimals), calc.unit)
     shown = {f.name: _operand(f.value) for f in calc.figures}
     if calc.expression in shown:  # a figure looked up, nothing computed
         calc.shown = ""
@@ -437,6 +448,28 @@ def compute(data: dict, used: Sequence[Any]) -> Calculation:
     return calc
 
 
+def _with_table_scale(unit: str, scales: set[float | None]) -> str:
+    """A dollar unit that names no scale, given the one scale its figures' tables print in ("USD thousands")."""
+    if "usd" in unit.lower() and _unit_scale(unit) is None and len(scales) == 1 and None not in scales:
+        return f"{unit} {_SCALE_WORDS[next(iter(scales))]}s"
+    return unit
+
+
+def _parts(parts: dict[str, str], figures: Sequence[Figure], unit: str) -> str:
+    """Each part's value in ``unit`` (converted like the result when the figures' tables print another unit)."""
+    target = _unit_scale(unit)
+    scales = {f.scale for f in figures}
+    convert = target and None not in scales and scales != {target}
+    values = {f.name: f.value * (f.scale if convert else 1.0) for f in figures}
+    shown = []
+    for label, expression in parts.items():
+        try:
+            shown.append(f"{label}: {format_result(evaluate(expression, values) / (target if convert else 1.0), unit)}")
+        except CalcError:  # a part that divides by zero is left out; the result itself was computed
+            continue
+    return "; ".join(shown)
+
+
 def _operand(value: float) -> str:
     text = format_number(value)
     return f"({text})" if value < 0 else text
@@ -446,8 +479,12 @@ def compose(calc: Calculation) -> str:
     """The answer text of a successful calculation: the result, the calculation, and where each figure is."""
     lead = calc.result + "."
     words = calc.model_answer
-    if words and not re.search(r"\d", words):  # the model's words, when they carry no number of their own
+    if calc.about:  # the program's formula, named
+        lead += " " + calc.about.rstrip(".") + "."
+    elif words and not re.search(r"\d", words):  # the model's words, when they carry no number of their own
         lead += " " + words.rstrip(".") + "."
+    if calc.parts:
+        lead += " " + calc.parts + "."
     figures = "; ".join(f"{f.name} = {format_number(f.value)} (E{f.evidence})" for f in calc.figures)
     parts = [lead]
     if calc.shown:
@@ -476,7 +513,8 @@ def trace_numbers(answer: str, quotes: Sequence[str], calculation: dict | None =
         sources.append(Amount("result", float(calculation["value"])))
         sources.extend(Amount(f["name"], float(f["value"])) for f in calculation.get("figures") or [])
         shown = calculation.get("shown") or ""
-        sources.extend(amounts(shown))  # constants of the shown expression (/ 2, * 100, 365)
+        sources.extend(amounts(shown))
+        sources.extend(amounts(calculation.get("parts") or ""))  # each year of a change or an average  # constants of the shown expression (/ 2, * 100, 365)
     numbers = [a for a in amounts(answer)
                if not (_YEAR.match(a.text.replace("$", "").strip()) and a.scale is None and not a.pct
                        and "$" not in a.text)]

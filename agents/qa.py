@@ -9,29 +9,37 @@ relevant is found, or the model says the excerpts are insufficient, the
 answer says so instead of guessing.
 
 Metric questions (a value to look up or compute; :func:`is_metric_question`)
-use the ``compute`` prompt (:data:`COMPUTE_VERSION`): the model names the
-figures it uses, each quoted from an excerpt, and an arithmetic expression;
-``agents/compute.py`` checks every figure's number against its excerpt,
-evaluates the expression safely and the answer shows the calculation -- or
-refuses with the reason when a figure is missing or cannot be traced.
+are computed, not guessed.  When the metric library covers the question
+(``prompts/metrics/``, planned by ``agents/metrics.py``) the program knows the
+formula and the model only finds the figures it names (:data:`METRIC_VERSION`);
+otherwise the ``compute`` prompt (:data:`COMPUTE_VERSION`) has the model name
+the figures and write the expression.  Either way ``agents/compute.py``
+checks every figure's number against its excerpt, evaluates the expression
+safely and the answer shows the calculation -- or refuses with the reason
+when a figure is missing or cannot be traced.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from filinglens.agents.calls import call_parsed, extract_json
 from filinglens.agents.compute import compose, is_metric_question, trace_numbers
 from filinglens.agents.compute import compute as compute_answer
 from filinglens.agents.evidence import EvidenceItem, render_evidence, verify_quotes
-from filinglens.errors import InputError, ModelCallError, ModelOutputError
+from filinglens.agents.metrics import MetricPlan, apply_plan, plan_metric, read_from_tables
+from filinglens.errors import FilingLensError, InputError, ModelCallError, ModelOutputError
 from filinglens.prompts.loader import load_qa_prompt
 from filinglens.store import Store
 
 INSUFFICIENT = "The indexed filings do not contain enough evidence to answer this question."
-#: The prompt for metric questions (``prompts/qa/compute-v1.yaml``); a ``-p compute-…`` version forces it.
+#: The prompt for metric questions the metric library does not cover (``prompts/qa/compute-v1.yaml``): the model
+#: names the figures and writes the expression; a ``-p compute-…`` version forces it for every metric question.
 COMPUTE_VERSION = "compute-v1"
+#: The prompt for metric questions the metric library covers (``prompts/qa/figures-v1.yaml``): the model finds the
+#: figures the library's formula names.
+METRIC_VERSION = "figures-v1"
 
 
 @dataclass
@@ -97,16 +105,21 @@ def answer_question(
     prompt_version: str | None = None,
     params: dict | None = None,
     compute: bool | None = None,
+    statements: Callable[[Sequence[str]], Sequence[Any]] | None = None,
 ) -> Answer:
     """Answer ``question`` from retrieved ``evidence`` (retrieval ``Evidence`` objects or ``EvidenceItem``s).
 
     ``compute``: use the compute prompt (figures + expression, checked and
     evaluated here); default: for metric questions (:func:`is_metric_question`)
-    or a ``compute-…`` ``prompt_version``.
+    or a ``compute-…`` ``prompt_version``.  ``statements(keys)``: the chunks
+    of the filing's statement pages (``RetrievalAgent.statement_evidence``),
+    where the program reads a library metric's figures when the evidence
+    lacks their rows; an excerpt it reads a figure from joins the evidence.
     """
     if not question.strip():
         raise InputError("the question is empty")
-    prompt = load_qa_prompt(_prompt_version(question, prompt_version, compute))
+    version, plan = _prompt_version(question, prompt_version, compute)
+    prompt = load_qa_prompt(version)
     if prompt.max_tokens:  # the prompt file says how long its replies are (figures with quotes, reasons)
         params = {"max_tokens": prompt.max_tokens, **(params or {})}
     items = [e if isinstance(e, EvidenceItem) else EvidenceItem.from_evidence(e) for e in evidence]
@@ -114,8 +127,15 @@ def answer_question(
     if not items:
         return result
     text, used = render_evidence(items, evidence_chars)
+    tables: dict[str, dict] = {}
+    if plan:
+        text, used, tables = _read_tables(plan, text, used, statements, evidence_chars)
     result.evidence = [{"n": i + 1, "chunk_id": e.chunk_id, "citation": e.citation} for i, e in enumerate(used)]
-    messages = [("system", prompt.system), ("user", prompt.user.format(evidence=text, question=question))]
+    if plan and all(f.name in tables or f.item_def.optional for f in plan.figures):
+        _fill(result, {"figures": list(tables.values())}, used, plan, tables)  # every figure read: no model call
+        return result
+    plan_text = {"figures": plan.figures_prompt(skip=tables), "formula": plan.formula_prompt()} if plan else {}
+    messages = [("system", prompt.system), ("user", prompt.user.format(evidence=text, question=question, **plan_text))]
 
     def count(call) -> None:
         result.tokens_in += call.tokens_in
@@ -129,20 +149,72 @@ def answer_question(
     except (ModelCallError, ModelOutputError) as exc:
         result.error = str(exc)
         return result
-    _fill(result, data, used)
+    _fill(result, data, used, plan, tables)
     return result
 
 
-def _prompt_version(question: str, version: str | None, compute: bool | None) -> str | None:
-    """The QA prompt version for ``question``: the compute prompt for metric questions unless told otherwise."""
-    if version and version.startswith("compute"):
-        return version if compute is not False else None
-    if compute is None:
+def _read_tables(plan: MetricPlan, text: str, used: list[EvidenceItem], statements: Callable | None,
+                 evidence_chars: int) -> tuple[str, list[EvidenceItem], dict[str, dict]]:
+    """The plan's figures read from statement tables in the evidence, then in the filing's statement pages
+    (``statements``); excerpts that supply a figure join the evidence (and its text), numbered after it."""
+    shown = {e.chunk_id for e in used}
+    try:
+        pages = statements(plan.statements()) if statements else []
+    except FilingLensError:  # no statement pages to read (no filter, nothing indexed): the evidence alone
+        pages = []
+    extra = [e if isinstance(e, EvidenceItem) else EvidenceItem.from_evidence(e) for e in pages]
+    extra = [e for e in extra if e.chunk_id not in shown]
+    tables = read_from_tables(plan, used + extra)
+    supplying = sorted({f["evidence"] for f in tables.values() if f["evidence"] > len(used)})
+    if not supplying:
+        return text, used, tables
+    renumber = {n: len(used) + i for i, n in enumerate(supplying, start=1)}
+    for figure in tables.values():
+        figure["evidence"] = renumber.get(figure["evidence"], figure["evidence"])
+    added = [extra[n - len(used) - 1] for n in supplying]
+    text, joined = render_evidence(used + added, evidence_chars + sum(len(e.text) + len(e.context) + 64 for e in added))
+    return text, joined, tables
+
+
+def _prompt_version(question: str, version: str | None, compute: bool | None) -> tuple[str | None, MetricPlan | None]:
+    """The QA prompt version for ``question`` and, for a metric the library covers, its plan.
+
+    Metric questions are computed unless ``compute`` is False: with the
+    library's formula (:data:`METRIC_VERSION`, or a ``-p figures-…`` version)
+    when it covers the question, else with the model's (:data:`COMPUTE_VERSION`;
+    a ``-p compute-…`` version forces the model's formula).
+    """
+    forced = version if version and version.startswith(("compute", "figures")) else None
+    if compute is False:
+        return (None if forced else version), None
+    if compute is None and not forced:
         compute = is_metric_question(question)
-    return COMPUTE_VERSION if compute else version
+    if not compute:
+        return version, None
+    if forced and forced.startswith("compute"):
+        return forced, None
+    plan = plan_metric(question)
+    if plan is None:
+        return COMPUTE_VERSION, None
+    return forced or METRIC_VERSION, plan
 
 
-def _fill(result: Answer, data: dict, used: list[EvidenceItem]) -> None:
+def _fill(result: Answer, data: dict, used: list[EvidenceItem], plan: MetricPlan | None = None,
+          tables: dict[str, dict] | None = None) -> None:
+    if plan is not None:  # figures read from statement tables are taken over the model's
+        tables = tables or {}
+        given = data.get("figures")
+        if isinstance(given, dict):  # {"revenue_2023": "4,210", ...}
+            given = [{"name": k, "value": v} for k, v in given.items()]
+        mine = [f for f in (given if isinstance(given, list) else [])
+                if isinstance(f, dict) and str(f.get("name")) not in tables]
+        reply, zeros = apply_plan(plan, {"figures": list(tables.values()) + mine})
+        about = plan.about + "".join(f"; {name} is not in the statements, taken as 0" for name in zeros)
+        _fill_computed(result, reply, used, about=about, parts=plan.parts(zeros), parts_unit=plan.base_unit,
+                       decimals=plan.decimals)
+        result.calculation["plan"] = plan.to_dict()
+        result.calculation["read_from_tables"] = sorted(tables)
+        return
     if result.prompt.startswith("qa@compute"):
         _fill_computed(result, data, used)
         return
@@ -164,9 +236,10 @@ def _fill(result: Answer, data: dict, used: list[EvidenceItem]) -> None:
     result.answer = answer if sufficient else INSUFFICIENT
 
 
-def _fill_computed(result: Answer, data: dict, used: list[EvidenceItem]) -> None:
-    """A compute reply: figures checked against the excerpts, the expression evaluated, the calculation shown."""
-    calc = compute_answer(data, used)
+def _fill_computed(result: Answer, data: dict, used: list[EvidenceItem], **shown: Any) -> None:
+    """A compute reply: figures checked against the excerpts, the expression evaluated, the calculation shown
+    (``shown``: a metric plan's ``about``, ``parts`` and ``parts_unit`` for :func:`compute_answer`)."""
+    calc = compute_answer(data, used, **shown)
     result.calculation = calc.to_dict()
     for f in calc.figures:
         result.citations.append(Citation(f.evidence, f.chunk_id, f.citation, f.quote, f.quote_verified))

@@ -884,8 +884,10 @@ def answer_one(q: dict, n: int, docs: dict[str, dict], agent: Any, results: Any,
     ]
     if item.error is None:
         try:
+            statements = (lambda keys: agent.statement_evidence(q["question"], keys, company=doc["company"],
+                                                                year=item.fiscal_year)) if per_document else None
             ans = answer_question(q["question"], evidence, store=results, model_id=model_id, model=model,
-                                  evidence_chars=evidence_chars, prompt_version=prompt_version)
+                                  evidence_chars=evidence_chars, prompt_version=prompt_version, statements=statements)
         except FilingLensError as exc:
             item.error = str(exc)
         else:

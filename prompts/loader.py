@@ -372,3 +372,65 @@ DEFAULT_COMPARE_VERSION = "v1"
 def load_compare_prompt(version: str | None = None, extra_dirs: list[Path] | None = None) -> ComparePrompt:
     """Load the pairwise comparison prompt of ``version`` (default ``DEFAULT_COMPARE_VERSION``; user dirs first)."""
     return _load_single(ComparePrompt, "compare", "comparison prompt", version or DEFAULT_COMPARE_VERSION, extra_dirs)
+
+
+class LineItem(BaseModel):
+    """A statement line item a metric formula names (``prompts/metrics/<version>.yaml``)."""
+
+    label: str  # what the model is told to look for
+    statement: str  # where it is printed: income statement, balance sheet, cash flow statement
+    aliases: list[str] = Field(default_factory=list)  # regexes that name it in a question (a look-up)
+    rows: list[str] = Field(default_factory=list)  # regexes for its whole row label in a statement, preferred first
+    balance: bool = False  # a balance at year end (its average needs the year before), not a flow over the year
+    sign: Literal["as printed", "abs"] = "as printed"  # abs: a cost printed "(4,625)" counts as 4,625
+    optional: bool = False  # absent from the statements means 0 (short-term investments)
+
+    @field_validator("aliases", "rows")
+    @classmethod
+    def _regexes(cls, aliases: list[str]) -> list[str]:
+        for alias in aliases:
+            try:
+                re.compile(alias)
+            except re.error as exc:
+                raise ValueError(f"alias {alias!r} is not a valid regex ({exc})") from exc
+        return aliases
+
+
+class MetricDefinition(BaseModel):
+    """A metric as a formula over line items: ``name``, the regexes that name it, its formula and unit."""
+
+    name: str
+    aliases: list[str] = Field(min_length=1)
+    formula: str
+    unit: str = "ratio"
+
+    _check_aliases = field_validator("aliases")(LineItem._regexes.__func__)
+
+
+class MetricLibrary(_PromptFile):
+    """Financial metrics as formulas over line items (``prompts/metrics/<version>.yaml``)."""
+
+    version: str
+    items: dict[str, LineItem]
+    metrics: list[MetricDefinition]
+
+    @model_validator(mode="after")
+    def _formulas_name_items(self) -> "MetricLibrary":
+        for metric in self.metrics:
+            for name in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", metric.formula):
+                if name not in self.items and name not in ("avg", "prev", "abs", "round"):
+                    raise ValueError(f"metric {metric.name!r}: {name!r} is not a line item")
+        return self
+
+    @property
+    def ref(self) -> str:
+        return f"metrics@{self.version}"
+
+
+#: The metric library used when none is given (metric questions in `ask` and `eval qa`).
+DEFAULT_METRICS_VERSION = "v1"
+
+
+def load_metric_library(version: str | None = None, extra_dirs: list[Path] | None = None) -> MetricLibrary:
+    """Load the metric library of ``version`` (default ``DEFAULT_METRICS_VERSION``; user directories first)."""
+    return _load_single(MetricLibrary, "metrics", "metric library", version or DEFAULT_METRICS_VERSION, extra_dirs)

@@ -428,6 +428,30 @@ class RetrievalAgent:
             unique = self._diversify(unique, fused, k)
         return [Evidence.from_hit(h, fused[h.chunk_id], found_by.get(h.chunk_id, [])) for h in unique[:k]]
 
+    def statement_evidence(self, question: str, statements: Sequence[str], *, k: int = 24,
+                           **filters: Any) -> list[Evidence]:
+        """Every chunk of the pages of ``statements`` (``retrieval/statements.py`` keys: ``balance_sheet``,
+        ``income``, ``cash_flow``) in the filings ``question`` and ``filters`` (as for :meth:`retrieve`)
+        select, each with its statement's heading as ``context``; at most ``k`` chunks, [] without a filter.
+
+        For a metric whose line items the program reads from the statement tables (``agents/metrics.py``):
+        the rows it needs may sit in a chunk of the page that search did not rank.
+        """
+        plan = self.plan(question, **filters)
+        if not plan.queries or not statements:
+            return []
+        pages = self.searcher.statement_pages(question, plan.queries[0].filters, statements)
+        ids = list(dict.fromkeys(cid for page in pages for cid in page.chunk_ids))[:k]
+        heading = {cid: page.heading for page in pages for cid in page.chunk_ids}
+        records = {rec.id: rec for rec in self.searcher.store.get(ids=ids)} if ids else {}
+        out = []
+        for cid in ids:
+            if cid in records:
+                hit = SearchHit(cid, records[cid].text, 0.0, records[cid].metadata)
+                hit.context = heading.get(cid, "")
+                out.append(Evidence.from_hit(hit, 0.0, ["statements"]))
+        return out
+
     def _add_statements(self, plan: RetrievalPlan, hits: dict[str, SearchHit], fused: dict[str, float],
                         found_by: dict[str, list[str]]) -> None:
         """A question's asked financial statements (``retrieval/statements.py``): the chunks of their pages

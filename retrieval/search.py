@@ -503,12 +503,14 @@ class HybridSearcher:
         """Top ``n`` (:func:`page_key`, BM25 score) of whole pages over the filtered subset."""
         return self._bm25_for(filters, pages=True).search(query, n)
 
-    def statement_pages(self, query: str, filters: SearchFilters) -> list[StatementPage]:
-        """The pages of the financial statements ``query`` asks for (named, or implied by its line items),
-        in the filtered filings, best first; none without a filter (every filing's statements would tie)."""
+    def statement_pages(self, query: str, filters: SearchFilters,
+                        statements: Sequence[str] | None = None) -> list[StatementPage]:
+        """The pages of the financial statements ``query`` asks for (named, or implied by its line items; or
+        the ``statements`` given, ``retrieval/statements.py`` keys), in the filtered filings, best first; none
+        without a filter (every filing's statements would tie)."""
         if filters.where() is None:
             return []
-        asked = statements_asked(query)
+        asked = list(statements) if statements is not None else statements_asked(query)
         if not asked:
             return []
         return statement_ranking(asked, self._bm25_for(filters, pages=True).statements)[:MAX_STATEMENT_PAGES]

@@ -133,6 +133,11 @@ class StatementPage:
 _ITEM_PREFERENCE = {"8": 0, "15": 1, "other": 1, "": 1}
 
 
+def statement_of_heading(head: str) -> str | None:
+    """The statement (a :data:`HEADINGS` key) a heading such as an excerpt's ``context`` names, or None."""
+    return _heading_statement(str(head or "")[:HEADING_WINDOW])
+
+
 def _heading_statement(head: str) -> str | None:
     """The one statement whose heading opens ``head`` (None for none, or for a page naming several: an index)."""
     found = []

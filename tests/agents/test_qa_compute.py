@@ -1,12 +1,14 @@
 """Answers that compute, on real 10-K text (FinanceBench PDFs in ../shared) with scripted fake models.
 
-The model names figures (quoted, with their excerpt) and an expression; the
+The model names figures (quoted, with their excerpt) and an expression (``compute-v1``, forced here: metrics the
+library covers are planned by the program, tests/agents/test_qa_metrics.py); the
 code checks each number against the excerpt's chunk text, evaluates the
 expression safely and shows the calculation -- or refuses with the reason.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -56,6 +58,7 @@ def fig(name, evidence, quote, value):
 def ask(tmp_path, question, evidence, *replies, **kwargs):
     model = get_chat_model("fake", responses=[r if isinstance(r, str) else json.dumps(r) for r in replies])
     db = tmp_path / f"r{len(list(tmp_path.glob('r*.db')))}.db"  # a fresh call cache per question
+    kwargs.setdefault("prompt_version", COMPUTE_VERSION)  # the model writes the expression (test_qa_metrics: the library)
     answer = answer_question(question, evidence, store=Store(db), model_id="fake", model=model, **kwargs)
     return answer, model
 
@@ -220,7 +223,8 @@ def test_garbage_compute_replies_end_in_a_recorded_error(tmp_path, lmt):
 
 def test_plain_questions_keep_the_plain_prompt(tmp_path, lmt):
     reply = {"answer": "No.", "sufficient": True, "citations": []}
-    plain, _ = ask(tmp_path, "Does Lockheed Martin have positive working capital based on FY2021 data?", lmt, reply)
+    plain, _ = ask(tmp_path, "Does Lockheed Martin have positive working capital based on FY2021 data?", lmt, reply,
+                   prompt_version=None)
     assert plain.prompt == "qa@v2" and plain.answer == "No." and plain.calculation is None
     forced_off, _ = ask(tmp_path, LMT_QUESTION, lmt, reply, compute=False)
     assert forced_off.prompt == "qa@v2"
@@ -298,3 +302,40 @@ def test_figures_printed_in_thousands_are_converted_to_the_unit_asked_for():
     bare = EvidenceItem("x", sheet.text, "8", "x")
     assert compute({"figures": figures, "expression": "assets - liabilities", "unit": "USD millions"},
                    [bare]).value == pytest.approx(3720356)
+
+
+# --------------------------------------------------------------------------- the library's formula (figures-v1)
+
+
+def test_a_library_metric_is_computed_with_the_librarys_formula_not_the_models(tmp_path, lmt):
+    reply = {"figures": [fig("total_current_assets_2021", 2, "Total current assets | 19,815", "19,815"),
+                         fig("total_current_liabilities_2021", 1, "Total current liabilities | 13,997", "13,997")],
+             "expression": "total_current_assets_2021 / total_current_liabilities_2021", "unit": "ratio"}
+    answer, model = ask(tmp_path, LMT_QUESTION, lmt, reply, prompt_version=None)
+    assert answer.prompt == "qa@figures-v1" and answer.sufficient
+    assert answer.answer.startswith("$5,818 million. Net working capital, fiscal 2021 (metrics@v1 formula).")
+    assert "19,815 \u2212 13,997 = $5,818 million" in answer.answer
+    assert answer.calculation["plan"]["metric"] == "net working capital" and answer.numbers()["all_traced"]
+    assert score_answer("$5818.00", answer.answer, LMT_QUESTION)["correct"]
+    user = model.calls[-1][-1].content
+    assert "- total_current_assets_2021: total current assets, at the end of fiscal 2021 (balance sheet)" in user
+    assert "total_current_assets_2021 \u2212 total_current_liabilities_2021" in user  # the formula it serves
+
+
+def test_a_library_figure_the_model_does_not_find_is_a_refusal_naming_it(tmp_path, lmt):
+    reply = {"figures": [fig("total_current_assets_2021", 2, "Total current assets | 19,815", "19,815")],
+             "missing": ["total_current_liabilities_2021"]}
+    answer, _ = ask(tmp_path, LMT_QUESTION, lmt, reply, prompt_version=None)
+    assert not answer.sufficient and answer.prompt == "qa@figures-v1"
+    assert answer.refusal == "a needed figure is not in the excerpts (total_current_liabilities_2021)"
+
+
+def test_a_library_percent_change_shows_each_year_in_the_tables_unit(tmp_path, adbe):
+    reply = {"figures": [fig("operating_income_2016", 1, "Operating income | 1,493,602", "1,493,602"),
+                         fig("operating_income_2015", 1, "Operating income | 1,493,602 | 903,095", "903,095")]}
+    heading = "CONSOLIDATED STATEMENTS OF INCOME (In thousands, except per share data) 2016 2015 2014"
+    adbe = [dataclasses.replace(e, context=heading) for e in adbe]  # as statement routing shows it
+    answer, _ = ask(tmp_path, ADBE_QUESTION, adbe, reply, prompt_version=None)
+    assert answer.answer.startswith("65.4%. Operating income, change from fiscal 2015 to 2016 in % (metrics@v1 "
+                                    "formula). fiscal 2015: $903,095 thousand; fiscal 2016: $1,493,602 thousand.")
+    assert score_answer("65.4%", answer.answer, ADBE_QUESTION)["correct"] and answer.numbers()["all_traced"]

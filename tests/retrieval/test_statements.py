@@ -154,3 +154,27 @@ def test_the_agent_adds_the_statements_a_question_needs(pdfs):
     topics = agent.retrieve("", queries=["revenue growth and net income"], company=pdfs.atvi.company,
                             year=pdfs.atvi.fiscal_year, k=6)
     assert not any("statements" in e.queries for e in topics)
+
+
+def test_a_library_metric_is_read_from_the_statement_pages_without_a_model_call(pdfs, tmp_path):
+    """Activision FY2017-FY2019 capex as a % of revenue (FinanceBench: 1.9%): the evidence given holds no
+    statement row, so the figures come from the statement pages the plan needs, each cited."""
+    from filinglens.agents.models import get_chat_model
+    from filinglens.agents.qa import answer_question
+    from filinglens.store import Store
+
+    question = ("What is the FY2017 - FY2019 3 year average of capex as a % of revenue for Activision Blizzard? "
+                "Answer in units of percents and round to one decimal place.")
+    agent = RetrievalAgent(HybridSearcher(pdfs.store, dense_weight=0))
+    where = {"company": pdfs.atvi.company, "year": pdfs.atvi.fiscal_year}
+    pages = agent.statement_evidence(question, ["cash_flow", "income"], **where)
+    assert pages and all(e.context and "statements" in e.queries for e in pages)
+    assert {e.page for e in pages} >= {69, 72}  # the income statement and the cash flow statement
+    unrelated = agent.retrieve("risk factors competition", **where, k=1)
+    model = get_chat_model("fake", responses=["not JSON"])
+    answer = answer_question(question, unrelated, store=Store(tmp_path / "r.db"), model_id="fake", model=model,
+                             statements=lambda keys: agent.statement_evidence(question, keys, **where))
+    assert answer.sufficient and answer.answer.startswith("1.9%.") and answer.tokens_in == 0
+    assert answer.calculation["read_from_tables"] == sorted(answer.calculation["plan"]["figures"])
+    assert len(answer.evidence) > 1 and all(c.verified for c in answer.citations)
+    assert answer.numbers()["all_traced"] is True

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from filinglens.workbench.common import esc, guarded, indexed_filings, model_problem, pick_model, store
+from filinglens.workbench.common import esc, guarded, indexed_filings, model_problem, pick_model
 
 st.title("Ask")
 st.caption("Answers come only from retrieved excerpts of the indexed 10-Ks; each quote is checked against the "
@@ -22,15 +22,13 @@ with st.form("ask-form"):
 
 
 def answer(question: str):
-    from filinglens.agents.qa import answer_question
+    from filinglens.app import ask
     from filinglens.errors import InputError
-    from filinglens.retrieval.agent import RetrievalAgent
 
     if not question.strip():
         raise InputError("the question is empty")
-    evidence = RetrievalAgent().retrieve(question, ticker=None if ticker == "any" else ticker,
-                                         year=int(year) or None, k=int(k))
-    return answer_question(question, evidence, store=store(), model_id=model)
+    return ask(question, ticker=None if ticker == "any" else ticker, year=int(year) or None, model_id=model,
+               k=int(k))
 
 
 if submitted:

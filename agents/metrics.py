@@ -1,0 +1,330 @@
+"""Metric questions planned by the program: which metric, which years, which figures, which formula.
+
+A small model asked "what is Walmart's FY2018 days payable outstanding?"
+tends to invent the formula (or copy the prompt's example).  Standard
+metrics have standard formulas, so they are data (``prompts/metrics/v1.yaml``):
+:func:`plan_metric` reads from the question which metric is asked (the first
+of the library's metrics, then line items, whose alias occurs in it), the
+fiscal year(s), and whether a single value, a change between two years or an
+N-year average is wanted; it expands the formula into the figures needed
+(``accounts_payable_2018``, ``accounts_payable_2017``, ...) and one
+expression over them.  The model is then only asked to find those figures in
+the excerpts (``prompts/qa/figures-v1.yaml``); :func:`apply_plan` turns its
+reply into the input of :func:`filinglens.agents.compute.compute`, which
+checks every figure against its excerpt and evaluates the expression.
+
+A question the library does not cover (no alias, no fiscal year, a segment or
+per-share figure) gets no plan and goes to the model-written formula of
+``compute-v1``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from filinglens.agents.calc import render
+from filinglens.agents.compute import amounts
+from filinglens.prompts.loader import LineItem, MetricLibrary, load_metric_library
+from filinglens.retrieval.statements import statement_of_heading
+
+_YEAR = re.compile(r"(?<![\d$.,])(?:FY\s*'?|fiscal\s+(?:year\s+)?)?((?:19|20)\d\d)(?![\d,])", re.I)
+_AVERAGE = re.compile(r"\b(\d|two|three|four|five)[-\s]years?\s+average\b|\baverage\s+of\b.*\bbetween\b", re.I)
+_CHANGE = re.compile(r"(?:year[-\s]over[-\s]year|\byoy\b|\bchanged?\b|\bgrowth\b|\bgrew\b)", re.I)
+# "<line item> % margin", "<line item> as a % of revenue": the item over revenue
+_OF_REVENUE = re.compile(r"^(?:\s*\([^)]{0,60}\))?\s*(?:%\s*|percent(?:age)?\s+)?margin\b|"
+                         r"^\s*as\s+an?\s+(?:%|percent(?:age)?)\s+of\s+(?:total\s+)?(?:revenues?|sales)", re.I)
+_DECIMALS = re.compile(r"\bround(?:ed)?\s+(?:\w+\s+){0,3}?to\s+(?:the\s+)?(one|two|three|zero|no|\d)\s+decimal", re.I)
+_NUMBER_WORDS = {"zero": 0, "no": 0, "one": 1, "two": 2, "three": 3}
+_PERCENT = re.compile(r"%|\bpercent(?:s|age)?\b", re.I)
+_SCALE = re.compile(r"\b(?:usd|\$|dollars?)?\s*(thousands|millions|billions)\b", re.I)
+# a line item asked about something narrower than the statement line: not a plain look-up
+_NARROWER = re.compile(r"\b(?:segments?|per\s+share|geograph\w*|regions?|countr(?:y|ies)|product\s+lines?|"
+                       r"excluding|adjusted|non-gaap|by\s+(?:segment|region|product|business)|quarter(?:ly)?|"
+                       r"\bq[1-4]\b|guidance|expect(?:s|ed)?|forecast)\b", re.I)
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:@prev)?")
+
+
+@dataclass
+class NeededFigure:
+    """One figure a plan needs: its expression name, line item and fiscal year."""
+
+    name: str  # accounts_payable_2018
+    item: str
+    year: int
+    item_def: LineItem
+
+    def describe(self) -> str:
+        when = f"at the end of fiscal {self.year}" if self.item_def.balance else f"for fiscal {self.year}"
+        return f"{self.name}: {self.item_def.label}, {when} ({self.item_def.statement})"
+
+
+@dataclass
+class MetricPlan:
+    """What the program computes for a metric question, and which figures the model must find."""
+
+    metric: str  # the library's name ("days payable outstanding") or a line item's
+    mode: str  # "value", "change", "percent change" or "average"
+    years: list[int]
+    expression: str
+    unit: str
+    figures: list[NeededFigure] = field(default_factory=list)
+    per_year: dict[int, str] = field(default_factory=dict)  # the metric's expression for each year (change, average)
+    base_unit: str = ""  # the unit of each year's value (a percent change of USD amounts: USD)
+    decimals: int | None = None  # "round to one decimal place": the result is shown so
+    library: str = ""  # metrics@v1
+
+    @property
+    def about(self) -> str:
+        """The plan in words: "Days payable outstanding, fiscal 2018 (metrics@v1 formula)"."""
+        years = {"change": " − ".join(f"fiscal {y}" for y in reversed(self.years)),
+                 "percent change": f"change from fiscal {self.years[0]} to {self.years[-1]} in %",
+                 "average": f"average of fiscal {self.years[0]} to {self.years[-1]}"}.get(self.mode,
+                                                                                        f"fiscal {self.years[-1]}")
+        return f"{self.metric[0].upper()}{self.metric[1:]}, {years} ({self.library} formula)"
+
+    def figures_prompt(self, skip: Sequence[str] = ()) -> str:
+        """The figures the model is asked to find, one per line (``skip``: those already read from tables)."""
+        return "\n".join(f"- {f.describe()}" for f in self.figures if f.name not in skip)
+
+    def statements(self) -> list[str]:
+        """The statements (``retrieval/statements.py`` keys) that print the plan's line items, in first use."""
+        return list(dict.fromkeys(_STATEMENT_KEYS[f.item_def.statement] for f in self.figures
+                                  if f.item_def.statement in _STATEMENT_KEYS))
+
+    def formula_prompt(self) -> str:
+        return render(self.expression)
+
+    def parts(self, zeros: Sequence[str] = ()) -> dict[str, str]:
+        """Each year's expression by label ("fiscal 2021"), with the ``zeros`` figures written as 0."""
+        return {f"fiscal {y}": _zero(expr, zeros) for y, expr in self.per_year.items()}
+
+    def to_dict(self) -> dict:
+        return {"metric": self.metric, "mode": self.mode, "years": self.years, "expression": self.expression,
+                "unit": self.unit, "figures": [f.name for f in self.figures], "library": self.library}
+
+
+def _find(aliases: list[str], question: str) -> re.Match | None:
+    for alias in aliases:
+        m = re.search(alias, question, re.I)
+        if m:
+            return m
+    return None
+
+
+def _years(question: str) -> list[int]:
+    return sorted({int(m.group(1)) for m in _YEAR.finditer(question)})
+
+
+def _expand(formula: str, year: int, library: MetricLibrary) -> tuple[str, list[tuple[str, int]]]:
+    """``formula`` for fiscal ``year``: item names suffixed by their year, ``avg(x)`` as the two-year mean."""
+    needed: list[tuple[str, int]] = []
+
+    def name(item: str, y: int) -> str:
+        if (item, y) not in needed:
+            needed.append((item, y))
+        return f"{item}_{y}"
+
+    text = re.sub(r"\bavg\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*\)",
+                  lambda m: f"(({m.group(1)} + {m.group(1)}@prev) / 2)", formula)
+
+    def swap(m: re.Match) -> str:
+        token = m.group(0)
+        item, prev = token.removesuffix("@prev"), token.endswith("@prev")
+        if item not in library.items:
+            return token
+        return name(item, year - 1 if prev else year)
+
+    return _NAME.sub(swap, text), needed
+
+
+def plan_metric(question: str, library: MetricLibrary | None = None) -> MetricPlan | None:
+    """The plan for a metric ``question``, or None when the library does not cover it."""
+    library = library or load_metric_library()
+    q = " ".join(str(question).split())
+    formula = unit = metric = None
+    match = None
+    for definition in library.metrics:
+        match = _find(definition.aliases, q)
+        if match:
+            formula, unit, metric = definition.formula, definition.unit, definition.name
+            break
+    if match is None:
+        if _NARROWER.search(q):
+            return None
+        for item_name, item in library.items.items():
+            match = _find(item.aliases, q)
+            if match:
+                formula, unit, metric = item_name, "USD", item.label.split(" (")[0]
+                if item_name != "revenue" and _OF_REVENUE.search(q[match.end():]):
+                    formula, unit, metric = f"{item_name} / revenue * 100", "%", f"{metric} as a % of revenue"
+                break
+    if match is None:
+        return None
+    years = _years(q)
+    if not years:
+        return None
+    mode = "value"
+    if len(years) >= 2 and _AVERAGE.search(q):
+        mode, years = "average", list(range(years[0], years[-1] + 1))
+    elif len(years) >= 2 and _CHANGE.search(q[:match.start()] + " " + q[match.end():match.end() + 40]):
+        pct = bool(_PERCENT.search(q)) and unit != "%"
+        mode, years = ("percent change" if pct else "change"), [years[0], years[-1]]
+    else:
+        years = [years[-1]]
+    per_year: dict[int, str] = {}
+    needed: list[tuple[str, int]] = []
+    for y in years:
+        expr, names = _expand(formula, y, library)
+        per_year[y] = expr
+        needed += [n for n in names if n not in needed]
+    base_unit = unit
+    if mode == "average":
+        expression = "(" + " + ".join(f"({per_year[y]})" for y in years) + f") / {len(years)}"
+    elif mode == "change":
+        expression = f"({per_year[years[1]]}) - ({per_year[years[0]]})"
+    elif mode == "percent change":
+        expression = f"(({per_year[years[1]]}) - ({per_year[years[0]]})) / ({per_year[years[0]]}) * 100"
+        unit = "%"
+    else:
+        expression = per_year[years[0]]
+    scale = _SCALE.search(q)
+    usd = f"USD {scale.group(1).lower()}" if scale else "USD"
+    unit, base_unit = (usd if u == "USD" else u for u in (unit, base_unit))
+    figures = [NeededFigure(f"{item}_{y}", item, y, library.items[item]) for item, y in needed]
+    rounding = _DECIMALS.search(q)
+    decimals = None if not rounding else _NUMBER_WORDS.get(rounding.group(1).lower(), None)
+    if rounding and decimals is None:
+        decimals = int(rounding.group(1))
+    return MetricPlan(metric=metric, mode=mode, years=years, expression=expression, unit=unit, figures=figures,
+                      per_year=per_year if mode != "value" else {}, base_unit=base_unit, decimals=decimals,
+                      library=library.ref)
+
+
+def _key(name: Any) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", str(name or "").lower()).strip("_")
+
+
+def apply_plan(plan: MetricPlan, data: dict) -> tuple[dict, list[str]]:
+    """The model's reply to the figures prompt as input to ``compute``: its figures for the plan's names,
+    the plan's expression and unit; a figure it did not find makes the reply a refusal naming it.
+
+    Also returns the optional figures it did not find, written as 0 in the expression.
+    """
+    raw = data.get("figures")
+    if isinstance(raw, dict):  # {"revenue_2023": "4,210", ...}
+        raw = [{"name": k, "value": v} for k, v in raw.items()]
+    given: dict[str, dict] = {}
+    for item in raw if isinstance(raw, list) else []:
+        if isinstance(item, dict) and _key(item.get("name")) not in given:
+            given[_key(item.get("name"))] = item
+    figures, missing, zeros = [], [], []
+    for need in plan.figures:
+        item = given.get(_key(need.name))
+        if item is None or not _has_value(item):
+            if need.item_def.optional:
+                zeros.append(need.name)
+                continue
+            missing.append(need.name)
+            continue
+        item = {**item, "name": need.name}
+        if need.item_def.sign == "abs":
+            item["value"] = _unsigned(item.get("value"))
+        figures.append(item)
+    if missing:
+        return {"sufficient": False, "figures": [], "missing": ", ".join(missing)}, zeros
+    return {"figures": figures, "expression": _zero(plan.expression, zeros), "unit": plan.unit,
+            "sufficient": True}, zeros
+
+
+def _zero(expression: str, names: Sequence[str]) -> str:
+    for name in names:
+        expression = re.sub(rf"(?<![A-Za-z0-9_]){re.escape(name)}(?![A-Za-z0-9_])", "0", expression)
+    return expression
+
+
+def _has_value(item: dict) -> bool:
+    value = item.get("value")
+    if value is None:
+        return len(amounts(str(item.get("quote") or ""))) == 1
+    return not (isinstance(value, str) and not value.strip())
+
+
+def _unsigned(value: Any) -> Any:
+    """A cost as a positive amount: ``(4,625)`` and ``-4,625`` as ``4,625`` (the printed digits are kept)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return abs(value)
+    text = str(value or "").strip()
+    return re.sub(r"^[\s(\-\u2212\u2013]+|[\s)]+$", "", text) or text
+
+
+# --------------------------------------------------------------------------- figures read from statement tables
+
+#: a table row as chunks print it: "Operating income | 1,493,602 | 903,095 | 412,685"
+_ROW = re.compile(r"^(?P<label>[^|\n]{2,240}?)\s*\|(?P<cells>[^\n]*)$", re.M)
+_COLUMN_YEAR = re.compile(r"(?<![\d,.$])((?:19|20)\d\d)(?!\d|,\d|%)")
+_YEAR_RUN = re.compile(r"(?<![\d,.$])(?:19|20)\d\d(?:[ \t]*\|?[ \t]*(?:19|20)\d\d(?!\d|,\d|%))+")
+_FIRST_ROW = re.compile(r"^[^|\n]{2,240}\|\s*\(?\$?\s*\(?\d", re.M)
+#: a line item's ``statement`` -> the statement key of retrieval/statements.py that prints it
+_STATEMENT_KEYS = {"balance sheet": "balance_sheet", "income statement": "income", "cash flow statement": "cash_flow"}
+
+
+def column_years(excerpt: Any) -> list[int]:
+    """The fiscal years of a statement excerpt's columns, in order, from its heading (``context``) or, without
+    one, from its own text before its first row of figures; [] when it states none."""
+    head = str(getattr(excerpt, "context", "") or "")
+    if not head:
+        text = str(getattr(excerpt, "text", "") or "")
+        first = _FIRST_ROW.search(text)
+        head = text[:first.start()] if first else ""
+    runs = [m.group(0) for m in _YEAR_RUN.finditer(head)]
+    years: list[int] = []
+    for m in _COLUMN_YEAR.finditer(runs[-1] if runs else head):  # a header row "2022 | 2021 | 2020" when there is one
+        if int(m.group(1)) not in years:
+            years.append(int(m.group(1)))
+    return years
+
+
+def _label(raw: str) -> str:
+    label = re.sub(r"\(\d\)|\[\d\]|\*+", " ", raw)  # footnote marks
+    label = label.replace("\u2019", "'").replace("\u2014", "-").replace("\u2013", "-")
+    return " ".join(label.split()).strip(" $:.")
+
+
+def read_from_tables(plan: MetricPlan, used: Sequence[Any]) -> dict[str, dict]:
+    """The plan's figures read from statement tables in the excerpts ``used``, by name.
+
+    A figure is read from an excerpt of the statement its line item is printed
+    in (named by the excerpt's heading, ``context``) when a row whose whole
+    label matches one of the item's ``rows`` patterns (the earliest pattern that matches any row wins)
+    has one cell per column year of the excerpt's heading, and every such row
+    gives the same number for the figure's year.  Each is a reply-shaped
+    figure (``name``, ``evidence``, ``quote`` = the row, ``value`` = the cell);
+    a figure not read this way is left to the model.
+    """
+    tables = []
+    for n, excerpt in enumerate(used, start=1):
+        statement = statement_of_heading(getattr(excerpt, "context", ""))
+        years = column_years(excerpt) if statement else []
+        if years:
+            rows = []
+            for m in _ROW.finditer(str(excerpt.text)):
+                cells = [c.strip() for c in m.group("cells").split("|")]
+                cells = [c for c in cells if c not in ("", "$")]
+                if len(cells) == len(years) and all(len(amounts(c)) == 1 for c in cells):
+                    rows.append((_label(m.group("label")), cells, m.group(0).strip()))
+            tables.append((n, statement, years, rows))
+    found: dict[str, dict] = {}
+    for need in plan.figures:
+        best: list[tuple[int, str, str]] = []
+        for pattern in need.item_def.rows:
+            best = [(n, cells[years.index(need.year)], line) for n, statement, years, rows in tables
+                    if need.year in years and statement == _STATEMENT_KEYS.get(need.item_def.statement)
+                    for label, cells, line in rows if re.fullmatch(pattern, label, re.I)]
+            if best:
+                break
+        if best and len({amounts(cell)[0].value for _, cell, _ in best}) == 1:
+            n, cell, line = best[0]
+            found[need.name] = {"name": need.name, "evidence": n, "quote": line[:400], "value": cell}
+    return found

@@ -1,0 +1,168 @@
+"""The metric library (prompts/metrics/v1.yaml) and the plans read from questions (agents/metrics.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from filinglens.agents.calc import evaluate
+from filinglens.agents.compute import is_metric_question
+from filinglens.agents.metrics import apply_plan, plan_metric
+from filinglens.errors import ConfigError
+from filinglens.evals.financebench import load_jsonl
+from filinglens.prompts.loader import load_metric_library
+
+WMT_DPO = ("What is FY2018 days payable outstanding (DPO) for Walmart? DPO is defined as: 365 * (average accounts "
+           "payable between FY2017 and FY2018) / (FY2018 COGS + change in inventory between FY2017 and FY2018). "
+           "Round your answer to two decimal places.")
+
+
+def test_every_dev_metric_question_is_planned_and_no_yes_no_question_is(shared):
+    """Coverage of the library on the 26 dev metric questions (its definitions are textbook ones, not fitted)."""
+    questions = load_jsonl(shared / "financebench" / "questions_dev.jsonl")
+    metric = [q["question"] for q in questions if q["question_type"] == "metrics-generated"]
+    plans = [plan_metric(q) for q in metric]
+    assert len(metric) == 26 and all(plans), [q for q, p in zip(metric, plans) if p is None]
+    # every plan's expression is arithmetic over exactly the figures it asks the model for
+    for plan in plans:
+        assert evaluate(plan.expression, {f.name: 1.0 + i for i, f in enumerate(plan.figures)}) is not None
+
+
+def test_dpo_plan_names_each_figure_and_year():
+    plan = plan_metric(WMT_DPO)
+    assert (plan.metric, plan.mode, plan.years, plan.unit) == ("days payable outstanding", "value", [2018], "days")
+    assert [f.name for f in plan.figures] == ["accounts_payable_2018", "accounts_payable_2017",
+                                               "cost_of_revenue_2018", "inventory_2018", "inventory_2017"]
+    values = {"accounts_payable_2018": 46092, "accounts_payable_2017": 41433, "cost_of_revenue_2018": 373396,
+              "inventory_2018": 43783, "inventory_2017": 43046}
+    assert round(evaluate(plan.expression, values), 2) == 42.69  # FinanceBench's reference for Walmart FY2018
+    lines = plan.figures_prompt().splitlines()
+    assert lines[0] == "- accounts_payable_2018: accounts payable, at the end of fiscal 2018 (balance sheet)"
+    assert "cost of revenue" in lines[2] and "for fiscal 2018 (income statement)" in lines[2]
+
+
+@pytest.mark.parametrize("question, metric, mode, years, unit", [
+    ("What is the FY2018 - FY2020 3 year average of capex as a % of revenue for MGM Resorts? Answer in units of "
+     "percents and round to one decimal place.", "capex as a percentage of revenue", "average", [2018, 2019, 2020], "%"),
+    ("What is Adobe's year-over-year change in unadjusted operating income from FY2015 to FY2016 (in units of "
+     "percents and round to one decimal place)?", "operating income", "percent change", [2015, 2016], "%"),
+    ("How much has the effective tax rate of Corning changed between FY2021 and FY2022?", "effective tax rate",
+     "change", [2021, 2022], "%"),
+    ("What is the FY2021 capital expenditure amount (in USD billions) for PepsiCo?", "capital expenditures", "value",
+     [2021], "USD billions"),
+    ("According to the P&L statement, what is the FY2015 depreciation and amortization (D&A from cash flow "
+     "statement) % margin for AMD?", "depreciation and amortization as a % of revenue", "value", [2015], "%"),
+    ("What is the FY2019 fixed asset turnover ratio for Activision Blizzard? Fixed asset turnover ratio is defined "
+     "as: FY2019 revenue / (average PP&E between FY2018 and FY2019).", "fixed asset turnover", "value", [2019],
+     "ratio"),
+])
+def test_metric_mode_years_and_unit_are_read_from_the_question(question, metric, mode, years, unit):
+    plan = plan_metric(question)
+    assert (plan.metric, plan.mode, plan.years, plan.unit) == (metric, mode, years, unit)
+
+
+def test_an_average_and_a_change_show_each_year():
+    plan = plan_metric("What is the FY2017 - FY2019 3 year average of capex as a % of revenue for Activision?")
+    assert list(plan.parts()) == ["fiscal 2017", "fiscal 2018", "fiscal 2019"]
+    values = {"capital_expenditures_2017": 155, "revenue_2017": 7017, "capital_expenditures_2018": 131,
+              "revenue_2018": 7500, "capital_expenditures_2019": 116, "revenue_2019": 6489}
+    assert round(evaluate(plan.expression, values), 1) == 1.9  # FinanceBench's reference
+    change = plan_metric("What is Adobe's year-over-year change in operating income from FY2015 to FY2016 in %?")
+    assert change.base_unit == "USD" and change.unit == "%"
+
+
+@pytest.mark.parametrize("question", [
+    "What is Apple's FY2022 revenue from the Services segment?",  # narrower than the statement line
+    "What is Apple's FY2022 diluted earnings per share?",  # not in the library
+    "What is the operating margin for 3M?",  # no fiscal year: the model must say which
+    "What was the largest liability in American Express's Balance Sheet in 2022?",
+])
+def test_questions_the_library_does_not_cover_get_no_plan(question):
+    assert plan_metric(question) is None or not is_metric_question(question)
+
+
+def test_replies_are_mapped_to_the_plan_and_costs_are_positive():
+    plan = plan_metric("What is the FY2020 free cash flow for General Mills? Answer in USD millions.")
+    reply = {"figures": [{"name": "Cash From Operations 2020", "evidence": 1, "value": "3,676.2"},
+                         {"name": "capital_expenditures_2020", "evidence": 1, "value": "(460.8)"},
+                         {"name": "revenue_2020", "evidence": 1, "value": "17,626.6"}],
+             "expression": "revenue_2020 * 2", "sufficient": False}  # the model's expression is never used
+    data, zeros = apply_plan(plan, reply)
+    assert data["expression"] == "cash_from_operations_2020 - capital_expenditures_2020" and zeros == []
+    assert [(f["name"], f["value"]) for f in data["figures"]] == [("cash_from_operations_2020", "3,676.2"),
+                                                                  ("capital_expenditures_2020", "460.8")]
+    missing, _ = apply_plan(plan, {"figures": reply["figures"][:1]})
+    assert missing == {"sufficient": False, "figures": [], "missing": "capital_expenditures_2020"}
+
+
+def test_an_optional_figure_not_found_is_zero_and_said_so():
+    plan = plan_metric("What is Verizon's FY2022 quick ratio?")
+    reply = {"figures": [{"name": "cash_and_equivalents_2022", "value": "2,605"},
+                         {"name": "accounts_receivable_2022", "value": "25,332"},
+                         {"name": "total_current_liabilities_2022", "value": "50,171"}], "missing": []}
+    data, zeros = apply_plan(plan, reply)
+    assert zeros == ["short_term_investments_2022"]
+    assert data["expression"] == ("(cash_and_equivalents_2022 + 0 + accounts_receivable_2022) / "
+                                  "total_current_liabilities_2022")
+
+
+def test_a_library_with_a_bad_formula_or_alias_is_a_config_error(tmp_path):
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics" / "bad.yaml").write_text(
+        "items:\n  revenue: {label: revenue, statement: income statement}\n"
+        "metrics:\n  - {name: x, aliases: ['x'], formula: revenue / ebitda}\n")
+    with pytest.raises(ConfigError, match="'ebitda' is not a line item"):
+        load_metric_library("bad", extra_dirs=[tmp_path])
+    (tmp_path / "metrics" / "bad2.yaml").write_text(
+        "items:\n  revenue: {label: revenue, statement: income statement, aliases: ['(unclosed']}\nmetrics: []\n")
+    with pytest.raises(ConfigError, match="not a valid regex"):
+        load_metric_library("bad2", extra_dirs=[tmp_path])
+
+
+# --------------------------------------------------------------------------- figures read from statement tables
+
+
+def _statement(parsed, name: str, page: int) -> list:
+    """The chunks of a statement page as retrieval shows them: each with the page's heading as its context."""
+    from filinglens.agents.evidence import EvidenceItem
+    from filinglens.retrieval.chunking import chunk_filing
+    from filinglens.retrieval.statements import heading_of
+
+    chunks = [c for c in chunk_filing(parsed(f"pdf/{name}.pdf")) if c.page == page]
+    heading = heading_of("\n".join(c.text for c in chunks))
+    return [EvidenceItem(f"{name}-{c.seq}", c.text, c.item, f"{name}, page {c.page}", context=heading)
+            for c in chunks]
+
+
+def test_walmart_2018_dpo_figures_are_read_from_the_statements_by_row_and_year(parsed):
+    """Walmart FY2018: income statement (page 56) and balance sheet (page 58); FinanceBench's DPO is 42.69."""
+    from filinglens.agents.metrics import read_from_tables
+
+    plan = plan_metric(WMT_DPO)
+    used = _statement(parsed, "WALMART_2018_10K", 56) + _statement(parsed, "WALMART_2018_10K", 58)
+    found = read_from_tables(plan, used)
+    assert {k: v["value"] for k, v in found.items()} == {
+        "accounts_payable_2018": "46,092", "accounts_payable_2017": "41,433", "cost_of_revenue_2018": "373,396",
+        "inventory_2018": "43,783", "inventory_2017": "43,046"}
+    assert found["cost_of_revenue_2018"]["quote"] == "Cost of sales | 373,396 | 361,256 | 360,984"
+    values = {k: float(v["value"].replace(",", "")) for k, v in found.items()}
+    assert round(evaluate(plan.expression, values), 2) == 42.69
+
+
+def test_pepsico_2022_operating_profit_is_not_confused_with_net_income(parsed):
+    """PepsiCo FY2022 (page 61): 'Operating Profit' 11,512; the model had taken net income, 8,978."""
+    from filinglens.agents.metrics import read_from_tables
+
+    plan = plan_metric("What is the FY2022 unadjusted EBITDA % margin for PepsiCo?")
+    found = read_from_tables(plan, _statement(parsed, "PEPSICO_2022_10K", 61))
+    assert found["operating_income_2022"]["value"] == "11,512" and found["revenue_2022"]["value"] == "$86,392"
+    assert "depreciation_amortization_2022" not in found  # a cash-flow line is not read from the income statement
+
+
+def test_amd_2015_cash_flow_changes_are_not_read_as_balances(parsed):
+    """AMD FY2015's cash flow statement (page 59) prints 'Accounts receivable | 280 | 7 | (200)' -- a change."""
+    from filinglens.agents.metrics import read_from_tables
+
+    used = _statement(parsed, "AMD_2015_10K", 59)
+    assert read_from_tables(plan_metric("What is AMD's FY2015 quick ratio?"), used) == {}
+    da = read_from_tables(plan_metric("What is the FY2015 depreciation and amortization % margin for AMD?"), used)
+    assert da["depreciation_amortization_2015"]["value"] == "167"
