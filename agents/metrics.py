@@ -73,6 +73,7 @@ class MetricPlan:
     per_year: dict[int, str] = field(default_factory=dict)  # the metric's expression for each year (change, average)
     base_unit: str = ""  # the unit of each year's value (a percent change of USD amounts: USD)
     decimals: int | None = None  # "round to one decimal place": the result is shown so
+    test: str = ""  # a yes/no question's test of the result: "> 0", "< 0", ">= 1" or "direction"
     library: str = ""  # metrics@v1
 
     @property
@@ -100,9 +101,17 @@ class MetricPlan:
         """Each year's expression by label ("fiscal 2021"), with the ``zeros`` figures written as 0."""
         return {f"fiscal {y}": _zero(expr, zeros) for y, expr in self.per_year.items()}
 
+    def verdict(self, value: float) -> str:
+        """A yes/no question's answer from the computed ``value`` ("Yes", "No", "Improved", "Declined"), or ''."""
+        if self.test == "direction":
+            return "Improved" if value > 0 else "Declined" if value < 0 else "Unchanged"
+        passed = {"> 0": value > 0, "< 0": value < 0, ">= 1": value >= 1}.get(self.test)
+        return "" if passed is None else "Yes" if passed else "No"
+
     def to_dict(self) -> dict:
         return {"metric": self.metric, "mode": self.mode, "years": self.years, "expression": self.expression,
-                "unit": self.unit, "figures": [f.name for f in self.figures], "library": self.library}
+                "unit": self.unit, "figures": [f.name for f in self.figures], "library": self.library,
+                "test": self.test}
 
 
 def _find(aliases: list[str], question: str) -> re.Match | None:
@@ -200,6 +209,52 @@ def plan_metric(question: str, library: MetricLibrary | None = None) -> MetricPl
     return MetricPlan(metric=metric, mode=mode, years=years, expression=expression, unit=unit, figures=figures,
                       per_year=per_year if mode != "value" else {}, base_unit=base_unit, decimals=decimals,
                       library=library.ref)
+
+
+_YES_NO = re.compile(r"^\W*(?:does|do|did|is|are|was|were|has|have|had)\b", re.I)
+_RISE = re.compile(r"\b(?:improv\w*|increas\w*|grow\w*|grew|ris(?:e|en|ing)|expand\w*|higher)\b", re.I)
+_FALL = re.compile(r"\b(?:declin\w*|decreas\w*|deteriorat\w*|fall(?:en|ing)?|fell|shr[iu]nk\w*|lower)\b", re.I)
+_HEALTHY = re.compile(r"\b(?:health(?:y)?|strong|adequate|sufficient|solid|good)\b", re.I)
+_SIGN = re.compile(r"\b(positive|negative)\b", re.I)
+#: metrics whose health is read against 1 (current assets cover current liabilities)
+_COVERAGE = ("quick ratio", "working capital ratio", "operating cash flow ratio", "interest coverage ratio")
+
+
+def plan_judgement(question: str, library: MetricLibrary | None = None) -> MetricPlan | None:
+    """The plan for a yes/no question that a library metric decides ("Does X have positive working
+    capital in FY2022?", "... an improving gross margin profile as of FY2022?", "Has X's quick ratio
+    improved or declined between FY2023 and FY2022?"), with the test of its result; None otherwise."""
+    q = " ".join(str(question).split())
+    direction = re.search(r"\b(?:improv\w*|increas\w*)\s+or\s+(?:declin\w*|decreas\w*)\b", q, re.I)
+    if not (_YES_NO.match(q) or direction):
+        return None
+    library = library or load_metric_library()
+    definition = next((d for d in library.metrics if _find(d.aliases, q)), None)
+    years = _years(q)
+    if definition is None or not years:
+        return None
+    head = q.split("?")[0]  # the question itself, not the "if it is not a useful metric ..." that follows
+    if direction or _RISE.search(head) or _FALL.search(head):
+        pair = [years[0], years[-1]] if len(years) >= 2 else [years[-1] - 1, years[-1]]
+        plan = plan_metric(f"the change in {definition.name} between FY{pair[0]} and FY{pair[1]}",
+                           _only(library, definition))
+        if plan:
+            plan.test = "direction" if direction else "< 0" if _FALL.search(head) and not _RISE.search(head) else "> 0"
+        return plan
+    plan = plan_metric(f"{definition.name} for FY{years[-1]}", _only(library, definition))
+    if plan is None:
+        return None
+    sign = _SIGN.search(head)
+    if sign:
+        plan.test = "> 0" if sign.group(1).lower() == "positive" else "< 0"
+    elif _HEALTHY.search(head) and definition.name in _COVERAGE:
+        plan.test = ">= 1"
+    return plan if plan.test else None
+
+
+def _only(library: MetricLibrary, definition: Any) -> MetricLibrary:
+    """``library`` with ``definition`` as its only metric (so its plan is that metric's)."""
+    return library.model_copy(update={"metrics": [definition]})
 
 
 def _key(name: Any) -> str:

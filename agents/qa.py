@@ -28,7 +28,7 @@ from filinglens.agents.calls import call_parsed, extract_json
 from filinglens.agents.compute import compose, is_metric_question, trace_numbers
 from filinglens.agents.compute import compute as compute_answer
 from filinglens.agents.evidence import EvidenceItem, render_evidence, verify_quotes
-from filinglens.agents.metrics import MetricPlan, apply_plan, plan_metric, read_from_tables
+from filinglens.agents.metrics import MetricPlan, apply_plan, plan_judgement, plan_metric, read_from_tables
 from filinglens.errors import FilingLensError, InputError, ModelCallError, ModelOutputError
 from filinglens.prompts.loader import load_qa_prompt
 from filinglens.store import Store
@@ -179,7 +179,9 @@ def _read_tables(plan: MetricPlan, text: str, used: list[EvidenceItem], statemen
 def _prompt_version(question: str, version: str | None, compute: bool | None) -> tuple[str | None, MetricPlan | None]:
     """The QA prompt version for ``question`` and, for a metric the library covers, its plan.
 
-    Metric questions are computed unless ``compute`` is False: with the
+    A yes/no question that a library metric decides (:func:`plan_judgement`)
+    is computed too, and answered from the result.  Metric questions are
+    computed unless ``compute`` is False: with the
     library's formula (:data:`METRIC_VERSION`, or a ``-p figures-…`` version)
     when it covers the question, else with the model's (:data:`COMPUTE_VERSION`;
     a ``-p compute-…`` version forces the model's formula).
@@ -189,6 +191,9 @@ def _prompt_version(question: str, version: str | None, compute: bool | None) ->
         return (None if forced else version), None
     if compute is None and not forced:
         compute = is_metric_question(question)
+        judged = None if compute else plan_judgement(question)
+        if judged is not None:  # a yes/no question a library metric decides
+            return METRIC_VERSION, judged
     if not compute:
         return version, None
     if forced and forced.startswith("compute"):
@@ -214,6 +219,11 @@ def _fill(result: Answer, data: dict, used: list[EvidenceItem], plan: MetricPlan
                        decimals=plan.decimals)
         result.calculation["plan"] = plan.to_dict()
         result.calculation["read_from_tables"] = sorted(tables)
+        value = result.calculation.get("value")
+        verdict = plan.verdict(value) if plan.test and value is not None else ""
+        if verdict:  # a yes/no question: the program's answer to it, from the computed value
+            result.calculation["verdict"] = verdict
+            result.answer = f"{verdict}. {result.answer}"
         return
     if result.prompt.startswith("qa@compute"):
         _fill_computed(result, data, used)

@@ -623,10 +623,12 @@ def judge_scores(
 # --------------------------------------------------------------------------- the run
 
 
-def _compute_version() -> str:
-    from filinglens.agents.qa import COMPUTE_VERSION
+def _compute_versions() -> dict:
+    from filinglens.agents.qa import COMPUTE_VERSION, METRIC_VERSION
+    from filinglens.prompts.loader import load_metric_library
 
-    return COMPUTE_VERSION
+    return {"compute_prompt_version": COMPUTE_VERSION, "metric_prompt_version": METRIC_VERSION,
+            "metric_library": load_metric_library().ref}
 
 
 def _page_id(company: Any, year: Any, page: Any) -> str:
@@ -705,7 +707,7 @@ def run_qa_eval(
         "pdf_dir": str(bench.pdf_dir), "model": model_id,
         "judge": judge, "limit": limit, "split": split, "setting": "per document" if per_document else "shared store", "k": k,
         "evidence_chars": evidence_chars, "prompt_version": prompt_version, "run_id": run_id,
-        "compute_prompt_version": _compute_version(),  # used for metric questions (agents/qa.py)
+        **_compute_versions(),  # used for metric questions (agents/qa.py)
         "accuracy_rule": {"relative_tolerance": REL_TOL, "text_recall": TEXT_RECALL},
     }
     result = QAEvalResult(
@@ -903,6 +905,8 @@ def answer_one(q: dict, n: int, docs: dict[str, dict], agent: Any, results: Any,
     answered = item.sufficient and not item.error
     # a computed answer is its result: the figures it lists may not match the reference by coincidence
     result = (item.calculation or {}).get("result") if answered else None
+    if result and (item.calculation or {}).get("verdict"):  # a yes/no question decided by a computed metric
+        result = f"{item.calculation['verdict']}. {result}. {item.calculation.get('parts') or ''}"
     item.match = score_answer(item.reference, result or item.answer, item.question, answered=answered)
     if result:
         item.match["scored"] = "result"

@@ -166,3 +166,35 @@ def test_amd_2015_cash_flow_changes_are_not_read_as_balances(parsed):
     assert read_from_tables(plan_metric("What is AMD's FY2015 quick ratio?"), used) == {}
     da = read_from_tables(plan_metric("What is the FY2015 depreciation and amortization % margin for AMD?"), used)
     assert da["depreciation_amortization_2015"]["value"] == "167"
+
+
+@pytest.mark.parametrize("question, metric, years, test", [
+    ("Does American Water Works have positive working capital based on FY2022 data? If working capital is not a "
+     "useful or relevant metric for this company, then please state that and explain why.", "net working capital",
+     [2022], "> 0"),
+    ("Does Verizon have a reasonably healthy liquidity profile based on its quick ratio for FY 2022?", "quick ratio",
+     [2022], ">= 1"),
+    ("Does Boeing have an improving gross margin profile as of FY2022? If gross margin is not a useful metric for a "
+     "company like this, then state that and explain why.", "gross margin", [2021, 2022], "> 0"),
+    ("Has AMCOR's quick ratio improved or declined between FY2023 and FY2022?", "quick ratio", [2022, 2023],
+     "direction"),
+    ("Has Netflix's operating margin declined in FY2017?", "operating margin", [2016, 2017], "< 0"),
+])
+def test_yes_no_questions_a_metric_decides_are_planned_with_their_test(question, metric, years, test):
+    from filinglens.agents.metrics import plan_judgement
+
+    plan = plan_judgement(question)
+    assert (plan.metric, plan.years, plan.test) == (metric, years, test)
+    assert plan.verdict(-0.5) in ("No", "Yes", "Declined")
+
+
+@pytest.mark.parametrize("question", [
+    "Is Boeing's business subject to cyclicality?",
+    "Does AMEX have an improving operating margin profile?",  # no fiscal year
+    "Has Microsoft increased its debt on balance sheet between FY2023 and the FY2022 period?",  # debt: not a metric
+    "Does Pfizer's FY2019 10-K mention gross margin?",  # no test of the value
+])
+def test_yes_no_questions_no_metric_decides_are_left_to_the_model(question):
+    from filinglens.agents.metrics import plan_judgement
+
+    assert plan_judgement(question) is None

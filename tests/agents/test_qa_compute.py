@@ -223,7 +223,7 @@ def test_garbage_compute_replies_end_in_a_recorded_error(tmp_path, lmt):
 
 def test_plain_questions_keep_the_plain_prompt(tmp_path, lmt):
     reply = {"answer": "No.", "sufficient": True, "citations": []}
-    plain, _ = ask(tmp_path, "Does Lockheed Martin have positive working capital based on FY2021 data?", lmt, reply,
+    plain, _ = ask(tmp_path, "Is Lockheed Martin's business subject to cyclicality?", lmt, reply,
                    prompt_version=None)
     assert plain.prompt == "qa@v2" and plain.answer == "No." and plain.calculation is None
     forced_off, _ = ask(tmp_path, LMT_QUESTION, lmt, reply, compute=False)
@@ -339,3 +339,24 @@ def test_a_library_percent_change_shows_each_year_in_the_tables_unit(tmp_path, a
     assert answer.answer.startswith("65.4%. Operating income, change from fiscal 2015 to 2016 in % (metrics@v1 "
                                     "formula). fiscal 2015: $903,095 thousand; fiscal 2016: $1,493,602 thousand.")
     assert score_answer("65.4%", answer.answer, ADBE_QUESTION)["correct"] and answer.numbers()["all_traced"]
+
+
+def test_a_yes_no_question_a_library_metric_decides_is_answered_from_the_computed_value(tmp_path, lmt):
+    question = "Does Lockheed Martin have positive working capital based on FY2021 data?"
+    lmt = [dataclasses.replace(e, context="CONSOLIDATED BALANCE SHEETS (In millions) December 31, 2021 2020")
+           for e in lmt]
+    reply = {"figures": [fig("total_current_assets_2021", 2, "Total current assets | 19,815", "19,815"),
+                         fig("total_current_liabilities_2021", 1, "Total current liabilities | 13,997", "13,997")]}
+    answer, _ = ask(tmp_path, question, lmt, reply, prompt_version=None)
+    assert answer.prompt == "qa@figures-v1" and answer.calculation["verdict"] == "Yes"
+    assert answer.answer.startswith("Yes. $5,818 million. Net working capital, fiscal 2021")
+    assert score_answer("Yes, Lockheed Martin had positive working capital of $5,818M in FY2021.",
+                        answer.answer, question)["correct"]
+    change = "Has Lockheed Martin's working capital ratio improved or declined between FY2021 and FY2020?"
+    reply = {"figures": [fig("total_current_assets_2021", 2, "", "19,815"), fig("total_current_assets_2020", 2, "",
+                                                                                "19,378"),
+                         fig("total_current_liabilities_2021", 1, "", "13,997"),
+                         fig("total_current_liabilities_2020", 1, "", "13,933")]}
+    answer, _ = ask(tmp_path, change, lmt, reply, prompt_version=None)
+    assert answer.answer.startswith("Improved. 0.02. Working capital ratio, fiscal 2021 \u2212 fiscal 2020")
+    assert "fiscal 2020: 1.39; fiscal 2021: 1.42." in answer.answer  # 19,378 / 13,933 and 19,815 / 13,997

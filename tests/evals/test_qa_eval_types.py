@@ -82,23 +82,32 @@ def test_eval_reports_accuracy_recall_and_traced_numbers_by_question_type(bench,
     by_id = {i.id: i for i in result.items}
 
     metric = by_id["financebench_id_03031"]
-    assert metric.prompt == "qa@compute-v1" and metric.correct and metric.question_type == "metrics-generated"
+    assert metric.prompt == "qa@figures-v1" and metric.correct and metric.question_type == "metrics-generated"
     assert metric.calculation["value"] == 5818.0
+    # the metric library's formula; both figures read from the balance sheet's rows, so the model was not asked
+    assert metric.calculation["read_from_tables"] == ["total_current_assets_2021", "total_current_liabilities_2021"]
+    assert metric.tokens_in == 0
     # scored on its result alone: a figure it lists cannot match the reference by coincidence
     assert metric.match["scored"] == "result" and metric.match["numbers"][0]["answer"] == "$5,818 million"
-    assert metric.calculation["shown"] == ("Calculation: assets \u2212 liabilities = 19,815 \u2212 13,997 = "
-                                           "$5,818 million")
-    assert "$6 billion" not in metric.answer and metric.numbers["all_traced"] is True
-    assert all(i.prompt == "qa@v2" and i.calculation is None for i in result.items if i is not metric)
+    assert metric.calculation["shown"] == ("Calculation: total_current_assets_2021 \u2212 "
+                                           "total_current_liabilities_2021 = 19,815 \u2212 13,997 = $5,818 million")
+    assert metric.numbers["all_traced"] is True
+    assert all(by_id[i].prompt == "qa@v2" and by_id[i].calculation is None
+               for i in ("financebench_id_00464", "financebench_id_00517"))
+    # "Does Boeing have an improving gross margin profile as of FY2022?" is decided by the library's gross margin;
+    # Boeing prints no total cost of revenue (products and services apart), so it is refused with the reason
+    margin = by_id["financebench_id_00678"]
+    assert margin.prompt == "qa@figures-v1" and margin.refused and margin.calculation["plan"]["test"] == "> 0"
+    assert "a needed figure is not in the excerpts (cost_of_revenue_2021, cost_of_revenue_2022)" in margin.answer
     assert by_id["financebench_id_00464"].numbers == {"numbers": 1, "traced": 0, "untraced": ["24%"],
                                                       "all_traced": False}
     assert by_id["financebench_id_00517"].numbers["all_traced"] is True
-    assert by_id["financebench_id_00678"].numbers["numbers"] == 0
+    assert margin.numbers["numbers"] == 0
 
     agg = result.aggregates
     assert (agg["answers_with_numbers"], agg["answers_traced"]) == (3, 2)
     assert agg["traced_share"] == pytest.approx(2 / 3) and agg["traced_share_ci95"] == wilson(2, 3)
-    assert (agg["compute_questions"], agg["calculations_shown"], agg["compute_refusals"]) == (1, 1, 0)
+    assert (agg["compute_questions"], agg["calculations_shown"], agg["compute_refusals"]) == (2, 1, 1)
     types = agg["by_question_type"]
     assert set(types) == {"metrics-generated", "domain-relevant", "novel-generated"}
     for qtype, entry in types.items():
@@ -113,8 +122,9 @@ def test_eval_reports_accuracy_recall_and_traced_numbers_by_question_type(bench,
 
     data = json.loads((tmp_path / "out" / "qa_eval.json").read_text())
     assert data["aggregates"]["by_question_type"]["metrics-generated"]["accuracy_ci95"] == list(wilson(1, 1))
-    assert {q["id"]: q["prompt"] for q in data["questions"]}["financebench_id_03031"] == "qa@compute-v1"
+    assert {q["id"]: q["prompt"] for q in data["questions"]}["financebench_id_03031"] == "qa@figures-v1"
     assert data["config"]["compute_prompt_version"] == "compute-v1" and data["config"]["prompt_version"] == "v2"
+    assert (data["config"]["metric_prompt_version"], data["config"]["metric_library"]) == ("figures-v1", "metrics@v1")
     import pandas as pd
 
     frame = pd.read_parquet(tmp_path / "out" / "qa_eval.parquet").set_index("id")
@@ -131,20 +141,21 @@ def test_eval_reports_accuracy_recall_and_traced_numbers_by_question_type(bench,
     assert "calculations shown / lookups / refused" in text
 
 
-def test_a_metric_question_whose_figures_were_not_retrieved_is_refused_with_the_reason(bench, tmp_path):
+def test_a_metric_questions_figures_come_from_the_statements_not_from_a_model_that_invents_one(bench, tmp_path):
     register_script("qa-none", func=lambda m: json.dumps(
-        {"figures": [{"name": "assets", "evidence": 1, "quote": "Total current assets | 99,999", "value": "99,999"}],
-         "expression": "assets", "sufficient": True}) if '"expression"' in m[-1].content else
+        {"figures": [{"name": "total_current_assets_2021", "evidence": 1, "quote": "Total current assets | 99,999",
+                      "value": "99,999"}], "missing": []}) if "A program computes" in m[-1].content else
         json.dumps({"answer": "No.", "sufficient": True}))
     result = run_qa_eval(bench["questions"], model_id="fake:qa-none", index=bench["index"],
                          store=Store(tmp_path / "results.db"))
     metric = next(i for i in result.items if i.id == "financebench_id_03031")
-    assert metric.refused and not metric.correct and not metric.error
-    assert "figure 'assets' (99,999) does not occur in excerpt E1" in metric.answer
+    assert metric.correct and metric.calculation["value"] == 5818.0 and metric.tokens_in == 0
+    assert "99,999" not in metric.answer
+    margin = next(i for i in result.items if i.id == "financebench_id_00678")
+    assert margin.refused and "cost_of_revenue_2021" in margin.answer  # the model's figure is not one it needs
     agg = result.aggregates
-    assert agg["compute_refusals"] == 1 and agg["calculations_shown"] == 0
-    assert agg["by_question_type"]["metrics-generated"]["refusals"] == 1
-    assert agg["answers_with_numbers"] == 0 and agg["traced_share"] is None  # refusals state no numbers
+    assert agg["compute_refusals"] == 1 and agg["calculations_shown"] == 1
+    assert agg["by_question_type"]["domain-relevant"]["refusals"] == 1
 
 
 def _item(qtype: str, correct: bool, recall: float, numbers: dict | None = None, **kw) -> QAItem:
