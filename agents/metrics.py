@@ -316,8 +316,6 @@ def _unsigned(value: Any) -> Any:
 
 # --------------------------------------------------------------------------- figures read from statement tables
 
-#: a table row as chunks print it: "Operating income | 1,493,602 | 903,095 | 412,685"
-_ROW = re.compile(r"^(?P<label>[^|\n]{2,240}?)\s*\|(?P<cells>[^\n]*)$", re.M)
 _COLUMN_YEAR = re.compile(r"(?<![\d,.$])((?:19|20)\d\d)(?!\d|,\d|%)")
 _YEAR_RUN = re.compile(r"(?<![\d,.$])(?:19|20)\d\d(?:[ \t]*\|?[ \t]*(?:19|20)\d\d(?!\d|,\d|%))+")
 _FIRST_ROW = re.compile(r"^[^|\n]{2,240}\|\s*\(?\$?\s*\(?\d", re.M)
@@ -347,6 +345,37 @@ def _label(raw: str) -> str:
     return " ".join(label.split()).strip(" $:.")
 
 
+_SECTION = re.compile(r"^[A-Za-z][A-Za-z ,&'()-]{2,60}:?$")
+
+
+def table_rows(text: str, columns: int) -> list[tuple[str, list[str], str]]:
+    """(label, cells, line) for each row of ``text`` with ``columns`` numeric cells.
+
+    A row with no label that follows a section heading ("Revenues", then its
+    lines, then "5,162,082 | 12,899,672 | 11,763,096") is that section's
+    total: it is labelled "Total revenues".
+    """
+    rows, section = [], ""
+    for line in text.splitlines():
+        line = line.strip()
+        if "|" not in line:
+            if _SECTION.match(line):
+                section = line.rstrip(":").strip()
+            continue
+        parts = [c.strip() for c in line.split("|")]
+        if len(amounts(parts[0])) == 1 and not re.search(r"[A-Za-z]{3}", parts[0]):
+            label, cells = (f"Total {section.lower()}" if section else ""), parts  # an unlabelled total
+            section = ""
+        else:
+            label, cells = _label(parts[0]), parts[1:]
+        cells = [c for c in cells if c not in ("", "$")]
+        if all(re.fullmatch(r"(?:19|20)\d\d", c) for c in cells):  # the column headers
+            continue
+        if label and len(cells) == columns and all(len(amounts(c)) == 1 for c in cells):
+            rows.append((label, cells, line))
+    return rows
+
+
 def read_from_tables(plan: MetricPlan, used: Sequence[Any]) -> dict[str, dict]:
     """The plan's figures read from statement tables in the excerpts ``used``, by name.
 
@@ -363,13 +392,7 @@ def read_from_tables(plan: MetricPlan, used: Sequence[Any]) -> dict[str, dict]:
         statement = statement_of_heading(getattr(excerpt, "context", ""))
         years = column_years(excerpt) if statement else []
         if years:
-            rows = []
-            for m in _ROW.finditer(str(excerpt.text)):
-                cells = [c.strip() for c in m.group("cells").split("|")]
-                cells = [c for c in cells if c not in ("", "$")]
-                if len(cells) == len(years) and all(len(amounts(c)) == 1 for c in cells):
-                    rows.append((_label(m.group("label")), cells, m.group(0).strip()))
-            tables.append((n, statement, years, rows))
+            tables.append((n, statement, years, table_rows(str(excerpt.text), len(years))))
     found: dict[str, dict] = {}
     for need in plan.figures:
         best: list[tuple[int, str, str]] = []

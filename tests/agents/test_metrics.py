@@ -198,3 +198,14 @@ def test_yes_no_questions_no_metric_decides_are_left_to_the_model(question):
     from filinglens.agents.metrics import plan_judgement
 
     assert plan_judgement(question) is None
+
+
+def test_mgm_2020_unlabelled_revenue_total_is_read_as_total_revenues(parsed):
+    """MGM Resorts FY2020 (page 64) prints its revenue total without a label, under the section 'Revenues'."""
+    from filinglens.agents.metrics import read_from_tables
+
+    plan = plan_metric("What is the FY2018 - FY2020 3 year average of capex as a % of revenue for MGM Resorts?")
+    found = read_from_tables(plan, _statement(parsed, "MGMRESORTS_2020_10K", 64))
+    assert {k: v["value"] for k, v in found.items() if k.startswith("revenue")} == {
+        "revenue_2018": "11,763,096", "revenue_2019": "12,899,672", "revenue_2020": "5,162,082"}
+    assert found["revenue_2020"]["quote"] == "5,162,082 | 12,899,672 | 11,763,096"
