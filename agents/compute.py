@@ -298,8 +298,9 @@ def read_figures(raw: Any, used: Sequence[Any]) -> tuple[list[Figure], dict[str,
 
 
 _SCALE_WORDS = {1e3: "thousand", 1e6: "million", 1e9: "billion"}
-#: a table's unit as statements print it: "(In thousands, except ...)", "(Dollars in millions)", "(Millions, except ...)"
-_TABLE_SCALE = re.compile(r"\((?:[A-Za-z$ ,]{0,24}\b)?(?:in\s+)?(thousands|millions|billions)\b", re.I)
+#: a table's unit as statements print it: "(In thousands, except ...)", "(Dollars in millions)", "(Millions, except ...)",
+#: "$ in millions"
+_TABLE_SCALE = re.compile(r"(?:\((?:[A-Za-z$ ,]{0,24}\b)?(?:in\s+)?|\$\s*in\s+)(thousands|millions|billions)\b", re.I)
 
 
 def table_scale(excerpt: Any) -> float | None:
@@ -391,7 +392,7 @@ def format_result(value: float, unit: str) -> str:
 
 
 def compute(data: dict, used: Sequence[Any], *, about: str = "", parts: dict[str, str] | None = None,
-            parts_unit: str | None = None, decimals: int | None = None) -> Calculation:
+            parts_unit: str | None = None, decimals: int | None = None, keep_all: bool = False) -> Calculation:
     """Check the model's figures against the excerpts ``used`` and evaluate its expression.
 
     ``data``: the model's JSON (``figures``, ``expression``, ``unit``,
@@ -399,7 +400,8 @@ def compute(data: dict, used: Sequence[Any], *, about: str = "", parts: dict[str
     (``agents/metrics.py``), which also says ``about`` (the formula in words,
     shown instead of the model's) and ``parts``: sub-expressions shown with
     their values (each year of a change or an average), in ``parts_unit``;
-    ``decimals``: the result is shown rounded to these (as the question asks).
+    ``decimals``: the result is shown rounded to these (as the question asks);
+    ``keep_all``: figures the expression does not use are still listed (a choice's other options).
     Never raises for bad model output: the returned calculation then has
     ``refusal`` set.
     """
@@ -430,7 +432,7 @@ def compute(data: dict, used: Sequence[Any], *, about: str = "", parts: dict[str
             calc.value = evaluate(calc.expression, {f.name: f.value * f.scale for f in calc.figures}) / target
             calc.scale_note = "figures in " + " and ".join(_SCALE_WORDS[s] + "s" for s in sorted(scales))
         calc.parts = _parts(parts or {}, calc.figures, _with_table_scale(parts_unit or calc.unit, scales))
-        unused = [f.name for f in calc.figures if f.name not in names_in(calc.expression)]
+        unused = [] if keep_all else [f.name for f in calc.figures if f.name not in names_in(calc.expression)]
     except (Refusal, CalcError) as exc:
         calc.refusal = str(exc)
         calc.value = None

@@ -74,11 +74,18 @@ class MetricPlan:
     base_unit: str = ""  # the unit of each year's value (a percent change of USD amounts: USD)
     decimals: int | None = None  # "round to one decimal place": the result is shown so
     test: str = ""  # a yes/no question's test of the result: "> 0", "< 0", ">= 1" or "direction"
+    options: dict[str, str] = field(default_factory=dict)  # a choice: label -> its figure's name
+    pick: str = "max"  # a choice: the largest ("max") or the smallest ("min") option
     library: str = ""  # metrics@v1
 
     @property
     def about(self) -> str:
         """The plan in words: "Days payable outstanding, fiscal 2018 (metrics@v1 formula)"."""
+        if self.options:
+            size = "largest" if self.pick == "max" else "smallest"
+            labels = list(self.options)
+            among = ", ".join(labels[:-1]) + f" and {labels[-1]}"
+            return f"{self.metric[0].upper()}{self.metric[1:]}, fiscal {self.years[-1]}: the {size} of {among} ({self.library})"
         years = {"change": " − ".join(f"fiscal {y}" for y in reversed(self.years)),
                  "percent change": f"change from fiscal {self.years[0]} to {self.years[-1]} in %",
                  "average": f"average of fiscal {self.years[0]} to {self.years[-1]}"}.get(self.mode,
@@ -98,8 +105,19 @@ class MetricPlan:
         return render(self.expression)
 
     def parts(self, zeros: Sequence[str] = ()) -> dict[str, str]:
-        """Each year's expression by label ("fiscal 2021"), with the ``zeros`` figures written as 0."""
+        """Each year's expression by label ("fiscal 2021"), with the ``zeros`` figures written as 0; a
+        choice's options by label."""
+        if self.options:
+            return dict(self.options)
         return {f"fiscal {y}": _zero(expr, zeros) for y, expr in self.per_year.items()}
+
+    def choose(self, values: dict[str, float]) -> str | None:
+        """A choice's answer: the label of the largest (or smallest) option among ``values`` (name -> value);
+        None unless every option has a value."""
+        if not self.options or any(name not in values for name in self.options.values()):
+            return None
+        order = sorted(self.options, key=lambda label: values[self.options[label]], reverse=self.pick == "max")
+        return order[0]
 
     def verdict(self, value: float) -> str:
         """A yes/no question's answer from the computed ``value`` ("Yes", "No", "Improved", "Declined"), or ''."""
@@ -250,6 +268,30 @@ def plan_judgement(question: str, library: MetricLibrary | None = None) -> Metri
     elif _HEALTHY.search(head) and definition.name in _COVERAGE:
         plan.test = ">= 1"
     return plan if plan.test else None
+
+
+_MOST = re.compile(r"\b(?:most|largest|highest|biggest|greatest|maximum)\b", re.I)
+_LEAST = re.compile(r"\b(?:least|lowest|smallest|minimum)\b", re.I)
+
+
+def plan_choice(question: str, library: MetricLibrary | None = None) -> MetricPlan | None:
+    """The plan for "which of these line items is largest (or smallest)?" ("Among operations, investing, and
+    financing activities, which brought in the most cash flow for Nike in FY2023?"); None otherwise."""
+    q = " ".join(str(question).split())
+    if not re.search(r"\bwhich\b", q, re.I) or not (_MOST.search(q) or _LEAST.search(q)):
+        return None
+    library = library or load_metric_library()
+    choice = next((c for c in library.choices if _find(c.aliases, q)), None)
+    years = _years(q)
+    if choice is None or not years:
+        return None
+    year = years[-1]
+    figures = [NeededFigure(f"{item}_{year}", item, year, library.items[item]) for item in choice.options.values()]
+    options = {label: f"{item}_{year}" for label, item in choice.options.items()}
+    scale = _SCALE.search(q)
+    return MetricPlan(metric=choice.name, mode="choice", years=[year], expression=figures[0].name,
+                      unit=f"USD {scale.group(1).lower()}" if scale else "USD", figures=figures, options=options,
+                      pick="max" if _MOST.search(q) else "min", base_unit="", library=library.ref)
 
 
 def _only(library: MetricLibrary, definition: Any) -> MetricLibrary:

@@ -28,7 +28,9 @@ from filinglens.agents.calls import call_parsed, extract_json
 from filinglens.agents.compute import compose, is_metric_question, trace_numbers
 from filinglens.agents.compute import compute as compute_answer
 from filinglens.agents.evidence import EvidenceItem, render_evidence, verify_quotes
-from filinglens.agents.metrics import MetricPlan, apply_plan, plan_judgement, plan_metric, read_from_tables
+from filinglens.agents.compute import read_amount
+from filinglens.agents.metrics import (MetricPlan, apply_plan, plan_choice, plan_judgement, plan_metric,
+                                      read_from_tables)
 from filinglens.errors import FilingLensError, InputError, ModelCallError, ModelOutputError
 from filinglens.prompts.loader import load_qa_prompt
 from filinglens.store import Store
@@ -176,6 +178,17 @@ def _read_tables(plan: MetricPlan, text: str, used: list[EvidenceItem], statemen
     return text, joined, tables
 
 
+def _values(figures: Sequence[Any]) -> dict[str, float]:
+    """name -> number of the reply figures whose value reads as one number."""
+    out = {}
+    for figure in figures:
+        try:
+            out[str(figure.get("name"))] = read_amount(figure.get("value")).value
+        except (ValueError, AttributeError):
+            continue
+    return out
+
+
 def _prompt_version(question: str, version: str | None, compute: bool | None) -> tuple[str | None, MetricPlan | None]:
     """The QA prompt version for ``question`` and, for a metric the library covers, its plan.
 
@@ -191,7 +204,7 @@ def _prompt_version(question: str, version: str | None, compute: bool | None) ->
         return (None if forced else version), None
     if compute is None and not forced:
         compute = is_metric_question(question)
-        judged = None if compute else plan_judgement(question)
+        judged = None if compute else plan_judgement(question) or plan_choice(question)
         if judged is not None:  # a yes/no question a library metric decides
             return METRIC_VERSION, judged
     if not compute:
@@ -214,13 +227,18 @@ def _fill(result: Answer, data: dict, used: list[EvidenceItem], plan: MetricPlan
         mine = [f for f in (given if isinstance(given, list) else [])
                 if isinstance(f, dict) and str(f.get("name")) not in tables]
         reply, zeros = apply_plan(plan, {"figures": list(tables.values()) + mine})
+        chosen = plan.choose(_values(reply.get("figures") or [])) if plan.options else None
+        if chosen:  # a choice: the result is the chosen option's figure, every option is shown
+            reply["expression"] = plan.options[chosen]
         about = plan.about + "".join(f"; {name} is not in the statements, taken as 0" for name in zeros)
         _fill_computed(result, reply, used, about=about, parts=plan.parts(zeros), parts_unit=plan.base_unit,
-                       decimals=plan.decimals)
+                       decimals=plan.decimals, keep_all=bool(plan.options))
         result.calculation["plan"] = plan.to_dict()
         result.calculation["read_from_tables"] = sorted(tables)
         value = result.calculation.get("value")
         verdict = plan.verdict(value) if plan.test and value is not None else ""
+        if chosen and value is not None:
+            verdict = chosen[0].upper() + chosen[1:]
         if verdict:  # a yes/no question: the program's answer to it, from the computed value
             result.calculation["verdict"] = verdict
             result.answer = f"{verdict}. {result.answer}"

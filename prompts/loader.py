@@ -407,15 +407,30 @@ class MetricDefinition(BaseModel):
     _check_aliases = field_validator("aliases")(LineItem._regexes.__func__)
 
 
+class ChoiceDefinition(BaseModel):
+    """"Which of these line items is largest?": the regexes that name the set, and its options (label -> item)."""
+
+    name: str
+    aliases: list[str] = Field(min_length=1)
+    options: dict[str, str] = Field(min_length=2)
+
+    _check_aliases = field_validator("aliases")(LineItem._regexes.__func__)
+
+
 class MetricLibrary(_PromptFile):
     """Financial metrics as formulas over line items (``prompts/metrics/<version>.yaml``)."""
 
     version: str
     items: dict[str, LineItem]
     metrics: list[MetricDefinition]
+    choices: list[ChoiceDefinition] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _formulas_name_items(self) -> "MetricLibrary":
+        for choice in self.choices:
+            for item in choice.options.values():
+                if item not in self.items:
+                    raise ValueError(f"choice {choice.name!r}: {item!r} is not a line item")
         for metric in self.metrics:
             for name in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", metric.formula):
                 if name not in self.items and name not in ("avg", "prev", "abs", "round"):

@@ -209,3 +209,47 @@ def test_mgm_2020_unlabelled_revenue_total_is_read_as_total_revenues(parsed):
     assert {k: v["value"] for k, v in found.items() if k.startswith("revenue")} == {
         "revenue_2018": "11,763,096", "revenue_2019": "12,899,672", "revenue_2020": "5,162,082"}
     assert found["revenue_2020"]["quote"] == "5,162,082 | 12,899,672 | 11,763,096"
+
+
+@pytest.mark.parametrize("name, page, year, chosen, values", [
+    ("NIKE_2023_10K", 61, 2023, "operating activities", {"cash_from_operations_2023": "5,841",
+                                                         "cash_from_investing_2023": "564",
+                                                         "cash_from_financing_2023": "(7,447)"}),
+    ("BESTBUY_2023_10K", 41, 2023, "operating activities", {"cash_from_operations_2023": "1,824",
+                                                            "cash_from_investing_2023": "(962)",
+                                                            "cash_from_financing_2023": "(1,806)"}),
+])
+def test_which_activity_brought_in_the_most_cash_is_read_and_chosen(parsed, name, page, year, chosen, values):
+    """Nike FY2023 labels its total 'Cash provided (used) by operations'; Best Buy 'Total cash provided by ...'."""
+    from filinglens.agents.compute import read_amount
+    from filinglens.agents.metrics import plan_choice, read_from_tables
+
+    company = name.split("_")[0].title()
+    plan = plan_choice(f"Among operations, investing, and financing activities, which brought in the most (or lost "
+                       f"the least) cash flow for {company} in FY{year}?")
+    found = read_from_tables(plan, _statement(parsed, name, page))
+    assert {k: v["value"] for k, v in found.items()} == values
+    assert plan.choose({k: read_amount(v).value for k, v in values.items()}) == chosen
+    assert plan_choice(f"Among operations, investing, and financing activities, which used the least cash for "
+                       f"{company} in FY{year}?").pick == "min"
+
+
+def test_a_choice_is_answered_with_the_chosen_option_and_every_options_value(parsed, tmp_path):
+    from filinglens.agents.models import get_chat_model
+    from filinglens.agents.qa import answer_question
+    from filinglens.evals.qa_eval import score_answer
+    from filinglens.store import Store
+
+    question = ("Among operations, investing, and financing activities, which brought in the most (or lost the least) "
+                "cash flow for Best Buy in FY2023?")
+    answer = answer_question(question, _statement(parsed, "BESTBUY_2023_10K", 41), store=Store(tmp_path / "r.db"),
+                             model_id="fake", model=get_chat_model("fake", responses=["not JSON"]))
+    assert answer.prompt == "qa@figures-v1" and answer.tokens_in == 0
+    assert answer.answer.startswith("Operating activities. $1,824 million. Cash flow by activity, fiscal 2023: the "
+                                    "largest of operating activities, investing activities and financing activities "
+                                    "(metrics@v1). operating activities: $1,824 million; investing "
+                                    "activities: \u2212$962 million; financing activities: \u2212$1,806 million.")
+    assert answer.numbers()["all_traced"] is True and len(answer.citations) == 3  # every option cited
+    reference = "Best Buy generated the most cash flow from operating activities in FY 2023 ($1.8 bn)"
+    scored = f"{answer.calculation['verdict']}. {answer.calculation['result']}. {answer.calculation['parts']}"
+    assert score_answer(reference, scored, question)["correct"]
