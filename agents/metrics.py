@@ -85,7 +85,8 @@ class MetricPlan:
             size = "largest" if self.pick == "max" else "smallest"
             labels = list(self.options)
             among = ", ".join(labels[:-1]) + f" and {labels[-1]}"
-            return f"{self.metric[0].upper()}{self.metric[1:]}, fiscal {self.years[-1]}: the {size} of {among} ({self.library})"
+            name = f"{self.metric[0].upper()}{self.metric[1:]}"
+            return f"{name}, fiscal {self.years[-1]}: the {size} of {among} ({self.library})"
         years = {"change": " − ".join(f"fiscal {y}" for y in reversed(self.years)),
                  "percent change": f"change from fiscal {self.years[0]} to {self.years[-1]} in %",
                  "average": f"average of fiscal {self.years[0]} to {self.years[-1]}"}.get(self.mode,
@@ -319,8 +320,8 @@ def apply_plan(plan: MetricPlan, data: dict) -> tuple[dict, list[str]]:
     figures, missing, zeros = [], [], []
     for need in plan.figures:
         item = given.get(_key(need.name))
-        if item is None or not _has_value(item):
-            if need.item_def.optional:
+        if item is None or not _has_value(item) or (need.item_def.optional and _is_nil(item.get("value"))):
+            if need.item_def.optional:  # absent, or given as 0 / "—": a line the statements do not have
                 zeros.append(need.name)
                 continue
             missing.append(need.name)
@@ -339,6 +340,12 @@ def _zero(expression: str, names: Sequence[str]) -> str:
     for name in names:
         expression = re.sub(rf"(?<![A-Za-z0-9_]){re.escape(name)}(?![A-Za-z0-9_])", "0", expression)
     return expression
+
+
+def _is_nil(value: Any) -> bool:
+    """0, "0", "—", "-", "n/a" or "none": what a model writes for a line that is not printed."""
+    text = str(value if value is not None else "").strip().lower()
+    return text in ("", "0", "0.0", "-", "\u2014", "\u2013", "n/a", "na", "none", "null", "nil") or value == 0
 
 
 def _has_value(item: dict) -> bool:

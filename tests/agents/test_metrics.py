@@ -101,6 +101,9 @@ def test_an_optional_figure_not_found_is_zero_and_said_so():
                          {"name": "total_current_liabilities_2022", "value": "50,171"}], "missing": []}
     data, zeros = apply_plan(plan, reply)
     assert zeros == ["short_term_investments_2022"]
+    for nil in (0, "0", "\u2014", "n/a"):  # what a model writes for a line the balance sheet does not have
+        given = {"figures": reply["figures"] + [{"name": "short_term_investments_2022", "value": nil}]}
+        assert apply_plan(plan, given)[1] == ["short_term_investments_2022"]
     assert data["expression"] == ("(cash_and_equivalents_2022 + 0 + accounts_receivable_2022) / "
                                   "total_current_liabilities_2022")
 
