@@ -21,14 +21,14 @@ when a figure is missing or cannot be traced.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Sequence
 
 from filinglens.agents.calls import call_parsed, extract_json
-from filinglens.agents.compute import compose, is_metric_question, trace_numbers
+from filinglens.agents.compute import compose, is_metric_question, read_amount, trace_numbers
 from filinglens.agents.compute import compute as compute_answer
 from filinglens.agents.evidence import EvidenceItem, render_evidence, verify_quotes
-from filinglens.agents.compute import read_amount
 from filinglens.agents.metrics import (MetricPlan, apply_plan, plan_choice, plan_judgement, plan_metric,
                                       read_from_tables)
 from filinglens.errors import FilingLensError, InputError, ModelCallError, ModelOutputError
@@ -165,6 +165,13 @@ def _read_tables(plan: MetricPlan, text: str, used: list[EvidenceItem], statemen
     except FilingLensError:  # no statement pages to read (no filter, nothing indexed): the evidence alone
         pages = []
     extra = [e if isinstance(e, EvidenceItem) else EvidenceItem.from_evidence(e) for e in pages]
+    heading = {e.chunk_id: e.context for e in extra if e.context}
+    if any(not e.context and e.chunk_id in heading for e in used):  # a statement chunk search found on its own
+        budget = evidence_chars + sum(len(heading[e.chunk_id]) + 8 for e in used if not e.context
+                                      and e.chunk_id in heading)
+        used = [dataclasses.replace(e, context=heading[e.chunk_id]) if not e.context and e.chunk_id in heading
+                else e for e in used]
+        text, used = render_evidence(used, budget)
     extra = [e for e in extra if e.chunk_id not in shown]
     tables = read_from_tables(plan, used + extra)
     supplying = sorted({f["evidence"] for f in tables.values() if f["evidence"] > len(used)})

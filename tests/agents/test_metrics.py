@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from filinglens.agents.calc import evaluate
@@ -256,3 +258,20 @@ def test_a_choice_is_answered_with_the_chosen_option_and_every_options_value(par
     reference = "Best Buy generated the most cash flow from operating activities in FY 2023 ($1.8 bn)"
     scored = f"{answer.calculation['verdict']}. {answer.calculation['result']}. {answer.calculation['parts']}"
     assert score_answer(reference, scored, question)["correct"]
+
+
+def test_a_statement_chunk_search_found_without_its_heading_is_read_with_it(parsed, tmp_path):
+    """Nike FY2023: search returned the cash flow statement's chunks bare (no heading); the statement pages
+    give them their heading, so their rows are read (the model had taken 'Purchases of short-term investments')."""
+    from filinglens.agents.models import get_chat_model
+    from filinglens.agents.qa import answer_question
+    from filinglens.store import Store
+
+    question = ("Among operations, investing, and financing activities, which brought in the most (or lost the least) "
+                "cash flow for Nike in FY2023?")
+    pages = _statement(parsed, "NIKE_2023_10K", 61)
+    bare = [dataclasses.replace(e, context="") for e in pages]
+    answer = answer_question(question, bare, store=Store(tmp_path / "r.db"), model_id="fake",
+                             model=get_chat_model("fake", responses=["not JSON"]), statements=lambda keys: pages)
+    assert answer.answer.startswith("Operating activities. $5,841 million.") and answer.tokens_in == 0
+    assert [e["chunk_id"] for e in answer.evidence] == [e.chunk_id for e in pages]  # no duplicates joined
