@@ -618,6 +618,7 @@ def eval_qa(
     shared_store: bool = typer.Option(False, "--shared-store", help="Search all indexed filings (default: the question's 10-K only)."),
     k: int = typer.Option(6, "-k", help="Evidence chunks per question."),
     prompt_version: Optional[str] = typer.Option(None, "--prompt-version", "-p", help="QA prompt version (prompts/qa/; default v2)."),
+    compute: bool = typer.Option(True, "--compute/--no-compute", help="Compute metric questions (metric library, shown calculation); --no-compute: the plain prompt for every question."),
     out: Optional[Path] = typer.Option(None, "--out", help="Results folder (default: data home/evals/qa-TIMESTAMP)."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
 ) -> None:
@@ -631,7 +632,8 @@ def eval_qa(
     out = out or settings.subdir("evals") / time.strftime("qa-%Y%m%d-%H%M%S")
     with RichQAProgress(err_console) as progress:
         result = run_qa_eval(questions, model_id=model, judge=judge, limit=limit, split=split,
-                             per_document=not shared_store, k=k, out_dir=out, progress=progress, prompt_version=prompt_version)
+                             per_document=not shared_store, k=k, out_dir=out, progress=progress, prompt_version=prompt_version,
+                             compute=None if compute else False)
     if as_json:
         print_json(result.to_dict())
     else:

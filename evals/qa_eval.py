@@ -654,6 +654,7 @@ def run_qa_eval(
     judge_strictness: int = 3,
     evidence_chars: int = 6000,
     prompt_version: str | None = None,
+    compute: bool | None = None,
     progress: Callable[[str, int, int, str], None] | None = None,
 ) -> QAEvalResult:
     """Answer FinanceBench questions with the QA agent and score them (see the module docstring).
@@ -664,7 +665,9 @@ def run_qa_eval(
     document), else one search over everything indexed (shared store).
     ``progress(stage, done, total, label)`` with stage ``ingest``, ``answer``,
     ``score`` or ``judge``.  ``model`` / ``judge_model``: chat-model objects
-    used instead of building ``model_id`` / ``judge`` (tests).
+    used instead of building ``model_id`` / ``judge`` (tests).  ``compute``:
+    False answers every question with the plain prompt (no metric library,
+    no calculation: the ablation); None computes metric questions.
     """
     from filinglens.prompts.loader import DEFAULT_QA_VERSION
     from filinglens.retrieval.index import open_store
@@ -684,11 +687,11 @@ def run_qa_eval(
     results = store if store is not None else Store()
     run_id = results.start_run("qa_eval", {"questions": str(bench.questions_path), "model": model_id, "judge": judge,
                                            "k": k, "per_document": per_document, "limit": limit, "split": split,
-                                           "prompt_version": prompt_version})
+                                           "prompt_version": prompt_version, "compute": compute})
     t0 = time.perf_counter()
     answered = answer_questions(wanted, bench.documents, index, results, say, model_id=model_id, model=model,
                                 per_document=per_document, k=k, evidence_chars=evidence_chars,
-                                prompt_version=prompt_version)
+                                prompt_version=prompt_version, compute=compute)
     t_answer = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -707,6 +710,7 @@ def run_qa_eval(
         "pdf_dir": str(bench.pdf_dir), "model": model_id,
         "judge": judge, "limit": limit, "split": split, "setting": "per document" if per_document else "shared store", "k": k,
         "evidence_chars": evidence_chars, "prompt_version": prompt_version, "run_id": run_id,
+        "compute": compute is not False,
         **_compute_versions(),  # used for metric questions (agents/qa.py)
         "accuracy_rule": {"relative_tolerance": REL_TOL, "text_recall": TEXT_RECALL},
     }
@@ -829,7 +833,7 @@ class Answered:
 def answer_questions(wanted: Sequence[dict], docs: dict[str, dict], index: Any, results: Any,
                      say: Callable[[str, int, int, str], None], *, model_id: str, model: Any = None,
                      per_document: bool = True, k: int = 6, evidence_chars: int = 6000,
-                     prompt_version: str | None = None) -> Answered:
+                     prompt_version: str | None = None, compute: bool | None = None) -> Answered:
     """Stage 4: retrieve evidence for each question (its own 10-K, or everything indexed), answer it with
     citations (model calls cached in ``results``) and score the answer against the reference."""
     from filinglens.retrieval.agent import RetrievalAgent
@@ -841,7 +845,7 @@ def answer_questions(wanted: Sequence[dict], docs: dict[str, dict], index: Any, 
         say("answer", n, len(wanted), q.get("financebench_id", ""))
         item, evidence = answer_one(q, n, docs, agent, results, model_id=model_id, model=model,
                                     per_document=per_document, k=k, evidence_chars=evidence_chars,
-                                    prompt_version=prompt_version)
+                                    prompt_version=prompt_version, compute=compute)
         out.items.append(item)
         out.contexts.append([_clean(e.text) for e in evidence])
         out.retrieved_ids.append([_page_id(e.company, e.fiscal_year, e.page if e.page is not None else e.chunk_id)
@@ -852,7 +856,7 @@ def answer_questions(wanted: Sequence[dict], docs: dict[str, dict], index: Any, 
 
 def answer_one(q: dict, n: int, docs: dict[str, dict], agent: Any, results: Any, *, model_id: str,
                model: Any = None, per_document: bool = True, k: int = 6, evidence_chars: int = 6000,
-               prompt_version: str | None = None) -> tuple[QAItem, list]:
+               prompt_version: str | None = None, compute: bool | None = None) -> tuple[QAItem, list]:
     """One question: retrieval (with evidence-page recall), the answer, and its score; returns (item, evidence)."""
     from filinglens.agents.qa import answer_question
 
@@ -889,7 +893,8 @@ def answer_one(q: dict, n: int, docs: dict[str, dict], agent: Any, results: Any,
             statements = (lambda keys: agent.statement_evidence(q["question"], keys, company=doc["company"],
                                                                 year=item.fiscal_year)) if per_document else None
             ans = answer_question(q["question"], evidence, store=results, model_id=model_id, model=model,
-                                  evidence_chars=evidence_chars, prompt_version=prompt_version, statements=statements)
+                                  evidence_chars=evidence_chars, prompt_version=prompt_version, statements=statements,
+                                  compute=compute)
         except FilingLensError as exc:
             item.error = str(exc)
         else:
