@@ -239,7 +239,11 @@ def answer_panel(answer: Answer):
     """A rich rendering of an answer with its numbered citations."""
 
     parts = [Text(answer.answer, style="bold" if answer.sufficient else "yellow")]
+    shown: set[tuple[int, str]] = set()
     for c in answer.citations:
+        if (c.n, c.quote) in shown:  # two figures read from one row: the row is cited once
+            continue
+        shown.add((c.n, c.quote))
         mark = "" if c.verified else "  [quote NOT found in the filing]"
         parts.append(Text(f"[E{c.n}] {c.citation}\n    “{c.quote}”{mark}", style="" if c.verified else "red"))
     if answer.error:

@@ -360,3 +360,17 @@ def test_a_yes_no_question_a_library_metric_decides_is_answered_from_the_compute
     answer, _ = ask(tmp_path, change, lmt, reply, prompt_version=None)
     assert answer.answer.startswith("Improved. 0.02. Working capital ratio, fiscal 2021 \u2212 fiscal 2020")
     assert "fiscal 2020: 1.39; fiscal 2021: 1.42." in answer.answer  # 19,378 / 13,933 and 19,815 / 13,997
+
+
+def test_the_answer_panel_cites_a_row_two_figures_came_from_once(tmp_path, adbe):
+    from rich.console import Console
+
+    from filinglens.display import answer_panel
+
+    reply = {"figures": [fig("operating_income_2016", 1, "Operating income | 1,493,602 | 903,095", "1,493,602"),
+                         fig("operating_income_2015", 1, "Operating income | 1,493,602 | 903,095", "903,095")]}
+    answer, _ = ask(tmp_path, ADBE_QUESTION, adbe, reply, prompt_version=None)
+    assert len(answer.citations) == 2
+    console = Console(record=True, width=200)
+    console.print(answer_panel(answer))
+    assert console.export_text().count("\u201cOperating income | 1,493,602 | 903,095") == 1
