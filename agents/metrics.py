@@ -389,11 +389,13 @@ def column_years(excerpt: Any) -> list[int]:
 
 
 def _label(raw: str) -> str:
-    label = re.sub(r"\(\d\)|\[\d\]|\*+", " ", raw)  # footnote marks
+    label = _NOTE_REF.sub(" ", re.sub(r"\(\d\)|\[\d\]|\*+", " ", raw))  # footnote marks, "(Note 7)"
     label = label.replace("\u2019", "'").replace("\u2014", "-").replace("\u2013", "-")
     return " ".join(label.split()).strip(" $:.")
 
 
+_NOTE_OPEN = re.compile(r"\((?:see\s+)?notes?(?:\s+\d{1,2}\s+and)?$", re.I)
+_NOTE_REF = re.compile(r"\((?:see\s+)?notes?\s+[\d,\sand]+\)", re.I)
 _SECTION = re.compile(r"^[A-Za-z][A-Za-z ,&'()-]{2,60}:?$")
 
 
@@ -412,6 +414,8 @@ def table_rows(text: str, columns: int) -> list[tuple[str, list[str], str]]:
                 section = line.rstrip(":").strip()
             continue
         parts = [c.strip() for c in line.split("|")]
+        if len(parts) > 2 and _NOTE_OPEN.search(parts[0]) and re.fullmatch(r"\d{1,2}\)", parts[1]):
+            parts = [f"{parts[0]} {parts[1]}", *parts[2:]]  # "Provision for income taxes (Note | 7) | (411)"
         if len(amounts(parts[0])) == 1 and not re.search(r"[A-Za-z]{3}", parts[0]):
             label, cells = (f"Total {section.lower()}" if section else ""), parts  # an unlabelled total
             section = ""

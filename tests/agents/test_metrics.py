@@ -275,3 +275,17 @@ def test_a_statement_chunk_search_found_without_its_heading_is_read_with_it(pars
                              model=get_chat_model("fake", responses=["not JSON"]), statements=lambda keys: pages)
     assert answer.answer.startswith("Operating activities. $5,841 million.") and answer.tokens_in == 0
     assert [e["chunk_id"] for e in answer.evidence] == [e.chunk_id for e in pages]  # no duplicates joined
+
+
+def test_corning_2022_tax_row_with_a_note_reference_split_into_a_cell_is_read(parsed):
+    """Corning FY2022 (page 57) prints 'Provision for income taxes (Note | 7) | (411) | (491) | (111)'."""
+    from filinglens.agents.metrics import read_from_tables
+
+    plan = plan_metric("How much has the effective tax rate of Corning changed between FY2021 and FY2022?")
+    found = read_from_tables(plan, _statement(parsed, "CORNING_2022_10K", 57))
+    assert {k: v["value"] for k, v in found.items()} == {
+        "income_tax_expense_2022": "(411)", "income_before_taxes_2022": "1,797",
+        "income_tax_expense_2021": "(491)", "income_before_taxes_2021": "2,426"}
+    data, _ = apply_plan(plan, {"figures": list(found.values())})
+    values = {f["name"]: float(str(f["value"]).replace(",", "")) for f in data["figures"]}
+    assert [round(evaluate(plan.per_year[y], values), 1) for y in (2021, 2022)] == [20.2, 22.9]  # the reference: 20%, 23%
