@@ -110,6 +110,17 @@ def test_html_10k_statements_are_found_by_heading_lines(shared, tmp_path):
     assert "Total current liabilities" in balance and "Total assets" in balance
     cash = " ".join(by_id[cid].text for cid in found["cash_flow"][0].chunk_ids)
     assert "Payments for acquisition of property, plant and equipment" in cash
+    # a library metric's figures are read from the HTML statements' rows (no pages, no model)
+    from filinglens.agents.evidence import EvidenceItem
+    from filinglens.agents.metrics import plan_metric, read_from_tables
+
+    plan = plan_metric("What is Apple's FY2024 free cash flow? Answer in USD millions.")
+    agent = RetrievalAgent(HybridSearcher(store, dense_weight=0))
+    pages = agent.statement_evidence("free cash flow", plan.statements(), company=aapl.company,
+                                     year=aapl.fiscal_year)
+    read = read_from_tables(plan, [EvidenceItem.from_evidence(e) for e in pages])
+    assert {k: v["value"] for k, v in read.items()} == {"cash_from_operations_2024": "118,254",
+                                                        "capital_expenditures_2024": "( 9,447 )"}
 
 
 def test_search_routes_a_metric_question_to_the_statements_it_names(pdfs):
