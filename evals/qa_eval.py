@@ -910,8 +910,11 @@ def answer_one(q: dict, n: int, docs: dict[str, dict], agent: Any, results: Any,
     answered = item.sufficient and not item.error
     # a computed answer is its result: the figures it lists may not match the reference by coincidence
     result = (item.calculation or {}).get("result") if answered else None
-    if result and (item.calculation or {}).get("verdict"):  # a yes/no question decided by a computed metric
-        result = f"{item.calculation['verdict']}. {result}. {item.calculation.get('parts') or ''}"
+    calc = item.calculation or {}
+    if result and calc.get("verdict"):  # a yes/no or "which" question decided by a computed metric
+        result = f"{calc['verdict']}. {result}. {calc.get('parts') or ''}"
+    elif result and calc.get("parts") and (calc.get("plan") or {}).get("mode") in ("change", "percent change"):
+        result = f"{result}. {calc['parts']}"  # a change is stated with the metric in both years
     item.match = score_answer(item.reference, result or item.answer, item.question, answered=answered)
     if result:
         item.match["scored"] = "result"
