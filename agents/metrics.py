@@ -13,9 +13,16 @@ the excerpts (``prompts/qa/figures-v1.yaml``); :func:`apply_plan` turns its
 reply into the input of :func:`filinglens.agents.compute.compute`, which
 checks every figure against its excerpt and evaluates the expression.
 
-A question the library does not cover (no alias, no fiscal year, a segment or
-per-share figure) gets no plan and goes to the model-written formula of
-``compute-v1``.
+Before the model is asked, :func:`read_from_tables` reads each figure it
+can from the statement tables (row by its whole label, column by the
+heading's year); only the rest goes to the model, and when none is left no
+model call is made.  :func:`plan_judgement` plans the yes/no questions a
+metric decides ("positive working capital", "an improving gross margin") and
+:func:`plan_choice` the "which of these line items is largest" ones.
+
+A question the library does not cover (no alias, no fiscal year, an adjusted
+or non-GAAP figure, a segment or per-share figure) gets no plan and goes to
+the model-written formula of ``compute-v1``.
 """
 
 from __future__ import annotations
@@ -43,6 +50,8 @@ _SCALE = re.compile(r"\b(?:usd|\$|dollars?)?\s*(thousands|millions|billions)\b",
 _NARROWER = re.compile(r"\b(?:segments?|per\s+share|geograph\w*|regions?|countr(?:y|ies)|product\s+lines?|"
                        r"excluding|adjusted|non-gaap|by\s+(?:segment|region|product|business)|quarter(?:ly)?|"
                        r"\bq[1-4]\b|guidance|expect(?:s|ed)?|forecast)\b", re.I)
+# a figure the statements do not print as such: the library's formulas would compute something else
+_NOT_STATEMENT = re.compile(r"\b(?:adjusted|non-gaap|pro\s+forma|segments?|per\s+share|organic)\b", re.I)
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:@prev)?")
 
 
@@ -171,6 +180,8 @@ def plan_metric(question: str, library: MetricLibrary | None = None) -> MetricPl
     """The plan for a metric ``question``, or None when the library does not cover it."""
     library = library or load_metric_library()
     q = " ".join(str(question).split())
+    if _NOT_STATEMENT.search(q):
+        return None
     formula = unit = metric = None
     match = None
     for definition in library.metrics:
@@ -245,7 +256,7 @@ def plan_judgement(question: str, library: MetricLibrary | None = None) -> Metri
     improved or declined between FY2023 and FY2022?"), with the test of its result; None otherwise."""
     q = " ".join(str(question).split())
     direction = re.search(r"\b(?:improv\w*|increas\w*)\s+or\s+(?:declin\w*|decreas\w*)\b", q, re.I)
-    if not (_YES_NO.match(q) or direction):
+    if not (_YES_NO.match(q) or direction) or _NOT_STATEMENT.search(q):
         return None
     library = library or load_metric_library()
     definition = next((d for d in library.metrics if _find(d.aliases, q)), None)

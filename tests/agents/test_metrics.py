@@ -75,6 +75,8 @@ def test_an_average_and_a_change_show_each_year():
 @pytest.mark.parametrize("question", [
     "What is Apple's FY2022 revenue from the Services segment?",  # narrower than the statement line
     "What is Apple's FY2022 diluted earnings per share?",  # not in the library
+    "What is Netflix's FY2022 adjusted EBITDA margin?",  # non-GAAP: not the statements' EBITDA
+    "What was Coca-Cola's FY2023 organic revenue growth?",
     "What is the operating margin for 3M?",  # no fiscal year: the model must say which
     "What was the largest liability in American Express's Balance Sheet in 2022?",
 ])
@@ -198,6 +200,7 @@ def test_yes_no_questions_a_metric_decides_are_planned_with_their_test(question,
     "Does AMEX have an improving operating margin profile?",  # no fiscal year
     "Has Microsoft increased its debt on balance sheet between FY2023 and the FY2022 period?",  # debt: not a metric
     "Does Pfizer's FY2019 10-K mention gross margin?",  # no test of the value
+    "Has Pfizer's FY2019 adjusted operating margin improved?",  # non-GAAP
 ])
 def test_yes_no_questions_no_metric_decides_are_left_to_the_model(question):
     from filinglens.agents.metrics import plan_judgement
