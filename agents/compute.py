@@ -232,14 +232,21 @@ def _excerpt(raw: Any, count: int) -> int | None:
     return n if 1 <= n <= count else None
 
 
+def figure_list(raw: Any) -> list:
+    """A reply's ``figures`` as a list: ``{"revenue_2023": "4,210", ...}`` (names and values only, found in any
+    excerpt) as ``[{"name": "revenue_2023", "value": "4,210"}, ...]``; [] when it is neither."""
+    if isinstance(raw, dict):
+        return [{"name": k, "value": v} for k, v in raw.items()]
+    return raw if isinstance(raw, list) else []
+
+
 def read_figures(raw: Any, used: Sequence[Any]) -> tuple[list[Figure], dict[str, str]]:
     """The model's figures checked against the excerpts ``used``; ``Refusal`` when one cannot be traced.
 
     Also returns how the model's own names map to safe expression names.
     """
-    if isinstance(raw, dict):  # {"revenue_2023": "4,210", ...}: names and values only, found in any excerpt
-        raw = [{"name": k, "value": v} for k, v in raw.items()]
-    if not isinstance(raw, list) or not raw:
+    raw = figure_list(raw)
+    if not raw:
         raise Refusal("the model named no figures from the excerpts")
     if len(raw) > MAX_FIGURES:
         raise Refusal(f"too many figures ({len(raw)}, at most {MAX_FIGURES})")
@@ -422,14 +429,11 @@ def compute(data: dict, used: Sequence[Any], *, about: str = "", parts: dict[str
                 raise Refusal("there is no expression combining the figures")
             calc.expression = calc.figures[0].name
         calc.expression = _figures_for_constants(_rename(calc.expression, renamed), calc.figures)
-        values = {f.name: f.value for f in calc.figures}
-        calc.value = evaluate(calc.expression, values)
         scales = {f.scale for f in calc.figures}
         calc.unit = _with_table_scale(calc.unit, scales)
-        target = _unit_scale(calc.unit)
-        if target and None not in scales and scales != {target}:
-            # figures printed in thousands, the answer asked in millions: evaluate in dollars, then convert
-            calc.value = evaluate(calc.expression, {f.name: f.value * f.scale for f in calc.figures}) / target
+        values, divisor = _values_in(calc.figures, calc.unit)
+        calc.value = evaluate(calc.expression, values) / divisor
+        if divisor != 1.0:
             calc.scale_note = "figures in " + " and ".join(_SCALE_WORDS[s] + "s" for s in sorted(scales))
         calc.parts = _parts(parts or {}, calc.figures, _with_table_scale(parts_unit or calc.unit, scales))
         unused = [] if keep_all else [f.name for f in calc.figures if f.name not in names_in(calc.expression)]
@@ -457,16 +461,23 @@ def _with_table_scale(unit: str, scales: set[float | None]) -> str:
     return unit
 
 
-def _parts(parts: dict[str, str], figures: Sequence[Figure], unit: str) -> str:
-    """Each part's value in ``unit`` (converted like the result when the figures' tables print another unit)."""
+def _values_in(figures: Sequence[Figure], unit: str) -> tuple[dict[str, float], float]:
+    """The figures' values, and the divisor, that give a result in ``unit``: when their tables print another
+    scale (thousands, the answer asked in millions) in dollars, divided by the unit's scale; else as printed."""
     target = _unit_scale(unit)
     scales = {f.scale for f in figures}
-    convert = target and None not in scales and scales != {target}
-    values = {f.name: f.value * (f.scale if convert else 1.0) for f in figures}
+    if target and None not in scales and scales != {target}:
+        return {f.name: f.value * f.scale for f in figures}, target
+    return {f.name: f.value for f in figures}, 1.0
+
+
+def _parts(parts: dict[str, str], figures: Sequence[Figure], unit: str) -> str:
+    """Each part's value in ``unit`` (converted like the result when the figures' tables print another unit)."""
+    values, divisor = _values_in(figures, unit)
     shown = []
     for label, expression in parts.items():
         try:
-            shown.append(f"{label}: {format_result(evaluate(expression, values) / (target if convert else 1.0), unit)}")
+            shown.append(f"{label}: {format_result(evaluate(expression, values) / divisor, unit)}")
         except CalcError:  # a part that divides by zero is left out; the result itself was computed
             continue
     return "; ".join(shown)
@@ -515,8 +526,8 @@ def trace_numbers(answer: str, quotes: Sequence[str], calculation: dict | None =
         sources.append(Amount("result", float(calculation["value"])))
         sources.extend(Amount(f["name"], float(f["value"])) for f in calculation.get("figures") or [])
         shown = calculation.get("shown") or ""
-        sources.extend(amounts(shown))
-        sources.extend(amounts(calculation.get("parts") or ""))  # each year of a change or an average  # constants of the shown expression (/ 2, * 100, 365)
+        sources.extend(amounts(shown))  # constants of the shown expression (/ 2, * 100, 365)
+        sources.extend(amounts(calculation.get("parts") or ""))  # each year of a change or an average
     numbers = [a for a in amounts(answer)
                if not (_YEAR.match(a.text.replace("$", "").strip()) and a.scale is None and not a.pct
                        and "$" not in a.text)]

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from filinglens.agents.calc import render
-from filinglens.agents.compute import amounts
+from filinglens.agents.compute import amounts, figure_list
 from filinglens.prompts.loader import LineItem, MetricLibrary, load_metric_library
 from filinglens.retrieval.statements import statement_of_heading
 
@@ -47,9 +47,10 @@ _NUMBER_WORDS = {"zero": 0, "no": 0, "one": 1, "two": 2, "three": 3}
 _PERCENT = re.compile(r"%|\bpercent(?:s|age)?\b", re.I)
 _SCALE = re.compile(r"\b(?:usd|\$|dollars?)?\s*(thousands|millions|billions)\b", re.I)
 # a line item asked about something narrower than the statement line: not a plain look-up
-_NARROWER = re.compile(r"\b(?:segments?|per\s+share|geograph\w*|regions?|countr(?:y|ies)|product\s+lines?|"
-                       r"excluding|adjusted|non-gaap|by\s+(?:segment|region|product|business)|quarter(?:ly)?|"
-                       r"\bq[1-4]\b|guidance|expect(?:s|ed)?|forecast)\b", re.I)
+# (adjusted, non-GAAP, segment and per-share figures are refused before, by _NOT_STATEMENT)
+_NARROWER = re.compile(r"\b(?:geograph\w*|regions?|countr(?:y|ies)|product\s+lines?|excluding|"
+                       r"by\s+(?:product|business)|quarter(?:ly)?|\bq[1-4]\b|guidance|expect(?:s|ed)?|forecast)\b",
+                       re.I)
 # a figure the statements do not print as such: the library's formulas would compute something else
 _NOT_STATEMENT = re.compile(r"\b(?:adjusted|non-gaap|pro\s+forma|segments?|per\s+share|organic)\b", re.I)
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:@prev)?")
@@ -90,17 +91,17 @@ class MetricPlan:
     @property
     def about(self) -> str:
         """The plan in words: "Days payable outstanding, fiscal 2018 (metrics@v1 formula)"."""
+        name = f"{self.metric[0].upper()}{self.metric[1:]}"
         if self.options:
             size = "largest" if self.pick == "max" else "smallest"
             labels = list(self.options)
             among = ", ".join(labels[:-1]) + f" and {labels[-1]}"
-            name = f"{self.metric[0].upper()}{self.metric[1:]}"
             return f"{name}, fiscal {self.years[-1]}: the {size} of {among} ({self.library})"
         years = {"change": " − ".join(f"fiscal {y}" for y in reversed(self.years)),
                  "percent change": f"change from fiscal {self.years[0]} to {self.years[-1]} in %",
                  "average": f"average of fiscal {self.years[0]} to {self.years[-1]}"}.get(self.mode,
                                                                                         f"fiscal {self.years[-1]}")
-        return f"{self.metric[0].upper()}{self.metric[1:]}, {years} ({self.library} formula)"
+        return f"{name}, {years} ({self.library} formula)"
 
     def figures_prompt(self, skip: Sequence[str] = ()) -> str:
         """The figures the model is asked to find, one per line (``skip``: those already read from tables)."""
@@ -148,6 +149,12 @@ def _find(aliases: list[str], question: str) -> re.Match | None:
         if m:
             return m
     return None
+
+
+def _usd_unit(question: str) -> str:
+    """The dollar unit a question asks amounts in: "USD millions" for "... in USD millions", else "USD"."""
+    scale = _SCALE.search(question)
+    return f"USD {scale.group(1).lower()}" if scale else "USD"
 
 
 def _years(question: str) -> list[int]:
@@ -228,8 +235,7 @@ def plan_metric(question: str, library: MetricLibrary | None = None) -> MetricPl
         unit = "%"
     else:
         expression = per_year[years[0]]
-    scale = _SCALE.search(q)
-    usd = f"USD {scale.group(1).lower()}" if scale else "USD"
+    usd = _usd_unit(q)
     unit, base_unit = (usd if u == "USD" else u for u in (unit, base_unit))
     figures = [NeededFigure(f"{item}_{y}", item, y, library.items[item]) for item, y in needed]
     rounding = _DECIMALS.search(q)
@@ -300,10 +306,9 @@ def plan_choice(question: str, library: MetricLibrary | None = None) -> MetricPl
     year = years[-1]
     figures = [NeededFigure(f"{item}_{year}", item, year, library.items[item]) for item in choice.options.values()]
     options = {label: f"{item}_{year}" for label, item in choice.options.items()}
-    scale = _SCALE.search(q)
     return MetricPlan(metric=choice.name, mode="choice", years=[year], expression=figures[0].name,
-                      unit=f"USD {scale.group(1).lower()}" if scale else "USD", figures=figures, options=options,
-                      pick="max" if _MOST.search(q) else "min", base_unit="", library=library.ref)
+                      unit=_usd_unit(q), figures=figures, options=options, pick="max" if _MOST.search(q) else "min",
+                      library=library.ref)
 
 
 def _only(library: MetricLibrary, definition: Any) -> MetricLibrary:
@@ -321,11 +326,8 @@ def apply_plan(plan: MetricPlan, data: dict) -> tuple[dict, list[str]]:
 
     Also returns the optional figures it did not find, written as 0 in the expression.
     """
-    raw = data.get("figures")
-    if isinstance(raw, dict):  # {"revenue_2023": "4,210", ...}
-        raw = [{"name": k, "value": v} for k, v in raw.items()]
     given: dict[str, dict] = {}
-    for item in raw if isinstance(raw, list) else []:
+    for item in figure_list(data.get("figures")):
         if isinstance(item, dict) and _key(item.get("name")) not in given:
             given[_key(item.get("name"))] = item
     figures, missing, zeros = [], [], []

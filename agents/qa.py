@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Sequence
 
 from filinglens.agents.calls import call_parsed, extract_json
-from filinglens.agents.compute import compose, is_metric_question, read_amount, trace_numbers
+from filinglens.agents.compute import compose, figure_list, is_metric_question, read_amount, trace_numbers
 from filinglens.agents.compute import compute as compute_answer
 from filinglens.agents.evidence import EvidenceItem, render_evidence, verify_quotes
 from filinglens.agents.metrics import (MetricPlan, apply_plan, plan_choice, plan_judgement, plan_metric,
@@ -228,11 +228,7 @@ def _fill(result: Answer, data: dict, used: list[EvidenceItem], plan: MetricPlan
           tables: dict[str, dict] | None = None) -> None:
     if plan is not None:  # figures read from statement tables are taken over the model's
         tables = tables or {}
-        given = data.get("figures")
-        if isinstance(given, dict):  # {"revenue_2023": "4,210", ...}
-            given = [{"name": k, "value": v} for k, v in given.items()]
-        mine = [f for f in (given if isinstance(given, list) else [])
-                if isinstance(f, dict) and str(f.get("name")) not in tables]
+        mine = [f for f in figure_list(data.get("figures")) if isinstance(f, dict) and str(f.get("name")) not in tables]
         reply, zeros = apply_plan(plan, {"figures": list(tables.values()) + mine})
         chosen = plan.choose(_values(reply.get("figures") or [])) if plan.options else None
         if chosen:  # a choice: the result is the chosen option's figure, every option is shown

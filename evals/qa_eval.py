@@ -909,8 +909,8 @@ def answer_one(q: dict, n: int, docs: dict[str, dict], agent: Any, results: Any,
             item.prompt, item.calculation, item.numbers = ans.prompt, ans.calculation, ans.numbers()
     answered = item.sufficient and not item.error
     # a computed answer is its result: the figures it lists may not match the reference by coincidence
-    result = (item.calculation or {}).get("result") if answered else None
     calc = item.calculation or {}
+    result = calc.get("result") if answered else None
     if result and calc.get("verdict"):  # a yes/no or "which" question decided by a computed metric
         result = f"{calc['verdict']}. {result}. {calc.get('parts') or ''}"
     elif result and calc.get("parts") and (calc.get("plan") or {}).get("mode") in ("change", "percent change"):
