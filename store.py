@@ -29,6 +29,7 @@ import functools
 import hashlib
 import json
 import os
+import random
 import sqlite3
 import threading
 import time
@@ -280,7 +281,7 @@ class Store:
             if check:
                 self._quick_check()
             self._check_identity(existed)  # before anything writes into an emptied file
-            self.db.execute("PRAGMA journal_mode=WAL")
+            self._enable_wal()
             self.db.execute("PRAGMA foreign_keys=ON")
             self._migrate()
             self._record_identity()
@@ -349,6 +350,25 @@ class Store:
             os.replace(tmp, self.id_path)
         except OSError:
             pass  # a read-only folder: the record is a safeguard, not a requirement
+
+    def _enable_wal(self) -> None:
+        """Switch to write-ahead logging, retrying while another opener holds the lock.
+
+        SQLite answers a journal-mode change that meets a concurrent opener's lock with an
+        immediate "database is locked", without calling the busy handler (seen with six
+        processes creating one database at once), so the wait is done here, up to the timeout.
+        """
+        deadline = time.monotonic() + self.timeout
+        delay = 0.005
+        while True:
+            try:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if not any(s in str(exc).lower() for s in _LOCKED) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 0.2)
 
     def _quick_check(self) -> None:
         rows = [r[0] for r in self.db.execute("PRAGMA quick_check(3)")]
