@@ -80,7 +80,7 @@ _SCALES = {"thousand": 1e3, "thousands": 1e3, "k": 1e3, "million": 1e6, "million
 _AMOUNT = re.compile(
     r"(?P<open>\()?[ \t]?(?P<neg>[-\u2212\u2013])?[ \t]?(?P<cur>\$|USD[ \t]?)?[ \t]?(?P<open2>\()?"
     r"(?<![A-Za-z_\d])(?P<num>\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)(?!\d|[,.]\d|[-\u2013][A-Za-z])"
-    r"(?P<close>\))?"
+    r"(?P<close>[ \t]?\))?"
     r"(?P<unit>[ \t]?(?:%|percent\b)|[ \t]?(?:thousands?|millions?|billions?)\b|(?:k|m|mn|mm|b|bn)\b)?",
     re.I,
 )

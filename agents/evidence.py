@@ -23,10 +23,12 @@ class EvidenceItem:
     citation: str
     score: float = 0.0
     context: str = ""  # what the chunk sits under, when known: a statement's title, units and column headers
+    filing_id: str = ""
 
     @classmethod
     def from_evidence(cls, ev: Any) -> "EvidenceItem":
-        return cls(ev.chunk_id, ev.text, ev.item, ev.citation(), float(ev.score), getattr(ev, "context", "") or "")
+        return cls(ev.chunk_id, ev.text, ev.item, ev.citation(), float(ev.score), getattr(ev, "context", "") or "",
+                   getattr(ev, "filing_id", "") or "")
 
 
 # Anything tag-like around the word "evidence" could close (or reopen) the block

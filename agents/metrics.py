@@ -34,7 +34,7 @@ from typing import Any, Sequence
 from filinglens.agents.calc import render
 from filinglens.agents.compute import amounts, figure_list
 from filinglens.prompts.loader import LineItem, MetricLibrary, load_metric_library
-from filinglens.retrieval.statements import statement_of_heading
+from filinglens.retrieval.statements import statement_of_heading, statement_segment
 
 _YEAR = re.compile(r"(?<![\d$.,])(?:FY\s*'?|fiscal\s+(?:year\s+)?)?((?:19|20)\d\d)(?![\d,])", re.I)
 _AVERAGE = re.compile(r"\b(\d|two|three|four|five)[-\s]years?\s+average\b|\baverage\s+of\b.*\bbetween\b", re.I)
@@ -442,6 +442,33 @@ def table_rows(text: str, columns: int) -> list[tuple[str, list[str], str]]:
     return rows
 
 
+_FLOWS = ("income", "cash_flow")
+
+
+def _fiscal_balance_years(tables: list, filing_ids: Sequence[str]) -> list:
+    """``tables`` with each balance sheet's column years put in the filing's fiscal-year names.
+
+    A company whose fiscal 2024 ends on February 2, 2025 heads its income and cash flow statements
+    "Fiscal 2024 | 2023 | 2022" but dates its balance sheet "February 2, 2025 | January 28, 2024": when a
+    filing's latest balance-sheet year is one after its latest income or cash-flow year, the balance sheet's
+    years are named like the flows' (2025 -> 2024).  Excerpts are grouped by filing (``filing_ids``).
+    """
+    latest_flow: dict[str, set[int]] = {}
+    latest_balance: dict[str, set[int]] = {}
+    for n, statement, years, _ in tables:
+        key = filing_ids[n - 1]
+        if statement in _FLOWS:
+            latest_flow.setdefault(key, set()).add(max(years))
+        elif statement == "balance_sheet":
+            latest_balance.setdefault(key, set()).add(max(years))
+    shifted = {key for key, flows in latest_flow.items()
+               if len(flows) == 1 and latest_balance.get(key) == {max(flows) + 1}}
+    if not shifted:
+        return tables
+    return [(n, statement, [y - 1 for y in years] if statement == "balance_sheet" and filing_ids[n - 1] in shifted
+             else years, rows) for n, statement, years, rows in tables]
+
+
 def read_from_tables(plan: MetricPlan, used: Sequence[Any]) -> dict[str, dict]:
     """The plan's figures read from statement tables in the excerpts ``used``, by name.
 
@@ -458,7 +485,9 @@ def read_from_tables(plan: MetricPlan, used: Sequence[Any]) -> dict[str, dict]:
         statement = statement_of_heading(getattr(excerpt, "context", ""))
         years = column_years(excerpt) if statement else []
         if years:
-            tables.append((n, statement, years, table_rows(str(excerpt.text), len(years))))
+            tables.append((n, statement, years, table_rows(statement_segment(str(excerpt.text), statement),
+                                                           len(years))))
+    tables = _fiscal_balance_years(tables, [getattr(e, "filing_id", "") or "" for e in used])
     found: dict[str, dict] = {}
     for need in plan.figures:
         best: list[tuple[int, str, str]] = []

@@ -161,7 +161,10 @@ def _read_tables(plan: MetricPlan, text: str, used: list[EvidenceItem], statemen
     (``statements``); excerpts that supply a figure join the evidence (and its text), numbered after it."""
     shown = {e.chunk_id for e in used}
     try:
-        pages = statements(plan.statements()) if statements else []
+        needed = plan.statements()
+        if needed == ["balance_sheet"]:  # a flow statement's years name the balance sheet's fiscal years
+            needed = ["balance_sheet", "income"]
+        pages = statements(needed) if statements else []
     except FilingLensError:  # no statement pages to read (no filter, nothing indexed): the evidence alone
         pages = []
     extra = [e if isinstance(e, EvidenceItem) else EvidenceItem.from_evidence(e) for e in pages]

@@ -18,64 +18,21 @@ Filings are split in two fixed halves by a hash of the file name (``tune`` /
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from filinglens.agents.metrics import NeededFigure, read_from_tables
-from filinglens.agents.compute import read_amount
-from filinglens.evals.xbrl_gold import CONCEPTS, gold_values, read_facts, same_figure
-from filinglens.prompts.loader import load_metric_library
-from filinglens.retrieval.agent import RetrievalAgent
-from filinglens.retrieval.index import ChunkStore
-from filinglens.retrieval.ingest import ingest_file
+from filinglens.evals.xbrl_gold import check_filing
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "filings" / "html"
-STATEMENTS = ["balance_sheet", "income", "cash_flow"]
 
 
 def split_of(name: str) -> str:
     """The fixed half a filing belongs to."""
     return "tune" if int(hashlib.sha1(name.encode()).hexdigest(), 16) % 2 == 0 else "held-out"
-
-
-class _Plan:
-    def __init__(self, figures):
-        self.figures = figures
-
-
-def check_filing(path: Path, library=None) -> dict:
-    """{item: [(years_back, gold, read, verdict)]} for one filing (``verdict``: correct/wrong/missed/none)."""
-    library = library or load_metric_library()
-    facts = read_facts(path)
-    if facts is None:
-        return {}
-    store = ChunkStore(Path(tempfile.mkdtemp()) / "index", embedder="hash")
-    filing = ingest_file(path, store=store)
-    evidence = RetrievalAgent(store=store).statement_evidence(
-        "financial statements", STATEMENTS, k=48, filing_id=filing.filing_id)
-    out: dict[str, list] = {}
-    for item, definition in library.items.items():
-        if item not in CONCEPTS:
-            continue
-        needs = [NeededFigure(f"{item}_{facts.fiscal_year - back}", item, facts.fiscal_year - back, definition)
-                 for back in (0, 1)]
-        read = read_from_tables(_Plan(needs), evidence)
-        for back, need in zip((0, 1), needs):
-            gold = gold_values(facts, item, back, balance=bool(definition.balance))
-            got = read.get(need.name)
-            value = read_amount(got["value"]).value if got else None
-            if not gold:
-                verdict = "none" if value is None else "untagged"
-            elif value is None:
-                verdict = "missed"
-            else:
-                verdict = "correct" if any(same_figure(value, g) for g in gold) else "wrong"
-            out.setdefault(item, []).append((back, gold, value, verdict, got["quote"][:120] if got else ""))
-    return out
 
 
 def main(argv=None) -> int:
@@ -96,13 +53,13 @@ def main(argv=None) -> int:
         if not res:
             print(f"{path.name}: no inline XBRL, skipped", file=sys.stderr)
             continue
-        results[path.name] = {"split": half, "items": res}
-        for item, rows in res.items():
-            for back, gold, value, verdict, quote in rows:
-                totals.setdefault(half, {}).setdefault(verdict, 0)
-                totals[half][verdict] += 1
-                if verdict in show:
-                    print(f"  {verdict:8} {half[:4]} {path.name[:24]:24} {item:26} -{back} gold={gold} read={value} | {quote}")
+        results[path.name] = {"split": half, "reads": [dataclasses.asdict(r) for r in res]}
+        for r in res:
+            totals.setdefault(half, {}).setdefault(r.verdict, 0)
+            totals[half][r.verdict] += 1
+            if r.verdict in show:
+                print(f"  {r.verdict:8} {half[:4]} {path.name[:24]:24} {r.item:26} -{r.years_back} gold={r.gold} "
+                      f"read={r.read} | {r.quote[:120]}")
     for half, t in sorted(totals.items()):
         tagged = t.get("correct", 0) + t.get("wrong", 0) + t.get("missed", 0)
         read = t.get("correct", 0) + t.get("wrong", 0)

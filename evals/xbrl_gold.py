@@ -130,8 +130,71 @@ def gold_values(facts: Facts, item: str, years_back: int = 0, *, balance: bool) 
 
 def same_figure(read: float, gold: float) -> bool:
     """Whether ``read`` (as printed in a statement: in units, thousands, millions or billions) is ``gold``,
-    sign aside (statements print costs and outflows either way)."""
+    sign aside (statements print costs either way; :func:`check_filing` checks the sign where it matters)."""
     for scale in (1, 1e3, 1e6, 1e9):
         if abs(abs(read) * scale - abs(gold)) <= 0.5 * scale + 1e-9:
             return True
     return False
+
+
+@dataclass
+class TableRead:
+    """One line item for one year, read from a filing's statements and checked against its XBRL."""
+
+    item: str
+    years_back: int
+    gold: list[float]
+    read: float | None
+    verdict: str  # correct | wrong | missed (tagged, not read) | untagged (read, not tagged) | none
+    quote: str = ""
+
+
+#: the statements the table reader is checked on
+STATEMENTS = ("balance_sheet", "income", "cash_flow")
+
+
+def check_filing(path: Path, library=None) -> list[TableRead]:
+    """Every metric-library line item of the HTML 10-K at ``path``, for its fiscal year and the year before,
+    read the way ``ask`` reads it (indexed with the model-free ``hash`` embedder, statement pages from
+    ``RetrievalAgent.statement_evidence``, ``agents/metrics.read_from_tables``) and checked against the
+    filing's inline XBRL; [] for a filing without inline XBRL."""
+    import tempfile
+    from types import SimpleNamespace
+
+    from filinglens.agents.compute import read_amount
+    from filinglens.agents.metrics import NeededFigure, read_from_tables
+    from filinglens.prompts.loader import load_metric_library
+    from filinglens.retrieval.agent import RetrievalAgent
+    from filinglens.retrieval.index import ChunkStore
+    from filinglens.retrieval.ingest import ingest_file
+
+    library = library or load_metric_library()
+    facts = read_facts(path)
+    if facts is None:
+        return []
+    with tempfile.TemporaryDirectory() as tmp:
+        store = ChunkStore(Path(tmp) / "index", embedder="hash")
+        filing = ingest_file(path, store=store)
+        evidence = RetrievalAgent(store=store).statement_evidence(
+            "financial statements", list(STATEMENTS), k=48, filing_id=filing.filing_id)
+    out = []
+    for item, definition in library.items.items():
+        if item not in CONCEPTS:
+            continue
+        needs = [NeededFigure(f"{item}_{facts.fiscal_year - back}", item, facts.fiscal_year - back, definition)
+                 for back in (0, 1)]
+        found = read_from_tables(SimpleNamespace(figures=needs), evidence)
+        for back, need in enumerate(needs):
+            gold = gold_values(facts, item, back, balance=bool(definition.balance))
+            got = found.get(need.name)
+            value = read_amount(got["value"]).value if got else None
+            if not gold:
+                verdict = "none" if value is None else "untagged"
+            elif value is None:
+                verdict = "missed"
+            else:
+                signed = definition.sign != "abs"  # costs are read as positive amounts; the rest keep the sign
+                verdict = "correct" if any(same_figure(value, g) and (not signed or value * g >= 0)
+                                           for g in gold) else "wrong"
+            out.append(TableRead(item, back, gold, value, verdict, got["quote"] if got else ""))
+    return out

@@ -441,14 +441,15 @@ class RetrievalAgent:
         if not plan.queries or not statements:
             return []
         pages = self.searcher.statement_pages(question, plan.queries[0].filters, statements)
-        ids = list(dict.fromkeys(cid for page in pages for cid in page.chunk_ids))[:k]
-        heading = {cid: page.heading for page in pages for cid in page.chunk_ids}
+        # a chunk holding one statement's last rows and the next one's heading is on both pages: once per heading
+        pairs = list(dict.fromkeys((cid, page.heading) for page in pages for cid in page.chunk_ids))[:k]
+        ids = list(dict.fromkeys(cid for cid, _ in pairs))
         records = {rec.id: rec for rec in self.searcher.store.get(ids=ids)} if ids else {}
         out = []
-        for cid in ids:
+        for cid, heading in pairs:
             if cid in records:
                 hit = SearchHit(cid, records[cid].text, 0.0, records[cid].metadata)
-                hit.context = heading.get(cid, "")
+                hit.context = heading
                 out.append(Evidence.from_hit(hit, 0.0, ["statements"]))
         return out
 

@@ -57,7 +57,7 @@ HEADING_WINDOW = 400
 #: ... and carries at least this many figures (an index page or a note's first page carries few)
 MIN_FIGURES = 20
 #: without pages, a statement runs over at most this many chunks from its heading
-BLOCK_CHUNKS = 3
+BLOCK_CHUNKS = 5
 #: pages kept per statement: its first page and a continuation headed again on the very next page
 PAGES_PER_STATEMENT = 2
 
@@ -173,7 +173,7 @@ def find_statement_pages(chunks: Iterable, page_key) -> dict[str, list[Statement
         blocks = _pdf_blocks(members, page_key) if any(c.metadata.get("page") is not None for c in members) \
             else _text_blocks(members)
         found: dict[str, list[tuple[int, int, int, StatementPage]]] = {}
-        for statement, block, lead in blocks:
+        for statement, block, head_text in blocks:
             counts = [len(_FIGURE.findall(c.text)) for c in block]
             if sum(counts) < MIN_FIGURES:
                 continue
@@ -183,8 +183,7 @@ def find_statement_pages(chunks: Iterable, page_key) -> dict[str, list[Statement
             found.setdefault(statement, []).append(
                 (_ITEM_PREFERENCE.get(str(first.get("item") or ""), 2), int(first.get("seq") or 0),
                  int(last.get("seq") or 0),
-                 StatementPage(statement, page_key(first), ids, sum(counts),
-                               heading_of("\n".join([lead] + [c.text for c in block]).lstrip("\n")))))
+                 StatementPage(statement, page_key(first), ids, sum(counts), heading_of(head_text.lstrip("\n")))))
         for statement, candidates in sorted(found.items()):
             best = min(c[0] for c in candidates)
             preferred = [c for c in candidates if c[0] == best]  # in filing order
@@ -198,24 +197,24 @@ def find_statement_pages(chunks: Iterable, page_key) -> dict[str, list[Statement
 
 
 def _pdf_blocks(members: list, page_key) -> list[tuple[str, list, str]]:
-    """(statement, the page's chunks, "") for each PDF page that opens with a statement heading."""
+    """(statement, the page's chunks, their text) for each PDF page that opens with a statement heading."""
     pages: dict[str, list] = {}
     for c in members:
         pages.setdefault(page_key(c.metadata), []).append(c)
     out = []
     for page in pages.values():
-        statement = _heading_statement("\n".join(c.text for c in page)[:HEADING_WINDOW])
+        text = "\n".join(c.text for c in page)
+        statement = _heading_statement(text[:HEADING_WINDOW])
         if statement is not None:
-            out.append((statement, page, ""))
+            out.append((statement, page, text))
     return out
 
 
 def _text_blocks(members: list) -> list[tuple[str, list, str]]:
-    """(statement, chunks, lead) for each statement heading standing as a line of its own in a chunk: the
-    chunks that follow it in its item (at most :data:`BLOCK_CHUNKS` in all, up to the next heading).
-
-    The heading chunk belongs to the block only when figures follow the heading in it; else the block
-    starts with the next chunk and ``lead`` is the heading chunk's text from the heading on."""
+    """(statement, chunks, text from the heading on) for each statement heading standing as a line of its own
+    in a chunk: the chunks that follow it in its item (at most :data:`BLOCK_CHUNKS` in all, up to the next
+    heading).  The heading chunk belongs to the block only when figures follow the heading in it (what comes
+    before the heading, such as the auditor's report, is not the statement's)."""
     heads = [_line_heading(c.text) for c in members]
     out = []
     for n, head in enumerate(heads):
@@ -225,24 +224,46 @@ def _text_blocks(members: list) -> list[tuple[str, list, str]]:
         own = len(_FIGURE.findall(members[n].text[end:])) >= 3
         block = [members[n]] if own else []
         for m in range(n + 1, min(n + BLOCK_CHUNKS, len(members))):
-            if heads[m] is not None or members[m].metadata.get("item") != members[n].metadata.get("item"):
+            if members[m].metadata.get("item") != members[n].metadata.get("item"):
+                break
+            if heads[m] is not None:
+                # the next statement starts in this chunk: it belongs here too when this statement's last rows
+                # come before that heading (read with :func:`statement_segment`)
+                first = line_headings(members[m].text)[0][1]
+                if len(_FIGURE.findall(members[m].text[:first])) >= 3:
+                    block.append(members[m])
                 break
             block.append(members[m])
         if block:
-            out.append((statement, block, members[n].text[begin:] if not own else ""))
+            rest = block[1:] if own else block
+            out.append((statement, block, "\n".join([members[n].text[begin:]] + [c.text for c in rest])))
     return out
+
+
+def line_headings(text: str) -> list[tuple[str, int, int]]:
+    """(statement, start, end offset) of each statement heading that is a line of its own in ``text``, in order."""
+    found = []
+    for name, rx in _LINE_HEADING_RE.items():
+        for m in rx.finditer(text):
+            if not _IN_SENTENCE.search(text[max(0, m.start("h") - 20):m.start("h")]):
+                found.append((name, m.start(), m.end()))
+    return sorted(found, key=lambda h: (h[1], -h[2]))
 
 
 def _line_heading(text: str) -> tuple[str, int, int] | None:
     """(statement, start, end offset) of the last statement heading that is a line of its own in ``text``."""
-    best = None
-    for name, rx in _LINE_HEADING_RE.items():
-        for m in rx.finditer(text):
-            if _IN_SENTENCE.search(text[max(0, m.start("h") - 20):m.start("h")]):
-                continue
-            if best is None or m.end() > best[2]:
-                best = (name, m.start(), m.end())
-    return best
+    return max(line_headings(text), key=lambda h: h[2], default=None)
+
+
+def statement_segment(text: str, statement: str) -> str:
+    """The part of a chunk's ``text`` that belongs to ``statement``: from its heading (or the start, for a
+    continuation) up to the next statement's heading.  A chunk may hold one statement's last rows and the
+    next one's first: a balance sheet's equity section, then "CONSOLIDATED STATEMENTS OF INCOME"."""
+    heads = line_headings(text)
+    own = [h for h in heads if h[0] == statement]
+    begin = own[0][1] if own else 0
+    later = [h[1] for h in heads if h[1] > begin and h[0] != statement]
+    return text[begin:min(later)] if later else text[begin:]
 
 
 _YEAR = re.compile(r"(?:19|20)\d\d")
