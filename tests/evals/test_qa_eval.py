@@ -285,13 +285,14 @@ def test_cli_eval_qa_json_and_table(bench, tmp_path, monkeypatch):
 # --------------------------------------------------------------------------- the real local model
 
 
-@pytest.mark.timeout(2400)  # ~2 minutes per answer on a busy 2-core machine, plus ingest and model assembly
+@pytest.mark.timeout(1800)  # ~2 minutes per answer on a busy 2-core machine, plus ingest and model assembly
 @pytest.mark.model
-def test_local_model_end_to_end_on_two_questions(bench, tmp_path):
-    """The real Qwen 1.5B on two questions: the pipeline runs and everything is scored (not a quality bar)."""
-    result = _run(bench, tmp_path, "local", limit=2)
+def test_local_model_end_to_end_on_one_question(bench, tmp_path):
+    """The real Qwen 1.5B on one question: the pipeline runs and everything is scored (not a quality bar;
+    one question keeps the suite's time: the fake-model tests above cover several)."""
+    result = _run(bench, tmp_path, "local", limit=1)
     agg = result.aggregates
-    assert agg["questions"] == 2 and agg["errors"] == 0
+    assert agg["questions"] == 1 and agg["errors"] == 0
     assert agg["tokens_in"] > 0 and result.timings["answer_s"] > 0
     for item in result.items:
         assert item.answer and (item.refused or item.sufficient)
