@@ -501,3 +501,70 @@ def read_from_tables(plan: MetricPlan, used: Sequence[Any]) -> dict[str, dict]:
             n, cell, line = best[0]
             found[need.name] = {"name": need.name, "evidence": n, "quote": line[:400], "value": cell}
     return found
+
+
+# --------------------------------------------------------------------------- metrics a company does not report
+
+#: a question that allows "not a useful metric" as its answer ("If gross margin is not a useful metric for a
+#: company like this, then state that and explain why")
+_NOT_USEFUL_ALLOWED = re.compile(r"\bif\b[^.?]{0,80}?\b(?:(?:is|are)\s+not|isn't|aren't)\s+(?:a\s+|an\s+)?(?:useful|relevant|"
+                                 r"meaningful|something)\b", re.I)
+#: income-statement rows of a lender (a bank, a card issuer): interest margin and credit losses
+_LENDER_ROW = re.compile(r"(?:total\s+)?net\s+interest\s+income(?:\s+after\s+.*)?|"
+                         r"(?:total\s+)?provisions?\s+for\s+(?:credit|loan)\s+losses", re.I)
+#: line items of a company that sells goods or services, which a lender's statements do not print
+_SELLER_ITEMS = ("cost_of_revenue", "operating_income", "inventory", "total_current_assets",
+                 "total_current_liabilities")
+
+
+def allows_not_useful(question: str) -> bool:
+    """Whether ``question`` accepts "this metric is not useful for a company like this" as its answer."""
+    return bool(_NOT_USEFUL_ALLOWED.search(question))
+
+
+def not_useful_reason(question: str, plan: MetricPlan | None, excerpts: Sequence[Any]) -> tuple[str, int, str] | None:
+    """(why, excerpt number, row) when ``question`` allows "not a useful metric" and the company is a lender.
+
+    That is: the question asks about a metric built on a seller's line items (cost of sales, operating
+    income, inventory, current assets or liabilities), none of those items is printed in the statement
+    ``excerpts``, and the income statement has a lender's rows (net interest income, provisions for credit
+    losses).  The reason names the row found; the excerpt number cites it.
+    """
+    if plan is None or not allows_not_useful(question):
+        return None
+    seller = [f for f in plan.figures if f.item in _SELLER_ITEMS]
+    if not seller or read_from_tables(_Figures(seller), excerpts):
+        return None
+    for n, excerpt in enumerate(excerpts, start=1):
+        statement = statement_of_heading(getattr(excerpt, "context", ""))
+        years = column_years(excerpt) if statement == "income" else []
+        for label, _, line in table_rows(statement_segment(str(excerpt.text), "income"), len(years)) if years else []:
+            if _LENDER_ROW.fullmatch(label):
+                missing = ", ".join(dict.fromkeys(f.item_def.label.split(" (")[0] for f in seller))
+                why = (f"{plan.metric[0].upper()}{plan.metric[1:]} is not a useful metric for this company: it is a "
+                       f"lender, whose income statement reports {label.lower()} rather than {missing}. A lender's "
+                       f"performance is measured through its net interest income, credit losses and expenses "
+                       f"instead.")
+                return why, n, line[:400]
+    return None
+
+
+@dataclass
+class _Figures:
+    figures: list
+
+
+def same_row_clash(plan: MetricPlan, figures: Sequence[dict]) -> str | None:
+    """Two different line items quoted from one statement row (a model giving "Net income" for both revenue
+    and operating income): the reason to refuse, else None."""
+    item = {f.name: f.item for f in plan.figures}
+    seen: dict[str, str] = {}
+    for figure in figures:
+        name = str(figure.get("name"))
+        quote = " ".join(str(figure.get("quote") or "").split()).lower()
+        if name not in item or "|" not in quote:
+            continue
+        other = seen.setdefault(quote, name)
+        if item[other] != item[name]:
+            return f"figures '{other}' and '{name}' are two line items quoted from the same row ({quote[:80]!r})"
+    return None

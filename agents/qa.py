@@ -29,7 +29,8 @@ from filinglens.agents.calls import call_parsed, extract_json
 from filinglens.agents.compute import compose, figure_list, is_metric_question, read_amount, trace_numbers
 from filinglens.agents.compute import compute as compute_answer
 from filinglens.agents.evidence import EvidenceItem, render_evidence, verify_quotes
-from filinglens.agents.metrics import (MetricPlan, apply_plan, plan_choice, plan_judgement, plan_metric,
+from filinglens.agents.metrics import (MetricPlan, allows_not_useful, apply_plan, not_useful_reason, plan_choice, plan_judgement,
+                                       plan_metric, same_row_clash,
                                       read_from_tables)
 from filinglens.errors import FilingLensError, InputError, ModelCallError, ModelOutputError
 from filinglens.prompts.loader import load_qa_prompt
@@ -129,6 +130,8 @@ def answer_question(
     if not items:
         return result
     text, used = render_evidence(items, evidence_chars)
+    if _not_useful(result, question, plan, used, statements, evidence_chars):
+        return result
     tables: dict[str, dict] = {}
     if plan:
         text, used, tables = _read_tables(plan, text, used, statements, evidence_chars)
@@ -188,6 +191,36 @@ def _read_tables(plan: MetricPlan, text: str, used: list[EvidenceItem], statemen
     return text, joined, tables
 
 
+def _not_useful(result: Answer, question: str, plan: MetricPlan | None, used: list[EvidenceItem],
+                statements: Callable | None, evidence_chars: int) -> bool:
+    """Answer "not a useful metric" (no model call) when the question allows it and the company is a lender
+    whose statements print none of the metric's line items (:func:`not_useful_reason`); the row is cited."""
+    if statements is None or not allows_not_useful(question):
+        return False
+    plan = plan or plan_metric(question)
+    if plan is None:
+        return False
+    try:
+        pages = [e if isinstance(e, EvidenceItem) else EvidenceItem.from_evidence(e)
+                 for e in statements(list(dict.fromkeys(plan.statements() + ["income"])))]
+    except FilingLensError:
+        return False
+    found = not_useful_reason(question, plan, pages)
+    if found is None:
+        return False
+    why, n, row = found
+    cited = pages[n - 1]
+    if cited.chunk_id not in {e.chunk_id for e in used}:
+        _, used = render_evidence(used + [cited], evidence_chars + len(cited.text) + len(cited.context) + 64)
+    number = next(i for i, e in enumerate(used, start=1) if e.chunk_id == cited.chunk_id)
+    result.evidence = [{"n": i + 1, "chunk_id": e.chunk_id, "citation": e.citation} for i, e in enumerate(used)]
+    checked = verify_quotes([row], [used[number - 1]])[0]
+    result.citations.append(Citation(number, cited.chunk_id, cited.citation, row, checked["verified"]))
+    result.answer, result.sufficient = f"{why} ({row.split('|')[0].strip()}: E{number})", True
+    result.calculation = {"not_useful": plan.metric, "plan": plan.to_dict(), "row": row}
+    return True
+
+
 def _values(figures: Sequence[Any]) -> dict[str, float]:
     """name -> number of the reply figures whose value reads as one number."""
     out = {}
@@ -232,6 +265,12 @@ def _fill(result: Answer, data: dict, used: list[EvidenceItem], plan: MetricPlan
     if plan is not None:  # figures read from statement tables are taken over the model's
         tables = tables or {}
         mine = [f for f in figure_list(data.get("figures")) if isinstance(f, dict) and str(f.get("name")) not in tables]
+        clash = same_row_clash(plan, list(tables.values()) + mine)
+        if clash:
+            result.refusal, result.sufficient = clash, False
+            result.answer = f"{INSUFFICIENT[:-1]}: {clash}."
+            result.calculation = {"plan": plan.to_dict(), "refusal": clash, "read_from_tables": sorted(tables)}
+            return
         reply, zeros = apply_plan(plan, {"figures": list(tables.values()) + mine})
         chosen = plan.choose(_values(reply.get("figures") or [])) if plan.options else None
         if chosen:  # a choice: the result is the chosen option's figure, every option is shown

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 
@@ -292,3 +293,59 @@ def test_corning_2022_tax_row_with_a_note_reference_split_into_a_cell_is_read(pa
     data, _ = apply_plan(plan, {"figures": list(found.values())})
     values = {f["name"]: float(str(f["value"]).replace(",", "")) for f in data["figures"]}
     assert [round(evaluate(plan.per_year[y], values), 1) for y in (2021, 2022)] == [20.2, 22.9]  # the reference: 20%, 23%
+
+
+AMEX_OPERATING_MARGIN = ("Does AMEX have an improving operating margin profile as of 2022? If operating margin is not a "
+                         "useful metric for a company like this, then state that and explain why.")
+
+
+def test_american_express_2022_operating_margin_is_not_useful_for_a_lender(parsed, tmp_path):
+    """American Express FY2022 (income statement, page 96): no operating income line, net interest income and
+    provisions for credit losses instead; the question allows 'not a useful metric', so that is the answer,
+    with the row cited and no model call (the 1.5B model had quoted 'Net income' for revenue and operating income)."""
+    from filinglens.agents.models import get_chat_model
+    from filinglens.agents.qa import answer_question
+    from filinglens.store import Store
+
+    pages = _statement(parsed, "AMERICANEXPRESS_2022_10K", 95)
+    answer = answer_question(AMEX_OPERATING_MARGIN, pages[:1], store=Store(tmp_path / "r.db"), model_id="fake",
+                             model=get_chat_model("fake", responses=["not JSON"]), statements=lambda keys: pages)
+    assert answer.sufficient and answer.tokens_in == 0
+    assert answer.answer.startswith("Operating margin is not a useful metric for this company: it is a lender, whose "
+                                    "income statement reports net interest income rather than operating income.")
+    [cite] = answer.citations
+    assert cite.verified and cite.quote.startswith("Net interest income | 9,895")
+    # without the clause that allows it, the metric is computed (here: asked of the model, which fails)
+    plain = answer_question(AMEX_OPERATING_MARGIN.split("?")[0] + "?", pages[:1], store=Store(tmp_path / "s.db"),
+                            model_id="fake", model=get_chat_model("fake", responses=["not JSON"]),
+                            statements=lambda keys: pages)
+    assert "not a useful metric" not in plain.answer and plain.tokens_in > 0
+
+
+def test_a_seller_is_never_told_its_margin_is_not_useful(parsed):
+    """Walmart FY2018's income statement (page 56) has cost of sales and operating income: no lender reason."""
+    from filinglens.agents.metrics import not_useful_reason
+
+    question = ("Does Walmart have an improving gross margin profile as of FY2018? If gross margin is not a useful "
+                "metric for a company like this, then state that and explain why.")
+    plan = plan_metric(question)
+    assert plan is not None and not_useful_reason(question, plan, _statement(parsed, "WALMART_2018_10K", 56)) is None
+
+
+def test_two_line_items_quoted_from_one_row_are_refused(parsed, tmp_path):
+    """The model's reply for American Express's operating margin (eval qa, session 6): 'Net income' quoted for
+    both revenue and operating income.  One row cannot be two line items: refused, never computed (it was 100%)."""
+    from filinglens.agents.models import get_chat_model
+    from filinglens.agents.qa import answer_question
+    from filinglens.store import Store
+
+    row = "Net income | $7,514 | $8,060 | $3,135"
+    reply = {"figures": [{"name": n, "evidence": 1, "quote": row, "value": v} for n, v in (
+        ("operating_income_2022", "7,514"), ("revenue_2022", "8,060"), ("operating_income_2021", "8,060"),
+        ("revenue_2021", "8,060"))]}
+    pages = _statement(parsed, "AMERICANEXPRESS_2022_10K", 95)
+    answer = answer_question("What is American Express's operating margin change from FY2021 to FY2022?", pages,
+                             store=Store(tmp_path / "r.db"), model_id="fake",
+                             model=get_chat_model("fake", responses=[json.dumps(reply)]))
+    assert not answer.sufficient and answer.tokens_in > 0
+    assert "two line items quoted from the same row" in answer.refusal and "net income" in answer.refusal
