@@ -212,31 +212,36 @@ def _pdf_blocks(members: list, page_key) -> list[tuple[str, list, str]]:
 
 def _text_blocks(members: list) -> list[tuple[str, list, str]]:
     """(statement, chunks, text from the heading on) for each statement heading standing as a line of its own
-    in a chunk: the chunks that follow it in its item (at most :data:`BLOCK_CHUNKS` in all, up to the next
-    heading).  The heading chunk belongs to the block only when figures follow the heading in it (what comes
-    before the heading, such as the auditor's report, is not the statement's)."""
-    heads = [_line_heading(c.text) for c in members]
+    in a chunk.  A heading followed by another in its chunk (two short statements in one chunk) heads that
+    chunk alone; the last heading of a chunk runs over the chunks that follow it in its item (at most
+    :data:`BLOCK_CHUNKS` in all, up to the next heading).  The heading chunk belongs to the block only when
+    figures follow the heading in it (what comes before the heading, such as the auditor's report, is not the
+    statement's)."""
+    heads = [line_headings(c.text) for c in members]
     out = []
-    for n, head in enumerate(heads):
-        if head is None:
-            continue
-        statement, begin, end = head
-        own = len(_FIGURE.findall(members[n].text[end:])) >= 3
-        block = [members[n]] if own else []
-        for m in range(n + 1, min(n + BLOCK_CHUNKS, len(members))):
-            if members[m].metadata.get("item") != members[n].metadata.get("item"):
-                break
-            if heads[m] is not None:
-                # the next statement starts in this chunk: it belongs here too when this statement's last rows
-                # come before that heading (read with :func:`statement_segment`)
-                first = line_headings(members[m].text)[0][1]
-                if len(_FIGURE.findall(members[m].text[:first])) >= 3:
-                    block.append(members[m])
-                break
-            block.append(members[m])
-        if block:
-            rest = block[1:] if own else block
-            out.append((statement, block, "\n".join([members[n].text[begin:]] + [c.text for c in rest])))
+    for n, found in enumerate(heads):
+        text = members[n].text
+        for i, (statement, begin, end) in enumerate(found):
+            if i + 1 < len(found):  # the next statement starts in this same chunk
+                stop = found[i + 1][1]
+                if len(_FIGURE.findall(text[end:stop])) >= 3:
+                    out.append((statement, [members[n]], text[begin:stop]))
+                continue
+            own = len(_FIGURE.findall(text[end:])) >= 3
+            block = [members[n]] if own else []
+            for m in range(n + 1, min(n + BLOCK_CHUNKS, len(members))):
+                if members[m].metadata.get("item") != members[n].metadata.get("item"):
+                    break
+                if heads[m]:
+                    # the next statement starts in this chunk: it belongs here too when this statement's last
+                    # rows come before that heading (read with :func:`statement_segment`)
+                    if len(_FIGURE.findall(members[m].text[:heads[m][0][1]])) >= 3:
+                        block.append(members[m])
+                    break
+                block.append(members[m])
+            if block:
+                rest = block[1:] if own else block
+                out.append((statement, block, "\n".join([text[begin:]] + [c.text for c in rest])))
     return out
 
 
@@ -247,7 +252,8 @@ def line_headings(text: str) -> list[tuple[str, int, int]]:
         for m in rx.finditer(text):
             if not _IN_SENTENCE.search(text[max(0, m.start("h") - 20):m.start("h")]):
                 found.append((name, m.start(), m.end()))
-    return sorted(found, key=lambda h: (h[1], -h[2]))
+    found.sort(key=lambda h: (h[1], -h[2]))
+    return [h for i, h in enumerate(found) if i == 0 or h[1] >= found[i - 1][2]]  # overlapping: the longer one
 
 
 def _line_heading(text: str) -> tuple[str, int, int] | None:

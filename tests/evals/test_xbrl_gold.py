@@ -35,6 +35,9 @@ def test_a_filing_without_inline_xbrl_has_no_facts(shared):
     # the income statement's last rows share a chunk with the next statement's heading
     ("adbe-10-k-2025-01-13.html", {("net_income", 0): 5_560, ("income_before_taxes", 1): 6_799,
                                    ("total_equity", 0): 14_105}),
+    # the income statement and the comprehensive income statement's heading in one chunk: the first heading
+    # was passed over for the last (Alphabet's income statement was not found)
+    ("googl-10-k-2025-02-05.html", {("revenue", 0): 350_018, ("cost_of_revenue", 1): 133_332}),
     # a net loss attributable to the company (not to its common shareholders), a loss from operations,
     # a shareholders' deficit
     ("ba-10-k-2025-02-03.html", {("net_income", 0): -11_817, ("operating_income", 0): -10_707,
