@@ -47,6 +47,9 @@ CONCEPTS: dict[str, tuple[str, ...]] = {
     "cash_and_equivalents": ("CashAndCashEquivalentsAtCarryingValue",),
     "short_term_investments": ("ShortTermInvestments", "MarketableSecuritiesCurrent",
                                "AvailableForSaleSecuritiesDebtSecuritiesCurrent"),
+    "short_term_borrowings": ("ShortTermBorrowings", "CommercialPaper"),
+    "current_portion_long_term_debt": ("LongTermDebtCurrent", "LongTermDebtAndCapitalLeaseObligationsCurrent"),
+    "long_term_debt": ("LongTermDebtNoncurrent", "LongTermDebtAndCapitalLeaseObligations"),
     "ppe_net": ("PropertyPlantAndEquipmentNet",
                 "PropertyPlantAndEquipmentAndFinanceLeaseRightOfUseAssetAfterAccumulatedDepreciationAndAmortization"),
 }

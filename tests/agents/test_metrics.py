@@ -199,7 +199,7 @@ def test_yes_no_questions_a_metric_decides_are_planned_with_their_test(question,
 @pytest.mark.parametrize("question", [
     "Is Boeing's business subject to cyclicality?",
     "Does AMEX have an improving operating margin profile?",  # no fiscal year
-    "Has Microsoft increased its debt on balance sheet between FY2023 and the FY2022 period?",  # debt: not a metric
+    "Has CVS Health reported any materially important ongoing legal battles from 2022, 2021 and 2020?",  # no metric
     "Does Pfizer's FY2019 10-K mention gross margin?",  # no test of the value
     "Has Pfizer's FY2019 adjusted operating margin improved?",  # non-GAAP
 ])
@@ -349,3 +349,23 @@ def test_two_line_items_quoted_from_one_row_are_refused(parsed, tmp_path):
                              model=get_chat_model("fake", responses=[json.dumps(reply)]))
     assert not answer.sufficient and answer.tokens_in > 0
     assert "two line items quoted from the same row" in answer.refusal and "net income" in answer.refusal
+
+
+@pytest.mark.parametrize("question,doc,page,answer", [
+    ("Has Verizon increased its debt on balance sheet between 2022 and the 2021 fiscal period?",
+     "VERIZON_2022_10K", 55, "No. \u2212$229 million. Total debt, fiscal 2022 \u2212 fiscal 2021"),
+    ("Has Microsoft increased its debt on balance sheet between FY2023 and the FY2022 period?",
+     "MICROSOFT_2023_10K", 59, "No. \u2212$2,544 million. Total debt, fiscal 2023 \u2212 fiscal 2022"),
+])
+def test_debt_increase_is_judged_from_the_balance_sheets_debt_lines(parsed, tmp_path, question, doc, page, answer):
+    """Verizon FY2022 ('Debt maturing within one year' + 'Long-term debt') and Microsoft FY2023 ('Current portion
+    of long-term debt' + 'Long-term debt'): total debt in both years from the balance sheet, no model call (the
+    1.5B model had answered 'Yes' to both; FinanceBench: decreased by $229 million and by $2.5 billion)."""
+    from filinglens.agents.models import get_chat_model
+    from filinglens.agents.qa import answer_question
+    from filinglens.store import Store
+
+    pages = _statement(parsed, doc, page)
+    got = answer_question(question, pages, store=Store(tmp_path / "r.db"), model_id="fake",
+                          model=get_chat_model("fake", responses=["not JSON"]))
+    assert got.answer.startswith(answer) and got.tokens_in == 0 and got.numbers()["all_traced"]

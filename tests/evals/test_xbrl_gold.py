@@ -51,4 +51,4 @@ def test_table_reader_reads_the_tagged_figures(shared, name, expected):
     wrong = [r for r in reads if r.verdict == "wrong"]
     tagged = [r for r in reads if r.verdict in ("correct", "wrong", "missed")]
     assert not wrong, wrong
-    assert sum(r.verdict == "correct" for r in reads) >= 0.85 * len(tagged)
+    assert sum(r.verdict == "correct" for r in reads) >= 0.8 * len(tagged)
