@@ -248,8 +248,10 @@ def plan_metric(question: str, library: MetricLibrary | None = None) -> MetricPl
 
 
 _YES_NO = re.compile(r"^\W*(?:does|do|did|is|are|was|were|has|have|had)\b", re.I)
-_RISE = re.compile(r"\b(?:improv\w*|increas\w*|grow\w*|grew|ris(?:e|en|ing)|expand\w*|higher)\b", re.I)
-_FALL = re.compile(r"\b(?:declin\w*|decreas\w*|deteriorat\w*|fall(?:en|ing)?|fell|shr[iu]nk\w*|lower)\b", re.I)
+_RISE = re.compile(r"\b(?:improv\w*|increas\w*|grow\w*|grew|ris(?:e|en|ing)|rais(?:e|ed|ing)|expand\w*|higher)\b",
+                   re.I)
+_FALL = re.compile(r"\b(?:declin\w*|decreas\w*|deteriorat\w*|fall(?:en|ing)?|fell|shr[iu]nk\w*|lower|reduc\w*)\b",
+                   re.I)
 _HEALTHY = re.compile(r"\b(?:health(?:y)?|strong|adequate|sufficient|solid|good)\b", re.I)
 _SIGN = re.compile(r"\b(positive|negative)\b", re.I)
 #: metrics whose health is read against 1 (current assets cover current liabilities)

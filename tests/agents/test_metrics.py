@@ -187,6 +187,10 @@ def test_amd_2015_cash_flow_changes_are_not_read_as_balances(parsed):
     ("Has AMCOR's quick ratio improved or declined between FY2023 and FY2022?", "quick ratio", [2022, 2023],
      "direction"),
     ("Has Netflix's operating margin declined in FY2017?", "operating margin", [2016, 2017], "< 0"),
+    ("Has 3M reduced its debt-to-equity ratio between FY2021 and FY2022?", "debt to equity ratio", [2021, 2022],
+     "< 0"),
+    ("Has Verizon increased its debt on balance sheet between 2022 and the 2021 fiscal period?", "total debt",
+     [2021, 2022], "> 0"),
 ])
 def test_yes_no_questions_a_metric_decides_are_planned_with_their_test(question, metric, years, test):
     from filinglens.agents.metrics import plan_judgement
