@@ -28,6 +28,7 @@ the model-written formula of ``compute-v1``.
 from __future__ import annotations
 
 import re
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -444,6 +445,38 @@ def table_rows(text: str, columns: int) -> list[tuple[str, list[str], str]]:
     return rows
 
 
+def read_parts(plan: MetricPlan, used: Sequence[Any], found: dict[str, dict],
+               library: MetricLibrary | None = None) -> tuple[MetricPlan, dict[str, dict]]:
+    """``plan`` with each figure not read (not in ``found``) whose line item has ``parts`` replaced by those
+    parts, when every part is read from the statement tables in ``used`` for its year: Boeing prints "Cost
+    of products" and "Cost of services" and no total, so ``cost_of_revenue_2022`` becomes
+    ``(cost_of_products_2022 + cost_of_services_2022)`` in the expression, each part a quoted row.
+    Returns the plan (the same object when nothing was split) and ``found`` with the parts added."""
+    split: dict[str, list[NeededFigure]] = {}
+    for need in plan.figures:
+        if need.name in found or not need.item_def.parts:
+            continue
+        library = library or load_metric_library()
+        parts = [NeededFigure(f"{part}_{need.year}", part, need.year, library.items[part])
+                 for part in need.item_def.parts]
+        read = read_from_tables(_Figures(parts), used)
+        if len(read) == len(parts):
+            split[need.name] = parts
+            found = {**found, **read}
+    if not split:
+        return plan, found
+
+    def swap(expression: str) -> str:
+        return re.sub(r"\b[A-Za-z_][A-Za-z0-9_]*\b", lambda m: "(" + " + ".join(p.name for p in split[m.group(0)])
+                      + ")" if m.group(0) in split else m.group(0), expression)
+
+    figures = [p for f in plan.figures for p in split.get(f.name, [f])]
+    plan = dataclasses.replace(plan, figures=figures, expression=swap(plan.expression),
+                               per_year={y: swap(e) for y, e in plan.per_year.items()},
+                               options={k: swap(v) for k, v in plan.options.items()})
+    return plan, found
+
+
 _FLOWS = ("income", "cash_flow")
 
 
@@ -509,8 +542,8 @@ def read_from_tables(plan: MetricPlan, used: Sequence[Any]) -> dict[str, dict]:
 
 #: a question that allows "not a useful metric" as its answer ("If gross margin is not a useful metric for a
 #: company like this, then state that and explain why")
-_NOT_USEFUL_ALLOWED = re.compile(r"\bif\b[^.?]{0,80}?\b(?:(?:is|are)\s+not|isn't|aren't)\s+(?:a\s+|an\s+)?(?:useful|relevant|"
-                                 r"meaningful|something)\b", re.I)
+_NOT_USEFUL_ALLOWED = re.compile(r"\bif\b[^.?]{0,80}?\b(?:(?:is|are)\s+not|isn't|aren't)\s+(?:a\s+|an\s+)?"
+                                 r"(?:useful|relevant|meaningful|something)\b", re.I)
 #: income-statement rows of a lender (a bank, a card issuer): interest margin and credit losses
 _LENDER_ROW = re.compile(r"(?:total\s+)?net\s+interest\s+income(?:\s+after\s+.*)?|"
                          r"(?:total\s+)?provisions?\s+for\s+(?:credit|loan)\s+losses", re.I)

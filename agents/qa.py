@@ -29,9 +29,8 @@ from filinglens.agents.calls import call_parsed, extract_json
 from filinglens.agents.compute import compose, figure_list, is_metric_question, read_amount, trace_numbers
 from filinglens.agents.compute import compute as compute_answer
 from filinglens.agents.evidence import EvidenceItem, render_evidence, verify_quotes
-from filinglens.agents.metrics import (MetricPlan, allows_not_useful, apply_plan, not_useful_reason, plan_choice, plan_judgement,
-                                       plan_metric, same_row_clash,
-                                      read_from_tables)
+from filinglens.agents.metrics import (MetricPlan, allows_not_useful, apply_plan, not_useful_reason, plan_choice,
+                                       plan_judgement, plan_metric, read_from_tables, read_parts, same_row_clash)
 from filinglens.errors import FilingLensError, InputError, ModelCallError, ModelOutputError
 from filinglens.prompts.loader import load_qa_prompt
 from filinglens.store import Store
@@ -134,7 +133,7 @@ def answer_question(
         return result
     tables: dict[str, dict] = {}
     if plan:
-        text, used, tables = _read_tables(plan, text, used, statements, evidence_chars)
+        plan, text, used, tables = _read_tables(plan, text, used, statements, evidence_chars)
     result.evidence = [{"n": i + 1, "chunk_id": e.chunk_id, "citation": e.citation} for i, e in enumerate(used)]
     if plan and all(f.name in tables or f.item_def.optional for f in plan.figures):
         _fill(result, {"figures": list(tables.values())}, used, plan, tables)  # every figure read: no model call
@@ -159,9 +158,10 @@ def answer_question(
 
 
 def _read_tables(plan: MetricPlan, text: str, used: list[EvidenceItem], statements: Callable | None,
-                 evidence_chars: int) -> tuple[str, list[EvidenceItem], dict[str, dict]]:
+                 evidence_chars: int) -> tuple[MetricPlan, str, list[EvidenceItem], dict[str, dict]]:
     """The plan's figures read from statement tables in the evidence, then in the filing's statement pages
-    (``statements``); excerpts that supply a figure join the evidence (and its text), numbered after it."""
+    (``statements``); excerpts that supply a figure join the evidence (and its text), numbered after it.
+    The plan comes back with a line item printed only as its parts replaced by them (:func:`read_parts`)."""
     shown = {e.chunk_id for e in used}
     try:
         needed = plan.statements()
@@ -180,15 +180,16 @@ def _read_tables(plan: MetricPlan, text: str, used: list[EvidenceItem], statemen
         text, used = render_evidence(used, budget)
     extra = [e for e in extra if e.chunk_id not in shown]
     tables = read_from_tables(plan, used + extra)
+    plan, tables = read_parts(plan, used + extra, tables)
     supplying = sorted({f["evidence"] for f in tables.values() if f["evidence"] > len(used)})
     if not supplying:
-        return text, used, tables
+        return plan, text, used, tables
     renumber = {n: len(used) + i for i, n in enumerate(supplying, start=1)}
     for figure in tables.values():
         figure["evidence"] = renumber.get(figure["evidence"], figure["evidence"])
     added = [extra[n - len(used) - 1] for n in supplying]
     text, joined = render_evidence(used + added, evidence_chars + sum(len(e.text) + len(e.context) + 64 for e in added))
-    return text, joined, tables
+    return plan, text, joined, tables
 
 
 def _not_useful(result: Answer, question: str, plan: MetricPlan | None, used: list[EvidenceItem],

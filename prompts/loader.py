@@ -384,6 +384,7 @@ class LineItem(BaseModel):
     balance: bool = False  # a balance at year end (its average needs the year before), not a flow over the year
     sign: Literal["as printed", "abs"] = "as printed"  # abs: a cost printed "(4,625)" counts as 4,625
     optional: bool = False  # absent from the statements means 0 (short-term investments)
+    parts: list[str] = Field(default_factory=list)  # items whose sum it is when its own row is not printed
 
     @field_validator("aliases", "rows")
     @classmethod
@@ -431,6 +432,11 @@ class MetricLibrary(_PromptFile):
             for item in choice.options.values():
                 if item not in self.items:
                     raise ValueError(f"choice {choice.name!r}: {item!r} is not a line item")
+        for name, item in self.items.items():
+            for part in item.parts:
+                if part not in self.items or self.items[part].statement != item.statement or self.items[part].parts:
+                    raise ValueError(f"line item {name!r}: part {part!r} is not a line item of its statement "
+                                     f"without parts of its own")
         for metric in self.metrics:
             for name in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", metric.formula):
                 if name not in self.items and name not in ("avg", "prev", "abs", "round"):

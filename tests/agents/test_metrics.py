@@ -124,6 +124,11 @@ def test_a_library_with_a_bad_formula_or_alias_is_a_config_error(tmp_path):
         "items:\n  revenue: {label: revenue, statement: income statement, aliases: ['(unclosed']}\nmetrics: []\n")
     with pytest.raises(ConfigError, match="not a valid regex"):
         load_metric_library("bad2", extra_dirs=[tmp_path])
+    (tmp_path / "metrics" / "bad3.yaml").write_text(
+        "items:\n  revenue: {label: revenue, statement: income statement, parts: [cash]}\n"
+        "  cash: {label: cash, statement: balance sheet}\nmetrics: []\n")
+    with pytest.raises(ConfigError, match="part 'cash' is not a line item of its statement"):
+        load_metric_library("bad3", extra_dirs=[tmp_path])
 
 
 # --------------------------------------------------------------------------- figures read from statement tables
@@ -373,3 +378,23 @@ def test_debt_increase_is_judged_from_the_balance_sheets_debt_lines(parsed, tmp_
     got = answer_question(question, pages, store=Store(tmp_path / "r.db"), model_id="fake",
                           model=get_chat_model("fake", responses=["not JSON"]))
     assert got.answer.startswith(answer) and got.tokens_in == 0 and got.numbers()["all_traced"]
+
+
+def test_boeing_2022_cost_of_revenue_printed_as_products_and_services_is_their_sum(parsed):
+    """Boeing FY2022 (income statement, page 55) prints 'Cost of products' and 'Cost of services' and no total:
+    the cost of revenue is their sum, each a quoted row (the model had taken the cost of products alone)."""
+    from filinglens.agents.metrics import read_from_tables, read_parts
+
+    plan = plan_metric("What is Boeing's FY2022 gross margin?")
+    pages = _statement(parsed, "BOEING_2022_10K", 54)
+    found = read_from_tables(plan, pages)
+    assert "cost_of_revenue_2022" not in found
+    split, found = read_parts(plan, pages, found)
+    assert split.expression == "(revenue_2022 - (cost_of_products_2022 + cost_of_services_2022)) / revenue_2022 * 100"
+    assert [f.name for f in split.figures] == ["revenue_2022", "cost_of_products_2022", "cost_of_services_2022"]
+    assert {k: v["value"] for k, v in found.items()} == {
+        "revenue_2022": "66,608", "cost_of_products_2022": "(53,969)", "cost_of_services_2022": "(9,109)"}
+    data, _ = apply_plan(split, {"figures": list(found.values())})
+    values = {f["name"]: float(str(f["value"]).replace(",", "")) for f in data["figures"]}
+    assert round(evaluate(split.expression, values), 1) == 5.3  # FinanceBench: 5.3% in FY2022
+    assert read_parts(plan, pages, {**found, "cost_of_revenue_2022": {}})[0] is plan  # a total read: no split
