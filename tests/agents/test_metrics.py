@@ -398,3 +398,14 @@ def test_boeing_2022_cost_of_revenue_printed_as_products_and_services_is_their_s
     values = {f["name"]: float(str(f["value"]).replace(",", "")) for f in data["figures"]}
     assert round(evaluate(split.expression, values), 1) == 5.3  # FinanceBench: 5.3% in FY2022
     assert read_parts(plan, pages, {**found, "cost_of_revenue_2022": {}})[0] is plan  # a total read: no split
+
+
+def test_verizon_2022_receivables_are_read_net_of_the_allowance(parsed):
+    """Verizon FY2022 (balance sheet, page 56) prints 'Accounts receivable' 25,332, the allowance, then
+    'Accounts receivable, net' 24,506: the net line is the item (quick ratio 0.54, as FinanceBench; 0.56 before)."""
+    from filinglens.agents.metrics import read_from_tables
+
+    plan = plan_metric("What is Verizon's FY2022 quick ratio?")
+    found = read_from_tables(plan, _statement(parsed, "VERIZON_2022_10K", 55))
+    assert found["accounts_receivable_2022"]["value"] == "24,506"
+    assert found["accounts_receivable_2022"]["quote"].startswith("Accounts receivable, net")
