@@ -407,12 +407,16 @@ def column_years(excerpt: Any) -> list[int]:
 def _label(raw: str) -> str:
     label = _NOTE_REF.sub(" ", re.sub(r"\(\d\)|\[\d\]|\*+", " ", raw))  # footnote marks, "(Note 7)"
     label = label.replace("\u2019", "'").replace("\u2014", "-").replace("\u2013", "-")
+    label = re.sub(r"\s*/\s*\(", " (", label)  # "Income/(loss)" as "Income (loss)"
     return " ".join(label.split()).strip(" $:.")
 
 
 _NOTE_OPEN = re.compile(r"\((?:see\s+)?notes?(?:\s+\d{1,2}\s+and)?$", re.I)
 _NOTE_REF = re.compile(r"\((?:see\s+)?notes?\s+[\d,\sand]+\)", re.I)
 _SECTION = re.compile(r"^[A-Za-z][A-Za-z ,&'()-]{2,60}:?$")
+#: an amount as printed per share ("$5.06", "(1.19)"): two decimals, under 1,000
+_PER_SHARE_CELL = re.compile(r"\(?\$?\s*\(?\d{1,3}\.\d\d\s*\)?")
+_PER_SHARE = re.compile(r"\bper\s+(?:common\s+|ordinary\s+)?share\b", re.I)
 
 
 def table_rows(text: str, columns: int) -> list[tuple[str, list[str], str]]:
@@ -420,7 +424,9 @@ def table_rows(text: str, columns: int) -> list[tuple[str, list[str], str]]:
 
     A row with no label that follows a section heading ("Revenues", then its
     lines, then "5,162,082 | 12,899,672 | 11,763,096") is that section's
-    total: it is labelled "Total revenues".
+    total: it is labelled "Total revenues".  Rows under a per-share heading
+    ("Basic Earnings Per Common Share") are left out: their labels repeat the
+    amounts' ("Net income attributable to Verizon | $5.06").
     """
     rows, section = [], ""
     for line in text.splitlines():
@@ -439,6 +445,8 @@ def table_rows(text: str, columns: int) -> list[tuple[str, list[str], str]]:
             label, cells = _label(parts[0]), parts[1:]
         cells = [c for c in cells if c not in ("", "$")]
         if all(re.fullmatch(r"(?:19|20)\d\d", c) for c in cells):  # the column headers
+            continue
+        if _PER_SHARE.search(section):  # "Basic earnings per common share: Net income attributable to X | $5.06"
             continue
         if label and len(cells) == columns and all(len(amounts(c)) == 1 for c in cells):
             rows.append((label, cells, line))
@@ -532,6 +540,8 @@ def read_from_tables(plan: MetricPlan, used: Sequence[Any]) -> dict[str, dict]:
                     for label, cells, line in rows if re.fullmatch(pattern, label, re.I)]
             if best:
                 break
+        if len({amounts(cell)[0].value for _, cell, _ in best}) > 1:  # a per-share line named like the amount
+            best = [b for b in best if not _PER_SHARE_CELL.fullmatch(b[1].strip())] or best
         if best and len({amounts(cell)[0].value for _, cell, _ in best}) == 1:
             n, cell, line = best[0]
             found[need.name] = {"name": need.name, "evidence": n, "quote": line[:400], "value": cell}

@@ -33,9 +33,10 @@ HEADINGS: dict[str, str] = {
         r"(?:consolidated\s*)?(?:balance\s*sheets?|statements?\s*of\s*(?:consolidated\s*)?financial\s*"
         r"(?:position|condition))"
     ),
-    "income": r"(?:consolidated\s*)?statements?\s*of\s*(?:consolidated\s*)?(?:income|operations|earnings|net\s*(?:loss|income))",
+    "income": (r"(?:consolidated\s*)?(?:statements?\s*of\s*(?:consolidated\s*)?(?:income|operations|earnings|"
+               r"net\s*(?:loss|income))|income\s*statements?)"),
     "comprehensive_income": r"(?:consolidated\s*)?statements?\s*of\s*(?:consolidated\s*)?comprehensive\s*(?:income|loss|earnings)",
-    "cash_flow": r"(?:consolidated\s*)?statements?\s*of\s*(?:consolidated\s*)?cash\s*flows?",
+    "cash_flow": r"(?:consolidated\s*)?(?:statements?\s*of\s*(?:consolidated\s*)?cash\s*flows?|cash\s*flows?\s*statements?)",
     "equity": (
         r"(?:consolidated\s*)?statements?\s*of\s*(?:changes\s*in\s*)?(?:stockholders|shareholders|shareowners|"
         r"share\s*owners)?['’]?\s*(?:equity|deficit)"

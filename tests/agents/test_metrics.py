@@ -409,3 +409,23 @@ def test_verizon_2022_receivables_are_read_net_of_the_allowance(parsed):
     found = read_from_tables(plan, _statement(parsed, "VERIZON_2022_10K", 55))
     assert found["accounts_receivable_2022"]["value"] == "24,506"
     assert found["accounts_receivable_2022"]["quote"].startswith("Accounts receivable, net")
+
+
+@pytest.mark.parametrize("doc,page,question,expected", [
+    # "INCOME STATEMENTS", not "Statements of Income": the page was not taken for a statement
+    ("MICROSOFT_2023_10K", 57, "What is Microsoft's FY2023 effective tax rate?",
+     {"income_tax_expense_2023": "16,950", "income_before_taxes_2023": "89,311"}),
+    # per-share lines named like the amount ("Net income attributable to Pfizer Inc. common shareholders | $3.85"),
+    # "provision/(benefit) for taxes on income" after "Income from continuing operations before"
+    ("PFIZER_2021_10K", 56, "What is Pfizer's FY2021 effective tax rate?",
+     {"income_tax_expense_2021": "1,852", "income_before_taxes_2021": "24,311"}),
+    ("PFIZER_2021_10K", 56, "What is Pfizer's FY2021 net income?", {"net_income_2021": "$21,979"}),
+    # "Income/(loss) before income taxes", "Provision for/(benefit from) income taxes", "Net income/(loss) ..."
+    ("KRAFTHEINZ_2019_10K", 49, "What is Kraft Heinz's FY2019 effective tax rate?",
+     {"income_tax_expense_2019": "728", "income_before_taxes_2019": "2,661"}),
+])
+def test_income_statement_wordings_of_dev_filings_are_read(parsed, doc, page, question, expected):
+    from filinglens.agents.metrics import read_from_tables
+
+    found = read_from_tables(plan_metric(question), _statement(parsed, doc, page))
+    assert {k: v["value"] for k, v in found.items()} == expected
