@@ -308,13 +308,18 @@ _SCALE_WORDS = {1e3: "thousand", 1e6: "million", 1e9: "billion"}
 #: a table's unit as statements print it: "(In thousands, except ...)", "(Dollars in millions)", "(Millions, except ...)",
 #: "$ in millions"
 _TABLE_SCALE = re.compile(r"(?:\((?:[A-Za-z$ ,]{0,24}\b)?(?:in\s+)?|\$\s*in\s+)(thousands|millions|billions)\b", re.I)
+#: a statement heading may also say it bare: "in millions, except per share data", "Millions, Except Share ..."
+_HEADING_SCALE = re.compile(r"\bin\s+(thousands|millions|billions)\b|\b(thousands|millions|billions)"
+                            r"(?:\s+of\s+(?:u\.s\.\s+)?dollars)?,?\s+except\b", re.I)
 
 
 def table_scale(excerpt: Any) -> float | None:
     """The unit an excerpt's table prints its figures in, from its context (a statement's heading) or its
     own text; None when it does not say, or says two different things."""
-    found = {_SCALES[m.group(1).lower()] for text in (getattr(excerpt, "context", ""), excerpt.text)
+    context = str(getattr(excerpt, "context", "") or "")
+    found = {_SCALES[m.group(1).lower()] for text in (context, excerpt.text)
              for m in _TABLE_SCALE.finditer(str(text or ""))}
+    found |= {_SCALES[(m.group(1) or m.group(2)).lower()] for m in _HEADING_SCALE.finditer(context)}
     return found.pop() if len(found) == 1 else None
 
 

@@ -416,6 +416,8 @@ _NOTE_REF = re.compile(r"\((?:see\s+)?notes?\s+[\d,\sand]+\)", re.I)
 _SECTION = re.compile(r"^[A-Za-z][A-Za-z ,&'()-]{2,60}:?$")
 #: an amount as printed per share ("$5.06", "(1.19)"): two decimals, under 1,000
 _PER_SHARE_CELL = re.compile(r"\(?\$?\s*\(?\d{1,3}\.\d\d\s*\)?")
+#: a cell printed as a dash: nothing, that is 0 ("Short-term borrowings | 316 | —")
+_DASH = re.compile(r"\$?\s*[-\u2013\u2014]+")
 _PER_SHARE = re.compile(r"\bper\s+(?:common\s+|ordinary\s+)?share\b", re.I)
 
 
@@ -448,7 +450,8 @@ def table_rows(text: str, columns: int) -> list[tuple[str, list[str], str]]:
             continue
         if _PER_SHARE.search(section):  # "Basic earnings per common share: Net income attributable to X | $5.06"
             continue
-        if label and len(cells) == columns and all(len(amounts(c)) == 1 for c in cells):
+        if (label and len(cells) == columns and all(len(amounts(c)) == 1 or _DASH.fullmatch(c) for c in cells)
+                and not all(_DASH.fullmatch(c) for c in cells)):
             rows.append((label, cells, line))
     return rows
 
@@ -512,6 +515,11 @@ def _fiscal_balance_years(tables: list, filing_ids: Sequence[str]) -> list:
              else years, rows) for n, statement, years, rows in tables]
 
 
+def _cell_value(cell: str) -> float:
+    found = amounts(cell)
+    return found[0].value if found else 0.0  # a dash
+
+
 def read_from_tables(plan: MetricPlan, used: Sequence[Any]) -> dict[str, dict]:
     """The plan's figures read from statement tables in the excerpts ``used``, by name.
 
@@ -540,10 +548,12 @@ def read_from_tables(plan: MetricPlan, used: Sequence[Any]) -> dict[str, dict]:
                     for label, cells, line in rows if re.fullmatch(pattern, label, re.I)]
             if best:
                 break
-        if len({amounts(cell)[0].value for _, cell, _ in best}) > 1:  # a per-share line named like the amount
+        if len({_cell_value(cell) for _, cell, _ in best}) > 1:  # a per-share line named like the amount
             best = [b for b in best if not _PER_SHARE_CELL.fullmatch(b[1].strip())] or best
-        if best and len({amounts(cell)[0].value for _, cell, _ in best}) == 1:
+        if best and len({_cell_value(cell) for _, cell, _ in best}) == 1:
             n, cell, line = best[0]
+            if _DASH.fullmatch(cell) and not need.item_def.optional:
+                continue  # printed as nothing: a line the optional items may lack, else left to the model
             found[need.name] = {"name": need.name, "evidence": n, "quote": line[:400], "value": cell}
     return found
 

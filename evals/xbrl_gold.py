@@ -190,7 +190,8 @@ def check_filing(path: Path, library=None) -> list[TableRead]:
         for back, need in enumerate(needs):
             gold = gold_values(facts, item, back, balance=bool(definition.balance))
             got = found.get(need.name)
-            value = read_amount(got["value"]).value if got else None
+            value = (0.0 if re.fullmatch(r"\$?\s*[-\u2013\u2014]+", str(got["value"])) else read_amount(got["value"]).value) \
+                if got else None  # a dash: an optional line printed as nothing
             if not gold:
                 verdict = "none" if value is None else "untagged"
             elif value is None:

@@ -374,3 +374,17 @@ def test_the_answer_panel_cites_a_row_two_figures_came_from_once(tmp_path, adbe)
     console = Console(record=True, width=200)
     console.print(answer_panel(answer))
     assert console.export_text().count("\u201cOperating income | 1,493,602 | 903,095") == 1
+
+
+def test_a_statement_heading_says_its_unit_without_parentheses():
+    """Home Depot's balance sheet heading says "in millions, except per share data", Union Pacific's "Millions,
+    Except Share and Per Share Amounts": a debt change of 8,956 was shown as "$8,956" with no unit."""
+    from filinglens.agents.compute import table_scale
+
+    for heading in ("CONSOLIDATED BALANCE SHEETS in millions, except per share data | February 2, 2025 | "
+                    "January 28, 2024 Assets Current assets:",
+                    "CONSOLIDATED STATEMENTS OF INCOME Union Pacific Corporation and Subsidiary Companies Millions, "
+                    "Except Per Share Amounts, for the Years Ended December 31, | 2024 | 2023 | 2022"):
+        assert table_scale(EvidenceItem("x", "Total current assets | 31,683 | 29,775", "8", "x", context=heading)) == 1e6
+    prose = EvidenceItem("x", "Revenue grew by $5 billion, in millions of units sold", "7", "x")
+    assert table_scale(prose) is None  # the bare form counts in a heading only

@@ -38,6 +38,9 @@ def test_a_filing_without_inline_xbrl_has_no_facts(shared):
     # the income statement and the comprehensive income statement's heading in one chunk: the first heading
     # was passed over for the last (Alphabet's income statement was not found)
     ("googl-10-k-2025-02-05.html", {("revenue", 0): 350_018, ("cost_of_revenue", 1): 133_332}),
+    # "Current portion of long-term debt | $— | $1,000": a dash is nothing printed, 0 for an optional line
+    ("nke-10-k-2025-07-17.html", {("current_portion_long_term_debt", 0): 0.0,
+                                  ("current_portion_long_term_debt", 1): 1_000}),
     # a net loss attributable to the company (not to its common shareholders), a loss from operations,
     # a shareholders' deficit
     ("ba-10-k-2025-02-03.html", {("net_income", 0): -11_817, ("operating_income", 0): -10_707,
