@@ -27,8 +27,8 @@ the model-written formula of ``compute-v1``.
 
 from __future__ import annotations
 
-import re
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -470,7 +470,7 @@ def read_parts(plan: MetricPlan, used: Sequence[Any], found: dict[str, dict],
         library = library or load_metric_library()
         parts = [NeededFigure(f"{part}_{need.year}", part, need.year, library.items[part])
                  for part in need.item_def.parts]
-        read = read_from_tables(_Figures(parts), used)
+        read = read_rows(parts, used)
         if len(read) == len(parts):
             split[need.name] = parts
             found = {**found, **read}
@@ -515,9 +515,10 @@ def _fiscal_balance_years(tables: list, filing_ids: Sequence[str]) -> list:
              else years, rows) for n, statement, years, rows in tables]
 
 
-def _cell_value(cell: str) -> float:
+def cell_value(cell: str) -> float:
+    """The number a statement cell prints; 0 for a dash ("—", "$—": nothing printed)."""
     found = amounts(cell)
-    return found[0].value if found else 0.0  # a dash
+    return found[0].value if found else 0.0
 
 
 def read_from_tables(plan: MetricPlan, used: Sequence[Any]) -> dict[str, dict]:
@@ -531,6 +532,11 @@ def read_from_tables(plan: MetricPlan, used: Sequence[Any]) -> dict[str, dict]:
     figure (``name``, ``evidence``, ``quote`` = the row, ``value`` = the cell);
     a figure not read this way is left to the model.
     """
+    return read_rows(plan.figures, used)
+
+
+def read_rows(figures: Sequence[NeededFigure], used: Sequence[Any]) -> dict[str, dict]:
+    """:func:`read_from_tables` for any list of needed ``figures`` (a plan's, or the parts of one of its items)."""
     tables = []
     for n, excerpt in enumerate(used, start=1):
         statement = statement_of_heading(getattr(excerpt, "context", ""))
@@ -540,7 +546,7 @@ def read_from_tables(plan: MetricPlan, used: Sequence[Any]) -> dict[str, dict]:
                                                            len(years))))
     tables = _fiscal_balance_years(tables, [getattr(e, "filing_id", "") or "" for e in used])
     found: dict[str, dict] = {}
-    for need in plan.figures:
+    for need in figures:
         best: list[tuple[int, str, str]] = []
         for pattern in need.item_def.rows:
             best = [(n, cells[years.index(need.year)], line) for n, statement, years, rows in tables
@@ -548,9 +554,9 @@ def read_from_tables(plan: MetricPlan, used: Sequence[Any]) -> dict[str, dict]:
                     for label, cells, line in rows if re.fullmatch(pattern, label, re.I)]
             if best:
                 break
-        if len({_cell_value(cell) for _, cell, _ in best}) > 1:  # a per-share line named like the amount
+        if len({cell_value(cell) for _, cell, _ in best}) > 1:  # a per-share line named like the amount
             best = [b for b in best if not _PER_SHARE_CELL.fullmatch(b[1].strip())] or best
-        if best and len({_cell_value(cell) for _, cell, _ in best}) == 1:
+        if best and len({cell_value(cell) for _, cell, _ in best}) == 1:
             n, cell, line = best[0]
             if _DASH.fullmatch(cell) and not need.item_def.optional:
                 continue  # printed as nothing: a line the optional items may lack, else left to the model
@@ -588,7 +594,7 @@ def not_useful_reason(question: str, plan: MetricPlan | None, excerpts: Sequence
     if plan is None or not allows_not_useful(question):
         return None
     seller = [f for f in plan.figures if f.item in _SELLER_ITEMS]
-    if not seller or read_from_tables(_Figures(seller), excerpts):
+    if not seller or read_rows(seller, excerpts):
         return None
     for n, excerpt in enumerate(excerpts, start=1):
         statement = statement_of_heading(getattr(excerpt, "context", ""))
@@ -602,11 +608,6 @@ def not_useful_reason(question: str, plan: MetricPlan | None, excerpts: Sequence
                        f"instead.")
                 return why, n, line[:400]
     return None
-
-
-@dataclass
-class _Figures:
-    figures: list
 
 
 def same_row_clash(plan: MetricPlan, figures: Sequence[dict]) -> str | None:

@@ -162,10 +162,7 @@ def check_filing(path: Path, library=None) -> list[TableRead]:
     ``RetrievalAgent.statement_evidence``, ``agents/metrics.read_from_tables``) and checked against the
     filing's inline XBRL; [] for a filing without inline XBRL."""
     import tempfile
-    from types import SimpleNamespace
-
-    from filinglens.agents.compute import read_amount
-    from filinglens.agents.metrics import NeededFigure, read_from_tables
+    from filinglens.agents.metrics import NeededFigure, cell_value, read_rows
     from filinglens.prompts.loader import load_metric_library
     from filinglens.retrieval.agent import RetrievalAgent
     from filinglens.retrieval.index import ChunkStore
@@ -186,12 +183,11 @@ def check_filing(path: Path, library=None) -> list[TableRead]:
             continue
         needs = [NeededFigure(f"{item}_{facts.fiscal_year - back}", item, facts.fiscal_year - back, definition)
                  for back in (0, 1)]
-        found = read_from_tables(SimpleNamespace(figures=needs), evidence)
+        found = read_rows(needs, evidence)
         for back, need in enumerate(needs):
             gold = gold_values(facts, item, back, balance=bool(definition.balance))
             got = found.get(need.name)
-            value = (0.0 if re.fullmatch(r"\$?\s*[-\u2013\u2014]+", str(got["value"])) else read_amount(got["value"]).value) \
-                if got else None  # a dash: an optional line printed as nothing
+            value = cell_value(got["value"]) if got else None  # a dash (an optional line printed as nothing): 0
             if not gold:
                 verdict = "none" if value is None else "untagged"
             elif value is None:

@@ -253,13 +253,11 @@ def line_headings(text: str) -> list[tuple[str, int, int]]:
         for m in rx.finditer(text):
             if not _IN_SENTENCE.search(text[max(0, m.start("h") - 20):m.start("h")]):
                 found.append((name, m.start(), m.end()))
-    found.sort(key=lambda h: (h[1], -h[2]))
-    return [h for i, h in enumerate(found) if i == 0 or h[1] >= found[i - 1][2]]  # overlapping: the longer one
-
-
-def _line_heading(text: str) -> tuple[str, int, int] | None:
-    """(statement, start, end offset) of the last statement heading that is a line of its own in ``text``."""
-    return max(line_headings(text), key=lambda h: h[2], default=None)
+    kept: list[tuple[str, int, int]] = []
+    for h in sorted(found, key=lambda h: (h[1], -h[2])):
+        if not kept or h[1] >= kept[-1][2]:  # overlapping matches: the longer, earlier one
+            kept.append(h)
+    return kept
 
 
 def statement_segment(text: str, statement: str) -> str:
